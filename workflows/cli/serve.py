@@ -1,0 +1,151 @@
+"""`autoqwen serve` (the OpenAI-compatible server, like LM Studio's "Start Server") and `autoqwen chat`."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+
+if TYPE_CHECKING:
+    from local_llm.engine import Engine
+
+console = Console(stderr=True)
+
+ModelOption = Annotated[
+    str,
+    typer.Option(
+        "--model",
+        "-m",
+        envvar="AUTOQWEN_MODEL",
+        help="auto | bundled | a hub id (Qwen/Qwen1.5-0.5B-Chat) | a model folder | a .gguf file.",
+    ),
+]
+
+
+def register(app: typer.Typer) -> None:
+    """Add the serve and chat commands to the root app."""
+    app.command()(serve)
+    app.command()(chat)
+
+
+def serve(
+    model: ModelOption = "auto",
+    host: Annotated[str, typer.Option(envvar="AUTOQWEN_HOST", help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(envvar="AUTOQWEN_PORT", help="Port to bind (LM Studio's is 1234).")] = 1234,
+    api_key: Annotated[
+        str | None, typer.Option(envvar="AUTOQWEN_API_KEY", help="Require `Authorization: Bearer KEY`.")
+    ] = None,
+    alias: Annotated[list[str] | None, typer.Option(help="Extra model name clients may ask for.")] = None,
+    cors_origin: Annotated[list[str] | None, typer.Option(help="Allow browser calls from this origin.")] = None,
+) -> None:
+    """Serve a local chat model over the OpenAI API (/v1/models, /v1/chat/completions, /health, /metrics)."""
+    import uvicorn
+
+    from local_llm import Engine, ServerConfig, create_app, resolve_model
+
+    quiet_progress_bars()
+    engine = Engine(resolve_model(model))
+    config = ServerConfig(api_key=api_key, aliases=tuple(alias or ()), cors_origins=tuple(cors_origin or ()))
+    server = uvicorn.Server(uvicorn.Config(create_app(engine, config), host=host, port=port, log_level="info"))
+    failed = threading.Event()
+
+    def announce() -> None:
+        try:
+            wait_for_model(engine)
+        except Exception as exc:
+            console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            failed.set()
+            server.should_exit = True
+            return
+        console.print(f"[green]Serving {engine.model_id}[/] at http://{host}:{port}/v1  (Ctrl-C to stop)")
+
+    engine.start()
+    threading.Thread(target=announce, daemon=True).start()
+    try:
+        server.run()
+    finally:
+        engine.close()
+    if failed.is_set():
+        raise typer.Exit(1)
+
+
+def chat(
+    model: ModelOption = "auto",
+    base_url: Annotated[
+        str | None,
+        typer.Option(envvar="AUTOQWEN_BASE_URL", help="Chat with this OpenAI-compatible server instead."),
+    ] = None,
+    api_key: Annotated[str | None, typer.Option(envvar="AUTOQWEN_API_KEY", help="API key for --base-url.")] = None,
+    prompt: Annotated[
+        str | None, typer.Option("--prompt", "-p", help="Ask one question, print the answer, exit.")
+    ] = None,
+    system: Annotated[str | None, typer.Option(help="System message.")] = None,
+    max_tokens: Annotated[int | None, typer.Option(min=1)] = None,
+    temperature: Annotated[float | None, typer.Option(min=0, max=2)] = None,
+    seed: Annotated[int | None, typer.Option()] = None,
+) -> None:
+    """Chat with the model in the terminal, streaming, with history (/reset clears it, /exit or Ctrl-D quits)."""
+    import openai
+
+    from local_llm import EmbeddedServer, Engine, resolve_model
+    from local_llm.chat import ChatSession
+
+    server = None
+    if base_url is None:
+        quiet_progress_bars()
+        server = EmbeddedServer(Engine(resolve_model(model))).start()
+        wait_for_model(server.engine)
+        base_url, model = server.base_url, server.engine.model_id
+    client = openai.OpenAI(base_url=base_url, api_key=api_key or "none")
+    if model == "auto":
+        model = client.models.list().data[0].id
+    session = ChatSession(client, model, system=system, max_tokens=max_tokens, temperature=temperature, seed=seed)
+    out = Console()
+    try:
+        if prompt is not None:
+            _reply(session, prompt, out)
+            return
+        console.print(f"Chatting with [bold]{model}[/]. /reset clears the history, /exit or Ctrl-D quits.")
+        while True:
+            try:
+                text = out.input("[bold cyan]you>[/] ")
+            except (EOFError, KeyboardInterrupt):
+                out.print()
+                return
+            if text.strip() in ("/exit", "/quit"):
+                return
+            if text.strip() == "/reset":
+                session.reset()
+                console.print("[dim]history cleared[/]")
+            elif text.strip():
+                _reply(session, text, out)
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def _reply(session: object, text: str, out: Console) -> None:
+    from local_llm.chat import ChatSession
+
+    assert isinstance(session, ChatSession)
+    for piece in session.send(text):
+        out.print(piece, end="", markup=False, highlight=False, soft_wrap=True)
+    out.print()
+
+
+def wait_for_model(engine: Engine) -> None:
+    """Show a spinner with the load stage until the engine is ready; raise its error if loading fails."""
+    with console.status(f"Loading {engine.model_id} …") as status:
+        while engine.state == "loading":
+            status.update(f"Loading {engine.model_id} ({engine.load_stage}) …")
+            time.sleep(0.2)
+    engine.wait_ready()
+
+
+def quiet_progress_bars() -> None:
+    """Turn off tqdm bars (transformers' GGUF conversion has one): the rich spinner shows progress instead."""
+    os.environ.setdefault("TQDM_DISABLE", "1")
