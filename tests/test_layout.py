@@ -51,10 +51,10 @@ def test_torch_is_only_imported_lazily_in_the_engine(package: str) -> None:
 
 
 @pytest.mark.parametrize("package", PACKAGES)
-def test_all_is_sorted_and_complete(package: str) -> None:
+def test_all_is_complete(package: str) -> None:
+    # Its order is ruff's job (RUF022).
     mod = importlib.import_module(package)
     exported = getattr(mod, "__all__", [])
-    assert exported == sorted(exported)
     public = {name for name in vars(mod) if not name.startswith("_")}
     submodules = {m.name for m in pkgutil.iter_modules(mod.__path__)}
     missing = public - set(exported) - submodules - {"annotations"}
