@@ -65,6 +65,7 @@ class SamplingParams:
     frequency_penalty: float = 0.0
     logit_bias: Mapping[int, float] = field(default_factory=dict)
     ignore_eos: bool = False
+    grammar: str | None = None  # llguidance (Lark) grammar the output must follow; see local_llm.tools
 
 
 _DONE = object()
@@ -161,6 +162,7 @@ class Engine:
         self._tokenizer: Any = None
         self._model: Any = None
         self._eos_ids: frozenset[int] = frozenset()
+        self._grammar_tokenizer: Any = None
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> Engine:
@@ -215,6 +217,21 @@ class Engine:
         """Token ids of plain text (no special tokens)."""
         self._require_ready()
         return list(self._tokenizer.encode(text, add_special_tokens=False))
+
+    def check_grammar(self, grammar: str) -> str | None:
+        """Why `grammar` cannot constrain this model's output (an llguidance error message), or None if it can."""
+        self._require_ready()
+        from llguidance import LLMatcher
+
+        error: str = LLMatcher.validate_grammar(grammar, self._grammar_tokenizer)
+        return error or None
+
+    def is_special_token(self, text: str) -> bool:
+        """Whether `text` is one special token of this tokenizer (e.g. Qwen2.5's `<tool_call>`)."""
+        self._require_ready()
+        return text in self._tokenizer.all_special_tokens or text in getattr(
+            self._tokenizer, "added_tokens_encoder", {}
+        )
 
     def decode(self, ids: Sequence[int]) -> str:
         """Text of token ids, special tokens left out."""
@@ -294,12 +311,24 @@ class Engine:
         model.eval()
         self._tokenizer, self._model = tokenizer, model
         self._eos_ids = frozenset(_eos_ids(tokenizer, model))
+        self.load_stage = "grammar"
+        import llguidance.hf
+
+        self._grammar_tokenizer = llguidance.hf.from_tokenizer(tokenizer, n_vocab=model.config.vocab_size)
         self.context_length = int(getattr(model.config, "max_position_embeddings", 0) or 2048)
         self.load_seconds = time.perf_counter() - started
         self.load_stage = "done"
         self.state = "ready"
         self._ready.set()
         log.info("loaded %s (%s) in %.1f s", self.model_id, src.kind, self.load_seconds)
+
+    def _matcher(self, grammar: str) -> Any:
+        from llguidance import LLMatcher
+
+        matcher = LLMatcher(self._grammar_tokenizer, grammar)
+        if matcher.is_error():
+            raise InvalidRequest(f"invalid grammar: {matcher.get_error()}")
+        return matcher
 
     def _generate(self, job: Completion) -> None:
         import torch
@@ -311,6 +340,7 @@ class Engine:
             limit = min(limit, p.max_tokens)
         eos = frozenset() if p.ignore_eos else self._eos_ids
         generator = torch.Generator().manual_seed(p.seed if p.seed is not None else secrets.randbits(63))
+        matcher = self._matcher(p.grammar) if p.grammar else None
         stream = TextStream(self.decode, p.stop)
         generated: list[int] = []
         reason: Literal["stop", "length"] = "length"
@@ -320,7 +350,11 @@ class Engine:
             while len(generated) < limit and not job.cancelled:
                 out = self._model(input_ids=inputs, cache=cache, use_cache=True, logits_to_keep=1)
                 logits = out.logits[0, -1]
+                if matcher is not None:
+                    logits = _mask(logits, matcher)
                 token = _sample(logits, generated, p, generator)
+                if matcher is not None and not matcher.consume_token(token):
+                    raise LocalLLMError(f"the grammar rejected token {token}: {matcher.get_error()}")
                 if token in eos:
                     reason = "stop"
                     break
@@ -328,13 +362,25 @@ class Engine:
                 piece, stopped = stream.push(token)
                 if piece:
                     job._emit(piece)
-                if stopped:
+                if stopped or (matcher is not None and matcher.is_stopped()):  # stop string, or grammar done
                     reason = "stop"
                     break
                 inputs = torch.tensor([[token]])
         if tail := stream.flush():
             job._emit(tail)
         job._finish(reason, len(generated))
+
+
+def _mask(logits: torch.Tensor, matcher: Any) -> torch.Tensor:
+    """Logits with every token the grammar forbids next set to -inf."""
+    import numpy as np
+    import torch
+
+    bits = np.unpackbits(np.frombuffer(matcher.compute_bitmask(), dtype=np.uint8), bitorder="little")
+    allowed = torch.from_numpy(bits[: logits.shape[0]].astype(bool))
+    if allowed.shape[0] < logits.shape[0]:
+        allowed = torch.cat([allowed, torch.zeros(logits.shape[0] - allowed.shape[0], dtype=torch.bool)])
+    return logits.masked_fill(~allowed, float("-inf"))
 
 
 def _sample(logits: torch.Tensor, generated: list[int], p: SamplingParams, generator: torch.Generator) -> int:

@@ -24,10 +24,15 @@ __all__ = [
     "Delta",
     "ErrorInfo",
     "ErrorResponse",
+    "FunctionCall",
     "ModelCard",
     "ModelList",
+    "NamedToolChoice",
+    "ResponseFormat",
     "ResponseMessage",
     "StreamOptions",
+    "Tool",
+    "ToolCall",
     "Usage",
 ]
 
@@ -63,6 +68,8 @@ class FunctionCall(OpenAIBaseModel):
 
 
 class ToolCall(OpenAIBaseModel):
+    """A call the assistant made: in a response, and sent back in the history of the next request."""
+
     id: str
     type: Literal["function"] = "function"
     function: FunctionCall
@@ -95,6 +102,48 @@ class StreamOptions(OpenAIBaseModel):
     include_usage: bool = False
 
 
+class FunctionDefinition(OpenAIBaseModel):
+    name: Annotated[str, Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")]
+    description: str | None = None
+    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
+    strict: bool | None = None
+
+
+class Tool(OpenAIBaseModel):
+    """A function the model may call (`tools` of the request)."""
+
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class NamedFunction(OpenAIBaseModel):
+    name: str
+
+
+class NamedToolChoice(OpenAIBaseModel):
+    type: Literal["function"]
+    function: NamedFunction
+
+
+class JsonSchemaFormat(OpenAIBaseModel):
+    name: str = "response"
+    description: str | None = None
+    # "schema" is the field's name in OpenAI's API, but it shadows BaseModel.schema in pydantic.
+    json_schema: dict[str, Any] = Field(default_factory=dict, alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormat(OpenAIBaseModel):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+
+    @model_validator(mode="after")
+    def _schema_given(self) -> ResponseFormat:
+        if self.type == "json_schema" and self.json_schema is None:
+            raise ValueError("json_schema is required when type is 'json_schema'")
+        return self
+
+
 class ChatCompletionRequest(OpenAIBaseModel):
     """Body of POST /v1/chat/completions."""
 
@@ -105,12 +154,16 @@ class ChatCompletionRequest(OpenAIBaseModel):
     max_tokens: Annotated[int, Field(ge=1)] | None = None
     max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
     n: Annotated[int, Field(ge=1, le=1, description="only 1 is supported")] = 1
+    parallel_tool_calls: bool | None = None
     presence_penalty: Annotated[float, Field(ge=-2, le=2)] = 0.0
+    response_format: ResponseFormat | None = None
     seed: int | None = None
     stop: str | list[str] | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
     temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    tools: list[Tool] | None = None
     top_p: Annotated[float, Field(gt=0, le=1)] | None = None
     user: str | None = None
     # Server-only extras (also accepted by vLLM):

@@ -45,7 +45,17 @@ from local_llm.protocol import (
     ModelCard,
     ModelList,
     ResponseMessage,
+    ToolCall,
     Usage,
+)
+from local_llm.tools import (
+    TOOL_OPEN,
+    ToolCallStream,
+    json_grammar,
+    offered_tools,
+    parse_reply,
+    render_messages,
+    tool_grammar,
 )
 
 __all__ = ["ServerConfig", "create_app"]
@@ -66,6 +76,9 @@ class ServerConfig(BaseModel):
     default_temperature: float = Field(default=0.7, ge=0, le=2, description="when a request sets none")
     default_max_tokens: int = Field(default=2048, ge=1, description="completion cap when a request sets none")
     cors_origins: tuple[str, ...] = Field(default=(), description="origins allowed by CORS; none by default")
+    constrained_decoding: bool = Field(
+        default=True, description="constrain tool calls and json output to their schemas (off only to compare)"
+    )
 
 
 class APIError(Exception):
@@ -212,12 +225,15 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
     async def chat_completions(body: ChatCompletionRequest) -> ChatCompletion | StreamingResponse:
         if body.model not in served:
             raise _unknown_model(body.model, served)
-        prompt = engine.encode_chat(_template_messages(body))
-        completion = engine.submit(prompt, _sampling_params(body, config), async_mode=True)
+        messages = render_messages(body)
+        grammar = _grammar(engine, body) if config.constrained_decoding else None
+        with_tools = bool(offered_tools(body))
+        prompt = engine.encode_chat(messages)
+        completion = engine.submit(prompt, _sampling_params(body, config, grammar), async_mode=True)
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
             return StreamingResponse(
-                _sse(completion, body.model, include_usage, metrics),
+                _sse(completion, body.model, include_usage, with_tools, metrics),
                 media_type="text/event-stream",
                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
             )
@@ -226,10 +242,11 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
         finally:
             completion.cancel()
         _observe(metrics, completion)
+        content, calls = parse_reply(text) if with_tools else (text, [])
+        finish = "tool_calls" if calls else completion.finish_reason or "stop"
+        message = ResponseMessage(content=content, tool_calls=calls or None)
         return ChatCompletion(
-            model=body.model,
-            choices=[Choice(message=ResponseMessage(content=text), finish_reason=completion.finish_reason or "stop")],
-            usage=_usage(completion),
+            model=body.model, choices=[Choice(message=message, finish_reason=finish)], usage=_usage(completion)
         )
 
     return app
@@ -245,25 +262,21 @@ def _unknown_model(model: str, served: tuple[str, ...]) -> APIError:
     )
 
 
-def _template_messages(body: ChatCompletionRequest) -> list[dict[str, str]]:
-    """Messages as the chat template expects them: plain role/content strings."""
-    out = []
-    for i, message in enumerate(body.messages):
-        try:
-            text = message.text()
-        except ValueError as exc:
-            raise APIError(
-                400,
-                f"messages.{i}.content: {exc}",
-                type="invalid_request_error",
-                param=f"messages.{i}.content",
-            ) from None
-        role = "system" if message.role == "developer" else message.role
-        out.append({"role": role, "content": text})
-    return out
+def _grammar(engine: Engine, body: ChatCompletionRequest) -> str | None:
+    """The grammar constraining this request's output (tool calls or json), after checking every schema."""
+    for i, tool in enumerate(body.tools or []):
+        schema_grammar = f"%llguidance {{}}\nstart: %json {json.dumps(tool.function.parameters)}\n"
+        if (error := engine.check_grammar(schema_grammar)) is not None:
+            param = f"tools.{i}.function.parameters"
+            raise InvalidRequest(f"{param}: not a usable JSON schema: {error.splitlines()[0]}", param=param)
+    grammar = tool_grammar(body, special_open=engine.is_special_token(TOOL_OPEN)) or json_grammar(body.response_format)
+    if grammar is not None and (error := engine.check_grammar(grammar)) is not None:
+        param = "response_format" if body.response_format else "tools"
+        raise InvalidRequest(f"{param}: cannot constrain output to this schema: {error.splitlines()[0]}", param=param)
+    return grammar
 
 
-def _sampling_params(body: ChatCompletionRequest, config: ServerConfig) -> SamplingParams:
+def _sampling_params(body: ChatCompletionRequest, config: ServerConfig, grammar: str | None) -> SamplingParams:
     bias: dict[int, float] = {}
     for key, value in (body.logit_bias or {}).items():
         if not key.lstrip("-").isdigit():
@@ -284,6 +297,7 @@ def _sampling_params(body: ChatCompletionRequest, config: ServerConfig) -> Sampl
         frequency_penalty=body.frequency_penalty,
         logit_bias=bias,
         ignore_eos=body.ignore_eos,
+        grammar=grammar,
     )
 
 
@@ -308,7 +322,16 @@ def _observe(metrics: ServerMetrics, completion: Completion) -> None:
                 metrics.decode_rate.set((completion.completion_tokens - 1) / span)
 
 
-async def _sse(completion: Completion, model: str, include_usage: bool, metrics: ServerMetrics) -> AsyncIterator[str]:
+def _delta(item: str | ToolCall, calls: ToolCallStream | None) -> Delta:
+    if isinstance(item, str):
+        return Delta(content=item)
+    assert calls is not None
+    return Delta(tool_calls=[{"index": calls.calls.index(item), **item.model_dump()}])
+
+
+async def _sse(
+    completion: Completion, model: str, include_usage: bool, with_tools: bool, metrics: ServerMetrics
+) -> AsyncIterator[str]:
     """Server-sent events of one streaming completion, ending with `data: [DONE]`."""
     base = ChatCompletionChunk(
         id=f"chatcmpl-{secrets.token_hex(16)}", created=int(time.time()), model=model, choices=[]
@@ -320,9 +343,14 @@ async def _sse(completion: Completion, model: str, include_usage: bool, metrics:
 
     try:
         yield event([ChunkChoice(delta=Delta(role="assistant", content=""))])
+        calls = ToolCallStream() if with_tools else None
         async for piece in completion:
-            yield event([ChunkChoice(delta=Delta(content=piece))])
-        yield event([ChunkChoice(delta=Delta(), finish_reason=completion.finish_reason or "stop")])
+            for item in calls.feed(piece) if calls else [piece]:
+                yield event([ChunkChoice(delta=_delta(item, calls))])
+        for item in calls.close() if calls else []:
+            yield event([ChunkChoice(delta=_delta(item, calls))])
+        finish = "tool_calls" if calls and calls.calls else completion.finish_reason or "stop"
+        yield event([ChunkChoice(delta=Delta(), finish_reason=finish)])
         if include_usage:
             yield event([], _usage(completion))
         _observe(metrics, completion)

@@ -67,7 +67,7 @@ def test_logit_bias_forces_a_token(tiny_engine: Engine) -> None:
 
 def test_prompt_longer_than_context_is_refused(tiny_engine: Engine) -> None:
     long_prompt = list(range(5, 5 + tiny_engine.context_length + 1))
-    with pytest.raises(ContextLengthExceeded, match="maximum context length is 256"):
+    with pytest.raises(ContextLengthExceeded, match=f"maximum context length is {tiny_engine.context_length}"):
         tiny_engine.submit(long_prompt, SamplingParams())
 
 

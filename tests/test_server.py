@@ -147,7 +147,7 @@ def test_unknown_route_and_method_are_openai_errors(client: TestClient) -> None:
 
 
 def test_too_long_prompt_is_400_context_length(client: TestClient) -> None:
-    r = client.post(URL, json=body(messages=[{"role": "user", "content": "Hello there " * 400}]))
+    r = client.post(URL, json=body(messages=[{"role": "user", "content": "Hello there " * 3000}]))
     assert assert_error(r, 400, param="messages")["code"] == "context_length_exceeded"
 
 

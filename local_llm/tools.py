@@ -1,0 +1,245 @@
+"""OpenAI tools for models without native function calling: prompt format, grammars, and parsing replies.
+
+The format (Qwen2.5 / Hermes style, which small chat models have seen most):
+
+* the tool list is appended to the system prompt inside `<tools>...</tools>`, one JSON object per line;
+* the model calls a tool by writing `<tool_call>\\n{"name": ..., "arguments": {...}}\\n</tool_call>`;
+* assistant turns that made calls are rendered back the same way, and tool results go back to the model as a
+  user turn holding `<tool_response>\\n...\\n</tool_response>` blocks.
+
+Decoding is constrained by an llguidance grammar (see `tool_grammar`): with `tool_choice` "auto" the model writes
+free text until it opens `<tool_call>`, and from there on its JSON must name an offered tool and match that
+tool's parameter schema; with "required" or a named tool the reply must be tool calls from the first token.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from local_llm.errors import InvalidRequest
+from local_llm.protocol import ChatCompletionRequest, ChatMessage, FunctionCall, ResponseFormat, Tool, ToolCall
+
+__all__ = [
+    "TOOL_CLOSE",
+    "TOOL_OPEN",
+    "ToolCallStream",
+    "json_grammar",
+    "parse_reply",
+    "render_messages",
+    "tool_grammar",
+    "tools_prompt",
+]
+
+TOOL_OPEN = "<tool_call>"
+TOOL_CLOSE = "</tool_call>"
+MAX_PARALLEL_CALLS = 3
+# Compact, canonical JSON with the spacing of the prompt's example: a small model cannot wander off in whitespace.
+_JSON_STYLE = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
+
+
+def tools_prompt(tools: Sequence[Tool]) -> str:
+    """The system-prompt section that tells the model which tools exist and how to call them."""
+    listed = "\n".join(json.dumps(t.model_dump(exclude_none=True), ensure_ascii=False) for t in tools)
+    return (
+        "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
+        "You are provided with function signatures within <tools></tools> XML tags:\n"
+        f"<tools>\n{listed}\n</tools>\n\n"
+        "For each function call, return a json object with function name and arguments within "
+        "<tool_call></tool_call> XML tags:\n"
+        '<tool_call>\n{"name": <function-name>, "arguments": <args-json-object>}\n</tool_call>\n\n'
+        "When you get a <tool_response>, use it to answer the user in plain text."
+    )
+
+
+def render_messages(body: ChatCompletionRequest) -> list[dict[str, str]]:
+    """The request's messages as plain role/content turns for the model's chat template, tools included."""
+    out: list[dict[str, str]] = []
+    call_ids: set[str] = set()
+    for i, message in enumerate(body.messages):
+        text = _text(message, i)
+        if message.role == "tool":
+            if message.tool_call_id not in call_ids:
+                raise InvalidRequest(
+                    f"messages.{i}.tool_call_id: {message.tool_call_id!r} does not answer any tool call of an "
+                    "earlier assistant message",
+                    param=f"messages.{i}.tool_call_id",
+                )
+            block = f"<tool_response>\n{text}\n</tool_response>"
+            if out and out[-1].get("_tool"):  # consecutive results go back together, in one turn
+                out[-1]["content"] += "\n" + block
+            else:
+                out.append({"role": "user", "content": block, "_tool": "1"})
+            continue
+        if message.role == "assistant" and message.tool_calls:
+            blocks = [_call_block(call, i, j) for j, call in enumerate(message.tool_calls)]
+            call_ids.update(call.id for call in message.tool_calls)
+            text = "\n".join(([text] if text else []) + blocks)
+        out.append({"role": "system" if message.role == "developer" else message.role, "content": text})
+    for turn in out:
+        turn.pop("_tool", None)
+    if body.tools and body.tool_choice != "none":
+        section = tools_prompt(body.tools)
+        if out[0]["role"] == "system":
+            out[0]["content"] = f"{out[0]['content']}\n\n{section}"
+        else:
+            out.insert(0, {"role": "system", "content": section})
+    return out
+
+
+def _text(message: ChatMessage, i: int) -> str:
+    try:
+        return message.text()
+    except ValueError as exc:
+        raise InvalidRequest(f"messages.{i}.content: {exc}", param=f"messages.{i}.content") from None
+
+
+def _call_block(call: ToolCall, i: int, j: int) -> str:
+    try:
+        arguments = json.loads(call.function.arguments or "{}")
+    except json.JSONDecodeError as exc:
+        param = f"messages.{i}.tool_calls.{j}.function.arguments"
+        raise InvalidRequest(f"{param}: not valid JSON ({exc})", param=param) from None
+    payload = json.dumps({"name": call.function.name, "arguments": arguments}, ensure_ascii=False)
+    return f"{TOOL_OPEN}\n{payload}\n{TOOL_CLOSE}"
+
+
+def offered_tools(body: ChatCompletionRequest) -> list[Tool]:
+    """The tools the model may call under `tool_choice`; a named tool that was not offered is a 400."""
+    tools = list(body.tools or [])
+    choice = body.tool_choice
+    if choice is None or isinstance(choice, str):
+        if choice in ("required",) and not tools:
+            raise InvalidRequest("tool_choice: 'required' needs at least one tool in tools", param="tool_choice")
+        return [] if choice == "none" else tools
+    named = [t for t in tools if t.function.name == choice.function.name]
+    if not named:
+        offered = ", ".join(t.function.name for t in tools) or "none"
+        raise InvalidRequest(
+            f"tool_choice: the function {choice.function.name!r} is not in tools (offered: {offered})",
+            param="tool_choice",
+        )
+    return named
+
+
+def call_schema(tools: Sequence[Tool]) -> dict[str, Any]:
+    """JSON schema of one call: the name of an offered tool, then arguments valid for that tool."""
+    options = [
+        {
+            "type": "object",
+            "properties": {"name": {"const": t.function.name}, "arguments": t.function.parameters},
+            "required": ["name", "arguments"],
+            "additionalProperties": False,
+        }
+        for t in tools
+    ]
+    schema: dict[str, Any] = options[0] if len(options) == 1 else {"anyOf": options}
+    return {**schema, "x-guidance": _JSON_STYLE}
+
+
+def tool_grammar(body: ChatCompletionRequest, *, special_open: bool = False) -> str | None:
+    """The llguidance (Lark) grammar for a request with tools, or None when no call is possible."""
+    tools = offered_tools(body)
+    if not tools:
+        return None
+    open_ = TOOL_OPEN if special_open else json.dumps(TOOL_OPEN)
+    # Several calls only when asked for explicitly: small models otherwise repeat the same call until the cap.
+    calls = MAX_PARALLEL_CALLS if body.parallel_tool_calls else 1
+    more = ' ("\\n" block)?' * (calls - 1)
+    rules = [
+        f"block: {open_} call",
+        f'call: "\\n" %json {json.dumps(call_schema(tools))} "\\n{TOOL_CLOSE}"',
+    ]
+    if body.tool_choice in ("auto", None):
+        # Free text until the model opens a call: the lazy lexeme ends the text at the opening tag.
+        rules = [f"start: TEXT | lead call{more}", f"lead[lazy]: TEXT {open_}", *rules, "TEXT: /(.|\\n)*/"]
+    else:
+        rules = [f"start: block{more}", *rules]
+    return "%llguidance {}\n" + "\n".join(rules) + "\n"
+
+
+def json_grammar(response_format: ResponseFormat | None) -> str | None:
+    """The grammar for `response_format` json_object / json_schema, or None for text."""
+    if response_format is None or response_format.type == "text":
+        return None
+    if response_format.type == "json_object" or response_format.json_schema is None:
+        schema: dict[str, Any] = {"type": "object"}
+    else:
+        schema = response_format.json_schema.json_schema or {"type": "object"}
+    return f"%llguidance {{}}\nstart: %json {json.dumps({**schema, 'x-guidance': _JSON_STYLE})}\n"
+
+
+class ToolCallStream:
+    """Splits generated text, as it streams, into content pieces and complete tool calls.
+
+    Text that may be the start of `<tool_call>` is held back until it is clear; a call that never closes, or
+    whose JSON does not parse (possible only without constraints), is given back as plain text.
+    """
+
+    def __init__(self) -> None:
+        self._buffer = ""
+        self._in_call = False
+        self.calls: list[ToolCall] = []
+
+    def feed(self, piece: str) -> Iterator[str | ToolCall]:
+        """Add generated text; yield what can be sent now."""
+        self._buffer += piece
+        while True:
+            if self._in_call:
+                end = self._buffer.find(TOOL_CLOSE)
+                if end < 0:
+                    return
+                body, self._buffer = self._buffer[:end], self._buffer[end + len(TOOL_CLOSE) :]
+                self._in_call = False
+                call = _parse_call(body)
+                if call is None:
+                    yield f"{TOOL_OPEN}{body}{TOOL_CLOSE}"
+                elif not any(c.function == call.function for c in self.calls):  # a repeated call adds nothing
+                    self.calls.append(call)
+                    yield call
+                continue
+            start = self._buffer.find(TOOL_OPEN)
+            if start >= 0:
+                text, self._buffer = self._buffer[:start], self._buffer[start + len(TOOL_OPEN) :]
+                self._in_call = True
+                if text.strip() or not self.calls:
+                    yield from [text] if text else []
+                continue
+            keep = next((k for k in range(len(TOOL_OPEN) - 1, 0, -1) if self._buffer.endswith(TOOL_OPEN[:k])), 0)
+            text, self._buffer = self._buffer[: len(self._buffer) - keep], self._buffer[len(self._buffer) - keep :]
+            if text and (text.strip() or not self.calls):
+                yield text
+            return
+
+    def close(self) -> Iterator[str]:
+        """The end of generation: give back whatever is still held."""
+        rest = (TOOL_OPEN if self._in_call else "") + self._buffer
+        self._buffer, self._in_call = "", False
+        if rest.strip() or (rest and not self.calls):
+            yield rest
+
+
+def _parse_call(body: str) -> ToolCall | None:
+    try:
+        data = json.loads(body)
+    except json.JSONDecodeError:
+        return None
+    if isinstance(data, list) and len(data) == 1:  # some models wrap the call in a list
+        data = data[0]
+    if not isinstance(data, dict) or not isinstance(data.get("name"), str):
+        return None
+    arguments = data.get("arguments", data.get("parameters", {}))
+    return ToolCall(
+        id=f"call_{secrets.token_hex(12)}",
+        function=FunctionCall(name=data["name"], arguments=json.dumps(arguments, ensure_ascii=False)),
+    )
+
+
+def parse_reply(text: str) -> tuple[str | None, list[ToolCall]]:
+    """A whole reply split into its content (None when it only made calls) and its tool calls."""
+    stream = ToolCallStream()
+    pieces = [p for p in [*stream.feed(text), *stream.close()] if isinstance(p, str)]
+    content = "".join(pieces).strip()
+    return (content or None) if stream.calls else "".join(pieces), stream.calls
