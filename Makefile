@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-fast bench lint serve
+.PHONY: install browser demo test test-fast bench lint serve
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -16,10 +16,16 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+# Headless Chromium (Debian's package) for the gallery's browser test. Never fails: without it, that test is skipped.
+browser:
+	@command -v chromium >/dev/null 2>&1 \
+	  || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1 \
+	  || echo "chromium unavailable: the gallery browser test will be skipped"
+
 demo: install
 	$(BIN)/autoqwen chat --prompt "Give me a short introduction to large language models." --seed 0
 
-test: install
+test: install browser
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 

@@ -1,8 +1,85 @@
 """Pluggable Python skills: typed functions that agents call as tools.
 
-Filled in by the skills issue: the `@skill` decorator, discovery (builtins, entry points, user folder).
+A skill is a plain typed function with a docstring, marked with `@skill`; its signature is the tool's JSON schema.
+`load_skills()` discovers builtins, installed packages exposing the `autoqwen.skills` entry-point group, and the
+user skills folder (`<data dir>/skills/*.py`); `as_tool(skill)` hands one to AutoGen as a `FunctionTool`.
 """
 
 from __future__ import annotations
 
-__all__: list[str] = []
+import typing as _typing
+
+from skills._arguments import parse_arguments
+from skills._folder import SkillFileChange, add_skill_file, remove_skill
+from skills._paths import data_dir, session_files_dir, use_session_dir, user_skills_dir
+from skills._registry import (
+    BUILTIN_MODULES,
+    ENTRY_POINT_GROUP,
+    Registration,
+    SkillProblem,
+    SkillRegistry,
+    SkillSource,
+    collect_skills,
+    import_skill_file,
+    load_skills,
+)
+from skills._schema import Injected
+from skills._skill import Skill, check_secrets, skill
+from skills.errors import (
+    MissingSecret,
+    SkillArgumentError,
+    SkillClash,
+    SkillDefinitionError,
+    SkillError,
+    SkillExists,
+    SkillLoadError,
+    SkillNotFound,
+    SkillNotRemovable,
+)
+
+if _typing.TYPE_CHECKING:
+    from skills._tool import SkillTool, as_tool
+
+__all__ = [
+    "BUILTIN_MODULES",
+    "ENTRY_POINT_GROUP",
+    "Injected",
+    "MissingSecret",
+    "Registration",
+    "Skill",
+    "SkillArgumentError",
+    "SkillClash",
+    "SkillDefinitionError",
+    "SkillError",
+    "SkillExists",
+    "SkillFileChange",
+    "SkillLoadError",
+    "SkillNotFound",
+    "SkillNotRemovable",
+    "SkillProblem",
+    "SkillRegistry",
+    "SkillSource",
+    "SkillTool",
+    "add_skill_file",
+    "as_tool",
+    "check_secrets",
+    "collect_skills",
+    "data_dir",
+    "import_skill_file",
+    "load_skills",
+    "parse_arguments",
+    "remove_skill",
+    "session_files_dir",
+    "skill",
+    "use_session_dir",
+    "user_skills_dir",
+]
+
+
+def __getattr__(name: str) -> _typing.Any:
+    # autogen_core takes a fifth of a second to import: load it only when a tool is asked for, so the CLI starts fast.
+    if name in ("SkillTool", "as_tool"):
+        from skills import _tool
+
+        return getattr(_tool, name)
+    raise AttributeError(f"module 'skills' has no attribute {name!r}")

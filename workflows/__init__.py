@@ -2,4 +2,45 @@
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from workflows.errors import (
+    GalleryError,
+    SessionExists,
+    SessionNotFound,
+    SessionRunning,
+    StoreError,
+    WorkflowError,
+)
+from workflows.gallery import export_sessions, import_session
+from workflows.paths import data_dir
+from workflows.records import (
+    FileEntry,
+    Message,
+    MessageType,
+    Session,
+    SessionRecord,
+    SessionStatus,
+    ToolCall,
+    ToolResult,
+)
+from workflows.store import SessionStore
+
+__all__ = [
+    "FileEntry",
+    "GalleryError",
+    "Message",
+    "MessageType",
+    "Session",
+    "SessionExists",
+    "SessionNotFound",
+    "SessionRecord",
+    "SessionRunning",
+    "SessionStatus",
+    "SessionStore",
+    "StoreError",
+    "ToolCall",
+    "ToolResult",
+    "WorkflowError",
+    "data_dir",
+    "export_sessions",
+    "import_session",
+]

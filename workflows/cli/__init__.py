@@ -11,14 +11,16 @@ from rich.console import Console
 from typer.core import TyperGroup
 
 from local_llm.errors import LocalLLMError
-from workflows.cli import serve
+from skills.errors import SkillError
+from workflows.cli import export, serve, sessions, skills
+from workflows.errors import WorkflowError
 
 __all__ = ["app"]
 
 err_console = Console(stderr=True)
 
 # Errors whose message is meant for the user: printed without a traceback (unless --debug), exit code 1.
-USER_FACING_ERRORS: tuple[type[Exception], ...] = (LocalLLMError,)
+USER_FACING_ERRORS: tuple[type[Exception], ...] = (LocalLLMError, WorkflowError, SkillError)
 
 
 class _Group(TyperGroup):
@@ -56,3 +58,6 @@ def _root(
 
 
 serve.register(app)
+app.add_typer(skills.app, name="skills")
+sessions.register(app)
+export.register(app)

@@ -1,0 +1,86 @@
+"""`autoqwen skills`: list, show, add, remove and run skills (typed Python functions that agents call as tools)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from skills import SkillSource, add_skill_file, load_skills, parse_arguments, remove_skill
+
+__all__ = ["app"]
+
+app = typer.Typer(help="List, inspect, add, remove and run skills.", no_args_is_help=True)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def source_label(source: SkillSource) -> str:
+    """A short label for where a skill came from: builtin, the package name, or the user file name."""
+    if source.kind == "plugin":
+        return f"plugin {source.package}"
+    if source.kind == "user" and source.path is not None:
+        return f"user {source.path.name}"
+    return source.kind
+
+
+@app.command("list")
+def list_skills() -> None:
+    """List every skill: name, source and what it does (problems loading skills are shown after)."""
+    registry = load_skills(warn=False)
+    table = Table("name", "source", "description", box=None, pad_edge=False)
+    for entry in registry:
+        table.add_row(entry.skill.name, source_label(entry.source), entry.skill.summary)
+    console.print(table)
+    for problem in registry.problems:
+        err_console.print(f"[yellow]warning:[/] {problem.message}", highlight=False)
+
+
+@app.command()
+def show(name: Annotated[str, typer.Argument(help="Skill name.")]) -> None:
+    """Show a skill's source, description, needed secrets and tool JSON schema."""
+    entry = load_skills().registration(name)
+    console.print(f"[bold]{entry.skill.name}[/]  ({entry.source})", highlight=False)
+    console.print(entry.skill.description, markup=False, highlight=False)
+    if entry.skill.secrets:
+        console.print(f"secrets (environment variables): {', '.join(entry.skill.secrets)}", highlight=False)
+    console.print_json(json.dumps(entry.skill.tool_schema()))
+
+
+@app.command()
+def add(
+    file: Annotated[Path, typer.Argument(help="A Python file with @skill functions.", dir_okay=False)],
+    force: Annotated[bool, typer.Option("--force", "-f", help="Replace a user skill file of the same name.")] = False,
+) -> None:
+    """Check a skill file (it imports, has skills, their schemas build) and copy it into the user skills folder."""
+    change = add_skill_file(file, force=force)
+    verb = "Replaced" if change.replaced else "Added"
+    console.print(f"{verb} {change.path} with skills: {', '.join(change.skills)}", highlight=False)
+
+
+@app.command()
+def remove(name: Annotated[str, typer.Argument(help="Skill name (or user file name).")]) -> None:
+    """Delete the user skill file that defines NAME; builtins and installed-package skills cannot be removed."""
+    change = remove_skill(name)
+    what = f" (skills: {', '.join(change.skills)})" if change.skills else ""
+    console.print(f"Removed {change.path}{what}", highlight=False)
+
+
+@app.command()
+def run(
+    name: Annotated[str, typer.Argument(help="Skill name.")],
+    arg: Annotated[
+        list[str] | None, typer.Option("--arg", "-a", help="An argument as KEY=VALUE (JSON for lists); repeatable.")
+    ] = None,
+) -> None:
+    """Call a skill by hand, as a model would, and print what it returns."""
+    skill = load_skills().get(name)
+    result = skill.call(parse_arguments(skill, arg or []))
+    if isinstance(result, str):
+        console.print(result, markup=False, highlight=False, soft_wrap=True)
+    else:
+        console.print_json(json.dumps(result, default=str))

@@ -1,0 +1,69 @@
+"""Errors raised by workflows, the session store and the gallery; the CLI prints their message and exits with 1.
+
+* WorkflowError                 root: catch this
+  + StoreError                  the sessions database could not be opened, read, written or migrated
+    + SessionNotFound           no session has this id
+    + SessionExists             a session with this id is already in the store (importing without replace)
+    + SessionRunning            the session is still being written by a live process
+  + GalleryError                a gallery folder could not be written, or an exported session could not be read back
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = [
+    "GalleryError",
+    "SessionExists",
+    "SessionNotFound",
+    "SessionRunning",
+    "StoreError",
+    "WorkflowError",
+]
+
+
+class WorkflowError(Exception):
+    """Base class of every error the workflows package raises on purpose; its message is meant for the user."""
+
+
+class StoreError(WorkflowError):
+    """The sessions database failed (locked, corrupt, unwritable, or from a newer autoqwen); `path` is the file."""
+
+    def __init__(self, message: str, *, path: Path | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class SessionNotFound(StoreError):
+    """No session in the store has the id `session_id`."""
+
+    def __init__(self, session_id: str, *, path: Path | None = None) -> None:
+        super().__init__(f"no session {session_id!r} (see `autoqwen sessions list`)", path=path)
+        self.session_id = session_id
+
+
+class SessionExists(StoreError):
+    """A session with the id `session_id` is already in the store; importing it again needs replace."""
+
+    def __init__(self, session_id: str, *, path: Path | None = None) -> None:
+        super().__init__(f"session {session_id!r} is already in the store (import with --replace to overwrite it)")
+        self.session_id = session_id
+        self.path = path
+
+
+class SessionRunning(StoreError):
+    """The session `session_id` is still being written by a live process (`pid` on `host`)."""
+
+    def __init__(self, session_id: str, *, pid: int, host: str) -> None:
+        super().__init__(f"session {session_id!r} is still running (pid {pid} on {host}); stop that run first")
+        self.session_id = session_id
+        self.pid = pid
+        self.host = host
+
+
+class GalleryError(WorkflowError):
+    """A gallery folder could not be written, or `path` is not an exported session autoqwen can read."""
+
+    def __init__(self, message: str, *, path: Path) -> None:
+        super().__init__(message)
+        self.path = path
