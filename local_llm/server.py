@@ -50,11 +50,13 @@ from local_llm.protocol import (
 )
 from local_llm.tools import (
     TOOL_OPEN,
+    AutoToolChoice,
     ToolCallStream,
     json_grammar,
     offered_tools,
     parse_reply,
     render_messages,
+    resolve_auto,
     tool_grammar,
 )
 
@@ -76,6 +78,11 @@ class ServerConfig(BaseModel):
     default_temperature: float = Field(default=0.7, ge=0, le=2, description="when a request sets none")
     default_max_tokens: int = Field(default=2048, ge=1, description="completion cap when a request sets none")
     cors_origins: tuple[str, ...] = Field(default=(), description="origins allowed by CORS; none by default")
+    auto_tool_choice: AutoToolChoice = Field(
+        default="call-then-answer",
+        description='how tool_choice "auto" behaves: "model" lets the model decide; "call-then-answer" calls a '
+        "tool on a user turn and answers in text once results are in (for small models that cannot decide)",
+    )
     constrained_decoding: bool = Field(
         default=True, description="constrain tool calls and json output to their schemas (off only to compare)"
     )
@@ -225,6 +232,7 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
     async def chat_completions(body: ChatCompletionRequest) -> ChatCompletion | StreamingResponse:
         if body.model not in served:
             raise _unknown_model(body.model, served)
+        body = resolve_auto(body, config.auto_tool_choice)
         messages = render_messages(body)
         grammar = _grammar(engine, body) if config.constrained_decoding else None
         with_tools = bool(offered_tools(body))

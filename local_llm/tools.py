@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from local_llm.errors import InvalidRequest
 from local_llm.protocol import ChatCompletionRequest, ChatMessage, FunctionCall, ResponseFormat, Tool, ToolCall
@@ -25,10 +25,12 @@ from local_llm.protocol import ChatCompletionRequest, ChatMessage, FunctionCall,
 __all__ = [
     "TOOL_CLOSE",
     "TOOL_OPEN",
+    "AutoToolChoice",
     "ToolCallStream",
     "json_grammar",
     "parse_reply",
     "render_messages",
+    "resolve_auto",
     "tool_grammar",
     "tools_prompt",
 ]
@@ -104,6 +106,23 @@ def _call_block(call: ToolCall, i: int, j: int) -> str:
         raise InvalidRequest(f"{param}: not valid JSON ({exc})", param=param) from None
     payload = json.dumps({"name": call.function.name, "arguments": arguments}, ensure_ascii=False)
     return f"{TOOL_OPEN}\n{payload}\n{TOOL_CLOSE}"
+
+
+AutoToolChoice = Literal["model", "call-then-answer"]
+
+
+def resolve_auto(body: ChatCompletionRequest, policy: AutoToolChoice) -> ChatCompletionRequest:
+    """Apply the server's policy for `tool_choice: "auto"` (the default whenever tools are sent).
+
+    "model" leaves the choice to the model. "call-then-answer" is for small models that cannot decide (measured:
+    SmolLM2-135M never opens a call by itself): a user turn must be answered with a tool call, and once tool
+    results are in, the model answers them in text.
+    """
+    if policy == "model" or not body.tools or body.tool_choice not in ("auto", None):
+        return body
+    since_user = next((m for m in reversed(body.messages) if m.role in ("user", "tool")), None)
+    choice = "none" if since_user is not None and since_user.role == "tool" else "required"
+    return body.model_copy(update={"tool_choice": choice})
 
 
 def offered_tools(body: ChatCompletionRequest) -> list[Tool]:
