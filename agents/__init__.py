@@ -1,8 +1,26 @@
 """AutoGen agents (assistant, user proxy, code executor) and model clients built from YAML specs.
 
-Filled in by the agents/workflows issue; agents reach the model only over the OpenAI HTTP API.
+Agents reach the model only over the OpenAI HTTP API: the embedded local_llm server or any external one.
 """
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from agents.build import AgentContext, Endpoint, HumanMode, build_agent, external_endpoint, model_client
+from agents.errors import AgentBuildError, AgentError, ModelEndpointError
+from agents.spec import AgentSpec, EmbeddedModel, ExternalModel, ModelSpec
+
+__all__ = [
+    "AgentBuildError",
+    "AgentContext",
+    "AgentError",
+    "AgentSpec",
+    "EmbeddedModel",
+    "Endpoint",
+    "ExternalModel",
+    "HumanMode",
+    "ModelEndpointError",
+    "ModelSpec",
+    "build_agent",
+    "external_endpoint",
+    "model_client",
+]

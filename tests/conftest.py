@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from local_llm import Engine, ModelSource, resolve_model
+from local_llm import EmbeddedServer, Engine, ModelSource, resolve_model
 
 CHATML = (
     "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n'}}"
@@ -59,7 +59,7 @@ def build_tiny_model(folder: Path) -> Path:
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
-        max_position_embeddings=2048,
+        max_position_embeddings=4096,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
@@ -84,3 +84,11 @@ def tiny_engine(tiny_model_dir: Path) -> Iterator[Engine]:
 @pytest.fixture(scope="session")
 def bundled_source() -> ModelSource:
     return resolve_model("bundled")
+
+
+@pytest.fixture(scope="session")
+def tiny_server(tiny_model_dir: Path) -> Iterator[EmbeddedServer]:
+    """The tiny model behind a real loopback OpenAI server, for agent and workflow tests."""
+    with EmbeddedServer(Engine(resolve_model(str(tiny_model_dir)))) as server:
+        server.engine.wait_ready(60)
+        yield server

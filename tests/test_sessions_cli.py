@@ -33,7 +33,7 @@ def test_list_table_and_json() -> None:
     assert result.output.index(new.id) < result.output.index(old.id)
     listed = json.loads(runner.invoke(app, ["sessions", "list", "--json"]).stdout)
     assert [s["id"] for s in listed] == [new.id, old.id]
-    assert listed[1]["status"] == "finished" and listed[1]["turns"] == 3 and listed[1]["message_count"] == 6
+    assert listed[1]["status"] == "finished" and listed[1]["turns"] == 2 and listed[1]["message_count"] == 6
     assert [s["id"] for s in json.loads(runner.invoke(app, ["sessions", "list", "--json", "-n", "1"]).stdout)] == [
         new.id
     ]

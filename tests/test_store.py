@@ -49,7 +49,7 @@ def test_round_trip(store: SessionStore) -> None:
     assert got.spec["team"] == {"type": "round_robin"}
     assert got.status == "finished" and got.ended_at is not None and got.ended_at >= got.started_at
     assert got.summary == f"A report; {HOSTILE}" and got.stop_reason == "Text 'TERMINATE'" and got.error is None
-    assert (got.message_count, got.turns) == (6, 3)  # turns: the user's text, the handoff, the writer's text
+    assert (got.message_count, got.turns) == (6, 2)  # turns: the handoff and the writer's text (not the task)
     assert (got.prompt_tokens, got.completion_tokens, got.tokens) == (620, 98, 718)
 
     assert [m.seq for m in messages] == [1, 2, 3, 4, 5, 6]
@@ -70,7 +70,7 @@ def test_list_is_newest_first_with_counts(store: SessionStore) -> None:
     store.append_message(second.id, "user", "hi", prompt_tokens=5)
     listed = store.list_sessions()
     assert [s.id for s in listed] == [second.id, first.id]
-    assert (listed[0].status, listed[0].message_count, listed[0].turns, listed[0].tokens) == ("running", 1, 1, 5)
+    assert (listed[0].status, listed[0].message_count, listed[0].turns, listed[0].tokens) == ("running", 1, 0, 5)
     assert [s.id for s in store.list_sessions(limit=1)] == [second.id]
 
 

@@ -14,11 +14,14 @@ from pathlib import Path
 
 __all__ = [
     "GalleryError",
+    "RunError",
     "SessionExists",
     "SessionNotFound",
     "SessionRunning",
+    "SpecError",
     "StoreError",
     "WorkflowError",
+    "WorkflowNotFound",
 ]
 
 
@@ -67,3 +70,23 @@ class GalleryError(WorkflowError):
     def __init__(self, message: str, *, path: Path) -> None:
         super().__init__(message)
         self.path = path
+
+
+class SpecError(WorkflowError):
+    """A workflow or agent file is invalid; the message starts with `file:line:` and names the field."""
+
+    def __init__(self, message: str, *, path: Path | None = None, line: int | None = None, field: str | None = None):
+        super().__init__(message)
+        self.path, self.line, self.field = path, line, field
+
+
+class WorkflowNotFound(SpecError):
+    """No builtin, user or file workflow has this name."""
+
+
+class RunError(WorkflowError):
+    """A workflow run could not start, or failed on the way; `session_id` names its session when it has one."""
+
+    def __init__(self, message: str, *, session_id: str | None = None) -> None:
+        super().__init__(message)
+        self.session_id = session_id

@@ -108,7 +108,9 @@ class Session(_Record):
     summary: str | None = None
     stop_reason: str | None = None
     message_count: int = 0
-    turns: int = Field(default=0, description="Messages of type text or handoff: the turns agents took.")
+    turns: int = Field(
+        default=0, description="Text or handoff messages from agents (not the user's task): the turns agents took."
+    )
     prompt_tokens: int = 0
     completion_tokens: int = 0
 

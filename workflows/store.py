@@ -45,7 +45,7 @@ __all__ = ["SessionStore"]
 
 _SESSION_SELECT = """
     SELECT s.*, COUNT(m.seq) AS message_count,
-           COALESCE(SUM(m.type IN ('text', 'handoff')), 0) AS turns,
+           COALESCE(SUM(m.type IN ('text', 'handoff') AND m.source != 'user'), 0) AS turns,
            COALESCE(SUM(m.prompt_tokens), 0) AS prompt_tokens,
            COALESCE(SUM(m.completion_tokens), 0) AS completion_tokens
     FROM sessions AS s LEFT JOIN messages AS m ON m.session_id = s.id

@@ -10,9 +10,10 @@ import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
+from agents.errors import AgentError
 from local_llm.errors import LocalLLMError
 from skills.errors import SkillError
-from workflows.cli import export, serve, sessions, skills
+from workflows.cli import export, run, serve, sessions, skills
 from workflows.errors import WorkflowError
 
 __all__ = ["app"]
@@ -20,7 +21,7 @@ __all__ = ["app"]
 err_console = Console(stderr=True)
 
 # Errors whose message is meant for the user: printed without a traceback (unless --debug), exit code 1.
-USER_FACING_ERRORS: tuple[type[Exception], ...] = (LocalLLMError, WorkflowError, SkillError)
+USER_FACING_ERRORS: tuple[type[Exception], ...] = (LocalLLMError, WorkflowError, SkillError, AgentError)
 
 
 class _Group(TyperGroup):
@@ -32,7 +33,7 @@ class _Group(TyperGroup):
         except USER_FACING_ERRORS as exc:
             if ctx.params.get("debug"):
                 raise
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
 
 
@@ -58,6 +59,7 @@ def _root(
 
 
 serve.register(app)
+run.register(app)
 app.add_typer(skills.app, name="skills")
 sessions.register(app)
 export.register(app)

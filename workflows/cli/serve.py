@@ -15,15 +15,8 @@ if TYPE_CHECKING:
 
 console = Console(stderr=True)
 
-ModelOption = Annotated[
-    str,
-    typer.Option(
-        "--model",
-        "-m",
-        envvar="AUTOQWEN_MODEL",
-        help="auto | bundled | a hub id (Qwen/Qwen1.5-0.5B-Chat) | a model folder | a .gguf file.",
-    ),
-]
+MODEL_HELP = "auto | bundled | a hub id (Qwen/Qwen1.5-0.5B-Chat) | a model folder | a .gguf file."
+ModelOption = Annotated[str, typer.Option("--model", "-m", envvar="AUTOQWEN_MODEL", help=MODEL_HELP)]
 
 
 def register(app: typer.Typer) -> None:

@@ -1,0 +1,145 @@
+"""Build AutoGen AgentChat agents and model clients from specs; agents reach the model only over HTTP.
+
+endpoint = Endpoint(base_url=server.base_url, model=server.engine.model_id)
+agent = build_agent(spec, AgentContext(endpoint=endpoint, skills=load_skills(), work_dir=folder))
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from agents.errors import AgentBuildError, ModelEndpointError
+from agents.spec import AgentSpec, ExternalModel
+from skills import SkillError, SkillRegistry
+
+if TYPE_CHECKING:
+    from autogen_agentchat.base import ChatAgent
+    from autogen_ext.models.openai import OpenAIChatCompletionClient
+
+__all__ = ["AgentContext", "Endpoint", "HumanMode", "build_agent", "external_endpoint", "model_client"]
+
+HumanMode = Literal["never", "terminate", "always"]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """An OpenAI-compatible server as agents see it: base URL, model name, API key."""
+
+    base_url: str
+    model: str
+    api_key: str = "none"
+    function_calling: bool = True
+
+
+def external_endpoint(spec: ExternalModel) -> Endpoint:
+    """The endpoint of an external server; its API key comes from the environment variable the spec names."""
+    api_key = "none"
+    if spec.api_key_env:
+        api_key = os.environ.get(spec.api_key_env, "")
+        if not api_key:
+            raise ModelEndpointError(
+                f"the model server {spec.base_url} needs an API key: set the environment variable {spec.api_key_env}"
+            )
+    return Endpoint(spec.base_url, spec.model, api_key, spec.function_calling)
+
+
+def model_client(
+    endpoint: Endpoint, *, temperature: float | None = None, max_tokens: int | None = None, seed: int | None = None
+) -> OpenAIChatCompletionClient:
+    """An AutoGen OpenAI client for `endpoint`; `model_info` is always given so any model name works."""
+    from autogen_ext.models.openai import OpenAIChatCompletionClient
+
+    options = {"temperature": temperature, "max_tokens": max_tokens, "seed": seed}
+    return OpenAIChatCompletionClient(
+        model=endpoint.model,
+        base_url=endpoint.base_url,
+        api_key=endpoint.api_key,
+        model_info={
+            "vision": False,
+            "function_calling": endpoint.function_calling,
+            "json_output": True,
+            "family": "unknown",
+            "structured_output": True,
+        },
+        **{k: v for k, v in options.items() if v is not None},  # type: ignore[arg-type]
+    )
+
+
+@dataclass
+class AgentContext:
+    """What building agents needs besides their specs: the model endpoint, skills, human input, a work folder."""
+
+    endpoint: Endpoint
+    skills: SkillRegistry
+    work_dir: Path
+    human: HumanMode = "never"
+    input_func: Callable[[str], str] = input
+    code_execution: bool = False
+    seed: int | None = None
+
+
+def build_agent(spec: AgentSpec, ctx: AgentContext) -> ChatAgent:
+    """The AutoGen agent for one spec."""
+    if spec.kind == "assistant":
+        return _assistant(spec, ctx)
+    if spec.kind == "user_proxy":
+        from autogen_agentchat.agents import UserProxyAgent
+
+        def reply(prompt: str) -> str:
+            return ctx.input_func(prompt) if ctx.human == "always" else spec.auto_reply
+
+        return UserProxyAgent(spec.name, description=spec.description or "A human user", input_func=reply)
+    return _code_executor(spec, ctx)
+
+
+def _assistant(spec: AgentSpec, ctx: AgentContext) -> ChatAgent:
+    from autogen_agentchat.agents import AssistantAgent
+
+    from skills import as_tool
+
+    try:
+        tools = [as_tool(ctx.skills.get(name)) for name in spec.skills]
+    except SkillError as exc:
+        raise AgentBuildError(f"agent {spec.name}: {exc}", agent=spec.name) from exc
+    if tools and not ctx.endpoint.function_calling:
+        raise AgentBuildError(
+            f"agent {spec.name} uses skills, but the model server is marked function_calling: false",
+            agent=spec.name,
+        )
+    client = model_client(ctx.endpoint, temperature=spec.temperature, max_tokens=spec.max_tokens, seed=ctx.seed)
+    extra = {"system_message": spec.system_message} if spec.system_message is not None else {}
+    return AssistantAgent(
+        spec.name,
+        client,
+        tools=list(tools) or None,
+        description=spec.description or "An agent that provides assistance with ability to use tools.",
+        reflect_on_tool_use=spec.reflect_on_tool_use if tools else None,
+        max_tool_iterations=spec.max_tool_iterations,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+def _code_executor(spec: AgentSpec, ctx: AgentContext) -> ChatAgent:
+    from autogen_agentchat.agents import ApprovalRequest, ApprovalResponse, CodeExecutorAgent
+    from autogen_ext.code_executors.local import LocalCommandLineCodeExecutor
+
+    def approve(_: ApprovalRequest) -> ApprovalResponse:
+        if ctx.code_execution:
+            return ApprovalResponse(approved=True, reason="code execution is enabled for this run")
+        return ApprovalResponse(
+            approved=False,
+            reason="code execution is off for this workflow: run it again with --execute-code to let it run code",
+        )
+
+    ctx.work_dir.mkdir(parents=True, exist_ok=True)
+    executor = LocalCommandLineCodeExecutor(timeout=spec.timeout_s, work_dir=ctx.work_dir)
+    return CodeExecutorAgent(
+        spec.name,
+        executor,
+        description=spec.description or "Runs the code blocks it receives and reports their output.",
+        approval_func=approve,
+    )

@@ -1,0 +1,128 @@
+"""Workflow YAML: loading, every error path (file, line, field), the catalog and the JSON Schema."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from skills import load_skills
+from workflows.catalog import BUILTIN_DIR, find_workflow, list_workflows, user_workflows_dir
+from workflows.cli import app
+from workflows.errors import SpecError, WorkflowNotFound
+from workflows.loader import load_workflow
+from workflows.spec import WorkflowSpec
+
+GOOD = """\
+name: demo
+description: A demo.
+inputs:
+  topic: {default: cats}
+agents:
+  - name: writer
+    system_message: You write.
+    skills: [web_fetch]
+  - ref: agents/critic.yaml
+team: {type: two_agent, max_turns: 2}
+termination: {text: DONE, after: [critic]}
+task: Write about {topic}.
+"""
+CRITIC = "name: critic\nsystem_message: You review.\n"
+
+
+def write(folder: Path, text: str, name: str = "flow.yaml") -> Path:
+    (folder / "agents").mkdir(exist_ok=True)
+    (folder / "agents" / "critic.yaml").write_text(CRITIC)
+    path = folder / name
+    path.write_text(text)
+    return path
+
+
+def test_a_good_file_loads_with_its_agent_ref(tmp_path: Path) -> None:
+    spec = load_workflow(write(tmp_path, GOOD), skills=load_skills())
+    assert [a.name for a in spec.agents] == ["writer", "critic"]
+    assert spec.agents[1].system_message == "You review."
+    assert spec.render_task({}) == "Write about cats." and spec.render_task({"topic": "dogs"}) == "Write about dogs."
+    assert spec.model.kind == "embedded"
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (("team: {type: two_agent, max_turns: 2}", "team: {type: two_agent, max_turns: 2"), ":11: invalid YAML"),
+        (("description: A demo.", "descripton: A demo."), ":2: descripton: unknown field"),
+        (("skills: [web_fetch]", "skills: [web_fetch, fly]"), ":8: agents.0.skills.1: unknown skill 'fly'"),
+        (("ref: agents/critic.yaml", "ref: agents/nobody.yaml"), ":9: agents.1.ref: agent file not found"),
+        (("task: Write about {topic}.\n", ""), ":1: task: field required"),
+        (("Write about {topic}.", "Write about {subject}."), "task uses {subject} but inputs has no 'subject'"),
+        (("after: [critic]", "after: [judge]"), "termination.after names 'judge'"),
+        (("max_turns: 2}", "max_turns: 500}"), ":10: team.max_turns: Input should be less than or equal to 100"),
+        (("  - name: writer", "  - name: 'bad name'"), ":6: agents.0.name: String should match pattern"),
+        (("type: two_agent", "type: pairs"), ":10: team.type: Input should be 'two_agent', 'round_robin' or"),
+    ],
+)
+def test_errors_name_file_line_and_field(tmp_path: Path, change: tuple[str, str], expected: str) -> None:
+    path = write(tmp_path, GOOD.replace(*change))
+    with pytest.raises(SpecError) as info:
+        load_workflow(path, skills=load_skills())
+    assert str(info.value).startswith(str(path))
+    assert expected in str(info.value)
+
+
+def test_two_agent_team_needs_two_agents(tmp_path: Path) -> None:
+    text = GOOD.replace("  - ref: agents/critic.yaml\n", "").replace("after: [critic]", "after: [writer]")
+    with pytest.raises(SpecError, match="two_agent team needs exactly 2 agents"):
+        load_workflow(write(tmp_path, text))
+
+
+def test_bad_agent_file_names_its_own_line(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD)
+    (tmp_path / "agents" / "critic.yaml").write_text("name: critic\nkind: robot\n")
+    with pytest.raises(SpecError, match=r"critic\.yaml:2: kind: Input should be"):
+        load_workflow(path)
+
+
+def test_builtins_are_valid_and_listed() -> None:
+    registry = load_skills()
+    names = {e.name for e in list_workflows() if e.source == "builtin"}
+    assert {"research", "web-summary", "write-review", "code"} <= names
+    for path in BUILTIN_DIR.glob("*.yaml"):
+        assert load_workflow(path, skills=registry).name == path.stem
+
+
+def test_user_workflows_are_found_and_never_shadow_builtins() -> None:
+    folder = user_workflows_dir()
+    folder.mkdir(parents=True)
+    (folder / "mine.yaml").write_text(
+        GOOD.replace("name: demo", "name: mine").replace("  - ref: agents/critic.yaml\n", "  - {name: critic}\n")
+    )
+    (folder / "research.yaml").write_text("name: research\n")
+    entries = {(e.name, e.source): e for e in list_workflows()}
+    assert entries[("mine", "user")].problem is None
+    assert "builtin workflow is already named" in str(entries[("research", "user")].problem)
+    assert find_workflow("mine") == folder / "mine.yaml"
+    assert find_workflow("research").parent == BUILTIN_DIR
+    with pytest.raises(WorkflowNotFound, match="no workflow named 'nope'"):
+        find_workflow("nope")
+
+
+def test_json_schema_describes_the_format(tmp_path: Path) -> None:
+    schema = WorkflowSpec.model_json_schema()
+    assert {"name", "agents", "team", "termination", "task"} <= set(schema["properties"])
+    result = CliRunner().invoke(app, ["workflows", "schema", "-o", str(tmp_path / "s.json")])
+    assert result.exit_code == 0 and json.loads((tmp_path / "s.json").read_text()) == schema
+
+
+def test_cli_validate_show_and_list(tmp_path: Path) -> None:
+    runner = CliRunner()
+    good = write(tmp_path, GOOD)
+    assert runner.invoke(app, ["workflows", "validate", str(good), "write-review"]).exit_code == 0
+    bad = write(tmp_path, GOOD.replace("description:", "descripton:"), "bad.yaml")
+    result = runner.invoke(app, ["workflows", "validate", str(bad)])
+    assert result.exit_code == 1 and f"{bad}:2: descripton: unknown field" in result.output.replace("\n", "")
+    assert "name: write-review" in runner.invoke(app, ["workflows", "show", "write-review"]).output
+    listing = runner.invoke(app, ["workflows", "list"], env={"COLUMNS": "200", **os.environ}).output
+    assert "web-summary" in listing and "research" in listing

@@ -1,0 +1,145 @@
+"""`autoqwen run NAME` (run a named workflow) and `autoqwen workflows list|show|validate|schema`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from workflows.cli.serve import MODEL_HELP, quiet_progress_bars, wait_for_model
+
+workflows_app = typer.Typer(help="Named workflows: list, show, validate, and the YAML schema.", no_args_is_help=True)
+console = Console()
+
+
+def register(root: typer.Typer) -> None:
+    """Add `run` and the `workflows` group to the root app."""
+    root.command("run")(run)
+    root.add_typer(workflows_app, name="workflows")
+
+
+def run(
+    name: Annotated[str, typer.Argument(help="A workflow name (see `autoqwen workflows list`) or a .yaml path.")],
+    input: Annotated[list[str] | None, typer.Option("--input", "-i", help="Task input as key=value.")] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", envvar="AUTOQWEN_MODEL", help=MODEL_HELP)] = None,
+    base_url: Annotated[
+        str | None, typer.Option(envvar="AUTOQWEN_BASE_URL", help="Use this OpenAI-compatible server.")
+    ] = None,
+    api_key: Annotated[str | None, typer.Option(envvar="AUTOQWEN_API_KEY", help="API key for --base-url.")] = None,
+    human: Annotated[Literal["never", "terminate", "always"] | None, typer.Option(help="Human input mode.")] = None,
+    max_turns: Annotated[int | None, typer.Option(min=1, max=100, help="Cap on agent turns.")] = None,
+    execute_code: Annotated[bool, typer.Option("--execute-code", help="Let code_executor agents run code.")] = False,
+    seed: Annotated[int | None, typer.Option(help="Sampling seed, for reproducible runs.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON event per line.")] = False,
+) -> None:
+    """Run a workflow: stream every message as it happens, store the session, print a summary line."""
+    from skills import load_skills
+    from workflows.catalog import find_workflow
+    from workflows.loader import load_workflow
+    from workflows.runner import RunOptions, run_workflow
+    from workflows.store import SessionStore
+    from workflows.transcript import render_message
+
+    spec = load_workflow(find_workflow(name), skills=load_skills())
+    quiet_progress_bars()
+    options = RunOptions(
+        inputs=_pairs(input or []),
+        model=model,
+        base_url=base_url,
+        api_key=api_key,
+        human=human,
+        max_turns=max_turns,
+        execute_code=execute_code,
+        seed=seed,
+        on_loading=None if as_json else wait_for_model,
+        input_func=lambda prompt: console.input(f"[bold cyan]{prompt}[/]"),
+    )
+
+    def show(message: object) -> None:
+        if as_json:
+            typer.echo(json.dumps({"event": "message", **message.model_dump(mode="json")}))  # type: ignore[attr-defined]
+        else:
+            console.print(render_message(message))  # type: ignore[arg-type]
+
+    with SessionStore() as store:
+        try:
+            result = run_workflow(spec, options, store=store, on_message=show)
+        except KeyboardInterrupt:
+            console.print("[yellow]stopped[/] (the session is kept: `autoqwen sessions list`)")
+            raise typer.Exit(130) from None
+    if as_json:
+        typer.echo(json.dumps({"event": "end", **result.__dict__}))
+        return
+    why = "the turn cap" if result.by_cap else "its termination condition"
+    console.print(
+        f"[bold]{result.status}[/] after {result.turns} turns, {result.prompt_tokens}+{result.completion_tokens} "
+        f"tokens, {result.seconds:.1f} s; stopped by {why}: {result.stop_reason}\nsession: {result.session_id}",
+        highlight=False,
+    )
+
+
+def _pairs(items: list[str]) -> dict[str, str]:
+    pairs = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise typer.BadParameter(f"expected key=value, got {item!r}", param_hint="--input")
+        pairs[key.strip()] = value
+    return pairs
+
+
+@workflows_app.command("list")
+def list_workflows() -> None:
+    """List the named workflows: builtin ones and those in your workflows folder."""
+    from workflows.catalog import list_workflows as entries
+    from workflows.catalog import user_workflows_dir
+
+    table = Table(box=None, header_style="bold")
+    for column in ("name", "source", "description"):
+        table.add_column(column)
+    for entry in entries():
+        table.add_row(
+            entry.name, entry.source, entry.problem or entry.description, style="red" if entry.problem else None
+        )
+    console.print(table)
+    console.print(f"[dim]your workflows folder: {user_workflows_dir()}[/]")
+
+
+@workflows_app.command("show")
+def show(name: Annotated[str, typer.Argument(help="A workflow name or a .yaml path.")]) -> None:
+    """Print a workflow's YAML."""
+    from workflows.catalog import find_workflow
+
+    typer.echo(find_workflow(name).read_text(encoding="utf-8"))
+
+
+@workflows_app.command("validate")
+def validate(names: Annotated[list[str], typer.Argument(help="Workflow names or .yaml paths.")]) -> None:
+    """Check workflow files: YAML, fields, agent refs, skill names. Errors name the file, line and field."""
+    from skills import load_skills
+    from workflows.catalog import find_workflow
+    from workflows.loader import load_workflow
+
+    registry = load_skills()
+    for name in names:
+        path = find_workflow(name)
+        spec = load_workflow(path, skills=registry)
+        console.print(
+            f"[green]ok[/] {path}: {spec.name} ({len(spec.agents)} agents, {spec.team.type})", highlight=False
+        )
+
+
+@workflows_app.command("schema")
+def schema(output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file.")] = None) -> None:
+    """Print the JSON Schema of the workflow YAML format (for editor completion)."""
+    from workflows.spec import WorkflowSpec
+
+    text = json.dumps(WorkflowSpec.model_json_schema(), indent=2)
+    if output is None:
+        typer.echo(text)
+    else:
+        output.write_text(text + "\n", encoding="utf-8")

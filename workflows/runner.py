@@ -1,0 +1,282 @@
+"""Run a workflow: start (or reach) the model server, build the AutoGen team, store every message as it happens.
+
+    result = run_workflow(load_workflow(path), RunOptions(inputs={"topic": "LLMs"}), store=SessionStore())
+
+Agents reach the model over HTTP only: the embedded server runs in-process on a free loopback port unless the
+workflow (or `base_url`) names an external one. The session is written message by message, so a crash loses
+nothing already said.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from agents import AgentContext, AgentError, Endpoint, ExternalModel, HumanMode, build_agent, external_endpoint
+from agents import model_client as make_model_client
+from skills import SkillError, check_secrets, load_skills, use_session_dir
+from workflows.errors import RunError
+from workflows.records import Message, MessageType
+from workflows.spec import WorkflowSpec
+from workflows.store import SessionStore
+
+if TYPE_CHECKING:
+    from autogen_agentchat.base import ChatAgent, TerminationCondition
+
+    from local_llm import Engine
+
+__all__ = ["RunOptions", "RunResult", "run_workflow"]
+
+
+@dataclass
+class RunOptions:
+    """How to run a workflow; every field overrides what the workflow file says.
+
+    RunOptions(inputs={"topic": "graph neural networks"}, base_url="http://127.0.0.1:1234/v1", human="never")
+    """
+
+    inputs: dict[str, str] = field(default_factory=dict)
+    model: str | None = None
+    base_url: str | None = None
+    api_key: str | None = None
+    human: HumanMode | None = None
+    max_turns: int | None = None
+    execute_code: bool = False
+    seed: int | None = None
+    input_func: Callable[[str], str] = input
+    on_loading: Callable[[Engine], None] | None = None
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """How a run ended: its session, status, why it stopped, and its totals."""
+
+    session_id: str
+    status: str
+    stop_reason: str
+    by_cap: bool
+    turns: int
+    prompt_tokens: int
+    completion_tokens: int
+    seconds: float
+
+
+def run_workflow(
+    spec: WorkflowSpec,
+    options: RunOptions,
+    *,
+    store: SessionStore,
+    on_message: Callable[[Message], None] | None = None,
+) -> RunResult:
+    """Run `spec` to its end (termination, cap or Ctrl-C), storing the session as it goes."""
+    try:
+        task = spec.render_task(options.inputs)
+    except KeyError as exc:
+        raise RunError(f"input {exc.args[0]!r} is required: pass --input {exc.args[0]}=...") from None
+    unknown = sorted(set(options.inputs) - set(spec.inputs))
+    if unknown:
+        raise RunError(f"unknown input {unknown[0]!r}; this workflow takes: {', '.join(spec.inputs) or 'none'}")
+    registry = load_skills()
+    try:
+        check_secrets([registry.get(name) for agent in spec.agents for name in agent.skills])
+    except SkillError as exc:
+        raise RunError(str(exc)) from exc
+    started = time.monotonic()
+    with _endpoint(spec, options) as endpoint:
+        session = store.create_session(
+            spec.name,
+            title=f"{spec.name}: {task[:80]}",
+            spec=spec.model_dump(mode="json"),
+            inputs={name: spec.inputs[name].default for name in spec.inputs} | options.inputs,
+            model=endpoint.model,
+            tags=spec.tags,
+        )
+        human = options.human or spec.human_input
+        ctx = AgentContext(
+            endpoint=endpoint,
+            skills=registry,
+            work_dir=store.session_dir(session.id),
+            human=human,
+            input_func=options.input_func,
+            code_execution=spec.code_execution or options.execute_code,
+            seed=options.seed,
+        )
+
+        def record(message: Message) -> None:
+            if on_message is not None:
+                on_message(message)
+
+        try:
+            with use_session_dir(ctx.work_dir):
+                stop_reason, by_cap = asyncio.run(_run_team(spec, options, ctx, task, store, session.id, record))
+        except KeyboardInterrupt:
+            store.finish_session(session.id, "stopped", stop_reason="stopped by the user (Ctrl-C)")
+            raise
+        except (AgentError, SkillError) as exc:
+            store.finish_session(session.id, "failed", error=str(exc))
+            raise RunError(f"{exc} (session {session.id})", session_id=session.id) from exc
+        except Exception as exc:
+            store.finish_session(session.id, "failed", error=f"{type(exc).__name__}: {exc}")
+            raise RunError(
+                f"the run failed: {type(exc).__name__}: {exc} (session {session.id})", session_id=session.id
+            ) from exc
+        summary = next((m.text() for m in reversed(store.get_messages(session.id)) if m.type == "text"), "")
+        final = store.finish_session(session.id, "finished", summary=summary[:500], stop_reason=stop_reason)
+    return RunResult(
+        session_id=final.id,
+        status=final.status,
+        stop_reason=stop_reason,
+        by_cap=by_cap,
+        turns=final.turns,
+        prompt_tokens=final.prompt_tokens,
+        completion_tokens=final.completion_tokens,
+        seconds=time.monotonic() - started,
+    )
+
+
+@contextmanager
+def _endpoint(spec: WorkflowSpec, options: RunOptions) -> Iterator[Endpoint]:
+    """The model endpoint for this run, starting the embedded server when nothing external is named."""
+    if options.base_url is not None:
+        model = options.model or _first_model(options.base_url, options.api_key or "none")
+        yield Endpoint(options.base_url, model, options.api_key or "none")
+        return
+    if isinstance(spec.model, ExternalModel):
+        yield external_endpoint(spec.model)
+        return
+    from local_llm import EmbeddedServer, Engine, resolve_model
+
+    with EmbeddedServer(Engine(resolve_model(options.model or spec.model.model))) as server:
+        if options.on_loading is not None:
+            options.on_loading(server.engine)
+        server.engine.wait_ready()
+        yield Endpoint(server.base_url, server.engine.model_id)
+
+
+def _first_model(base_url: str, api_key: str) -> str:
+    import openai
+
+    try:
+        models = openai.OpenAI(base_url=base_url, api_key=api_key, max_retries=2).models.list().data
+    except openai.OpenAIError as exc:
+        raise RunError(f"cannot list the models of {base_url}: {exc}") from exc
+    if not models:
+        raise RunError(f"the server at {base_url} serves no model; pass --model NAME")
+    return models[0].id
+
+
+async def _run_team(
+    spec: WorkflowSpec,
+    options: RunOptions,
+    ctx: AgentContext,
+    task: str,
+    store: SessionStore,
+    session_id: str,
+    on_message: Callable[[Message], None],
+) -> tuple[str, bool]:
+    from autogen_agentchat.agents import UserProxyAgent
+    from autogen_agentchat.base import TaskResult
+    from autogen_agentchat.teams import RoundRobinGroupChat, SelectorGroupChat
+
+    agents: list[ChatAgent] = [build_agent(agent, ctx) for agent in spec.agents]
+    if ctx.human == "always" and not any(a.kind == "user_proxy" for a in spec.agents):
+        agents.append(UserProxyAgent("user", input_func=ctx.input_func))
+    max_turns = options.max_turns or spec.team.max_turns
+    termination = _termination(spec, [a.name for a in agents])
+    if spec.team.type == "selector":
+        extra = {"selector_prompt": spec.team.selector_prompt} if spec.team.selector_prompt else {}
+        team: Any = SelectorGroupChat(
+            agents,
+            make_model_client(ctx.endpoint, temperature=0, max_tokens=64, seed=ctx.seed),  # a name, not an essay
+            termination_condition=termination,
+            max_turns=max_turns,
+            **extra,
+        )
+    else:
+        team = RoundRobinGroupChat(agents, termination_condition=termination, max_turns=max_turns)
+    next_task = task
+    while True:
+        stop_reason = ""
+        async for event in team.run_stream(task=next_task):
+            if isinstance(event, TaskResult):
+                stop_reason = event.stop_reason or ""
+                continue
+            kind = _kind(event)
+            if kind is None:
+                continue
+            usage = getattr(event, "models_usage", None)
+            message = store.append_message(
+                session_id,
+                event.source,
+                _content(event),
+                type=kind,
+                prompt_tokens=usage.prompt_tokens if usage else 0,
+                completion_tokens=usage.completion_tokens if usage else 0,
+            )
+            on_message(message)
+        by_cap = stop_reason.startswith("Maximum number of turns")
+        if ctx.human != "terminate":
+            return stop_reason, by_cap
+        feedback = ctx.input_func("Your feedback (empty to finish): ").strip()
+        if not feedback:
+            return stop_reason, by_cap
+        next_task = feedback
+
+
+def _termination(spec: WorkflowSpec, agent_names: Sequence[str]) -> TerminationCondition | None:
+    from autogen_agentchat.conditions import (
+        MaxMessageTermination,
+        SourceMatchTermination,
+        TextMentionTermination,
+        TimeoutTermination,
+    )
+
+    t = spec.termination
+    conditions: list[Any] = []
+    if t.text:  # only the agents' words count: the task itself may mention the text
+        conditions.append(TextMentionTermination(t.text, sources=list(agent_names)))
+    if t.after:
+        conditions.append(SourceMatchTermination(list(t.after)))
+    if t.max_messages:
+        conditions.append(MaxMessageTermination(t.max_messages))
+    if t.timeout_s:
+        conditions.append(TimeoutTermination(t.timeout_s))
+    if not conditions:
+        return None
+    combined = conditions[0]
+    for condition in conditions[1:]:
+        combined = combined | condition
+    return combined  # type: ignore[no-any-return]
+
+
+_KINDS: dict[str, MessageType] = {
+    "TextMessage": "text",
+    "ToolCallSummaryMessage": "text",
+    "StructuredMessage": "text",
+    "ToolCallRequestEvent": "tool_call",
+    "ToolCallExecutionEvent": "tool_result",
+    "HandoffMessage": "handoff",
+    "StopMessage": "system",
+    "CodeGenerationEvent": "other",
+    "CodeExecutionEvent": "other",
+    "MemoryQueryEvent": "other",
+    "ThoughtEvent": "other",
+}
+
+
+def _kind(event: Any) -> MessageType | None:
+    """How an AutoGen message or event is stored; None for the ones not worth keeping (stream chunks, ...)."""
+    return _KINDS.get(type(event).__name__)
+
+
+def _content(event: Any) -> Any:
+    if type(event).__name__ in ("ToolCallRequestEvent", "ToolCallExecutionEvent"):
+        return [
+            item.model_dump() if hasattr(item, "model_dump") else dataclasses.asdict(item) for item in event.content
+        ]
+    return event.to_text()
