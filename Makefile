@@ -23,7 +23,7 @@ browser:
 	  || echo "chromium unavailable: the gallery browser test will be skipped"
 
 demo: install
-	$(BIN)/autoqwen chat --prompt "Give me a short introduction to large language models." --seed 0
+	$(BIN)/autoqwen run write-review --max-turns 2 --seed 0
 
 test: install browser
 	$(BIN)/ruff check .

@@ -92,3 +92,11 @@ def tiny_server(tiny_model_dir: Path) -> Iterator[EmbeddedServer]:
     with EmbeddedServer(Engine(resolve_model(str(tiny_model_dir)))) as server:
         server.engine.wait_ready(60)
         yield server
+
+
+@pytest.fixture(scope="session")
+def bundled_server(bundled_source: ModelSource) -> Iterator[EmbeddedServer]:
+    """The real bundled model behind a loopback OpenAI server, loaded once for all `model` tests."""
+    with EmbeddedServer(Engine(bundled_source)) as server:
+        server.engine.wait_ready(300)
+        yield server

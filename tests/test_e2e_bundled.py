@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-
 import openai
 import pytest
 
-from local_llm import EmbeddedServer, Engine, ModelSource
+from local_llm import EmbeddedServer
 
 pytestmark = pytest.mark.model
 
@@ -16,10 +14,8 @@ QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 
 
 @pytest.fixture(scope="module")
-def server(bundled_source: ModelSource) -> Iterator[EmbeddedServer]:
-    with EmbeddedServer(Engine(bundled_source)) as s:
-        s.engine.wait_ready(300)
-        yield s
+def server(bundled_server: EmbeddedServer) -> EmbeddedServer:
+    return bundled_server
 
 
 @pytest.fixture

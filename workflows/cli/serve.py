@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 from rich.console import Console
@@ -34,6 +34,10 @@ def serve(
     ] = None,
     alias: Annotated[list[str] | None, typer.Option(help="Extra model name clients may ask for.")] = None,
     cors_origin: Annotated[list[str] | None, typer.Option(help="Allow browser calls from this origin.")] = None,
+    auto_tool_choice: Annotated[
+        Literal["call-then-answer", "model"],
+        typer.Option(help='tool_choice "auto": call a tool then answer (small models), or let the model decide.'),
+    ] = "call-then-answer",
 ) -> None:
     """Serve a local chat model over the OpenAI API (/v1/models, /v1/chat/completions, /health, /metrics)."""
     import uvicorn
@@ -42,7 +46,12 @@ def serve(
 
     quiet_progress_bars()
     engine = Engine(resolve_model(model))
-    config = ServerConfig(api_key=api_key, aliases=tuple(alias or ()), cors_origins=tuple(cors_origin or ()))
+    config = ServerConfig(
+        api_key=api_key,
+        aliases=tuple(alias or ()),
+        cors_origins=tuple(cors_origin or ()),
+        auto_tool_choice=auto_tool_choice,
+    )
     server = uvicorn.Server(uvicorn.Config(create_app(engine, config), host=host, port=port, log_level="info"))
     failed = threading.Event()
 
