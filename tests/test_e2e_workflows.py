@@ -7,10 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from skill_sites import ARTICLE, DATA, FakeArxiv, send, serve
 
 from local_llm import EmbeddedServer
 from skills import load_skills
-from skill_sites import ARTICLE, DATA, FakeArxiv, send, serve
 from workflows.catalog import find_workflow
 from workflows.loader import load_workflow
 from workflows.records import Message
