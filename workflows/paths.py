@@ -7,20 +7,11 @@ session_files_dir(i)  # <data dir>/sessions/<id>/files/
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-import platformdirs
+from skills import data_dir  # one definition of the data dir for every package
 
 __all__ = ["data_dir", "session_files_dir", "sessions_db"]
-
-
-def data_dir() -> Path:
-    """The autoqwen data dir, read from the environment on every call (tests point it at a temp dir)."""
-    home = os.environ.get("AUTOQWEN_HOME")
-    if home:
-        return Path(home).expanduser()
-    return Path(platformdirs.user_data_dir("autoqwen", appauthor=False))
 
 
 def sessions_db(home: Path | None = None) -> Path:
