@@ -213,3 +213,35 @@ def test_cli_run_prints_the_transcript_and_a_summary(tmp_path: Path, tiny_server
     assert "alice" in result.output and "finished after 2 turns" in result.output and "session: " in result.output
     bad = CliRunner().invoke(app, ["run", str(flow(tmp_path, PAIR)), "--input", "nokey"])
     assert bad.exit_code == 2 and "key=value" in bad.output
+
+
+def test_resume_continues_a_stopped_session(tmp_path: Path, tiny_server: EmbeddedServer) -> None:
+    first, store = run(tmp_path, PAIR, tiny_server, max_turns=1)
+    before = store.get_messages(first.session_id)  # type: ignore[attr-defined]
+    store.finish_session(first.session_id, "stopped", stop_reason="stopped by the user (Ctrl-C)")  # type: ignore[attr-defined]
+    result = CliRunner().invoke(
+        app,
+        [
+            "run",
+            "--resume",
+            first.session_id,
+            "--base-url",
+            tiny_server.base_url,  # type: ignore[attr-defined]
+            "--max-turns",
+            "2",
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    after = SessionStore().get_messages(first.session_id)  # type: ignore[attr-defined]
+    assert after[: len(before)] == before and len(after) == len(before) + 2
+    assert all(m.source != "user" for m in after[len(before) :])
+    session = SessionStore().get_session(first.session_id)  # type: ignore[attr-defined]
+    assert session.status == "finished" and session.turns == 3
+
+
+def test_resume_needs_a_known_session_and_not_both(tmp_path: Path, tiny_server: EmbeddedServer) -> None:
+    missing = CliRunner().invoke(app, ["run", "--resume", "20990101-000000-abcd", "--base-url", tiny_server.base_url])
+    assert missing.exit_code == 1 and "20990101-000000-abcd" in missing.output
+    both = CliRunner().invoke(app, ["run", "write-review", "--resume", "x"])
+    assert both.exit_code == 2 and "--resume SESSION_ID" in both.output

@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
+
 from agents import AgentContext, AgentError, Endpoint, ExternalModel, HumanMode, build_agent, external_endpoint
 from agents import model_client as make_model_client
 from skills import SkillError, check_secrets, load_skills, use_session_dir
@@ -30,7 +32,7 @@ if TYPE_CHECKING:
 
     from local_llm import Engine
 
-__all__ = ["RunOptions", "RunResult", "run_workflow"]
+__all__ = ["RunOptions", "RunResult", "resume_workflow", "run_workflow"]
 
 
 @dataclass
@@ -81,6 +83,55 @@ def run_workflow(
     unknown = sorted(set(options.inputs) - set(spec.inputs))
     if unknown:
         raise RunError(f"unknown input {unknown[0]!r}; this workflow takes: {', '.join(spec.inputs) or 'none'}")
+
+    def start(endpoint: Endpoint) -> str:
+        return store.create_session(
+            spec.name,
+            title=f"{spec.name}: {task[:80]}",
+            spec=spec.model_dump(mode="json"),
+            inputs={name: spec.inputs[name].default for name in spec.inputs} | options.inputs,
+            model=endpoint.model,
+            tags=spec.tags,
+        ).id
+
+    return _drive(spec, options, store, start, task, on_message)
+
+
+def resume_workflow(
+    session_id: str,
+    options: RunOptions,
+    *,
+    store: SessionStore,
+    on_message: Callable[[Message], None] | None = None,
+) -> RunResult:
+    """Continue a stored session (stopped, interrupted, failed or finished) with its workflow as it was then.
+
+    AutoGen teams keep no state between processes here, so the team is rebuilt and given the session's
+    conversation (its text and handoff messages) as the task; new messages are appended to the same session.
+    """
+    session = store.get_session(session_id)
+    try:
+        spec = WorkflowSpec.model_validate(session.spec)
+    except ValidationError as exc:
+        raise RunError(f"session {session_id} has no usable workflow snapshot to resume: {exc}") from exc
+    history = [m for m in store.get_messages(session_id) if m.type in ("text", "handoff")]
+    if not history:
+        raise RunError(f"session {session_id} has no messages to continue from")
+    from autogen_agentchat.messages import TextMessage
+
+    task = [TextMessage(content=m.text(), source=m.source) for m in history]
+    return _drive(spec, options, store, lambda _: store.reopen_session(session_id).id, task, on_message)
+
+
+def _drive(
+    spec: WorkflowSpec,
+    options: RunOptions,
+    store: SessionStore,
+    start: Callable[[Endpoint], str],
+    task: str | list[Any],
+    on_message: Callable[[Message], None] | None,
+) -> RunResult:
+    """Reach the model, open the session with `start`, run the team on `task`, and close the session."""
     registry = load_skills()
     try:
         check_secrets([registry.get(name) for agent in spec.agents for name in agent.skills])
@@ -88,20 +139,12 @@ def run_workflow(
         raise RunError(str(exc)) from exc
     started = time.monotonic()
     with _endpoint(spec, options) as endpoint:
-        session = store.create_session(
-            spec.name,
-            title=f"{spec.name}: {task[:80]}",
-            spec=spec.model_dump(mode="json"),
-            inputs={name: spec.inputs[name].default for name in spec.inputs} | options.inputs,
-            model=endpoint.model,
-            tags=spec.tags,
-        )
-        human = options.human or spec.human_input
+        session_id = start(endpoint)
         ctx = AgentContext(
             endpoint=endpoint,
             skills=registry,
-            work_dir=store.session_dir(session.id),
-            human=human,
+            work_dir=store.session_dir(session_id),
+            human=options.human or spec.human_input,
             input_func=options.input_func,
             code_execution=spec.code_execution or options.execute_code,
             seed=options.seed,
@@ -113,20 +156,20 @@ def run_workflow(
 
         try:
             with use_session_dir(ctx.work_dir):
-                stop_reason, by_cap = asyncio.run(_run_team(spec, options, ctx, task, store, session.id, record))
+                stop_reason, by_cap = asyncio.run(_run_team(spec, options, ctx, task, store, session_id, record))
         except KeyboardInterrupt:
-            store.finish_session(session.id, "stopped", stop_reason="stopped by the user (Ctrl-C)")
+            store.finish_session(session_id, "stopped", stop_reason="stopped by the user (Ctrl-C)")
             raise
         except (AgentError, SkillError) as exc:
-            store.finish_session(session.id, "failed", error=str(exc))
-            raise RunError(f"{exc} (session {session.id})", session_id=session.id) from exc
+            store.finish_session(session_id, "failed", error=str(exc))
+            raise RunError(f"{exc} (session {session_id})", session_id=session_id) from exc
         except Exception as exc:
-            store.finish_session(session.id, "failed", error=f"{type(exc).__name__}: {exc}")
+            store.finish_session(session_id, "failed", error=f"{type(exc).__name__}: {exc}")
             raise RunError(
-                f"the run failed: {type(exc).__name__}: {exc} (session {session.id})", session_id=session.id
+                f"the run failed: {type(exc).__name__}: {exc} (session {session_id})", session_id=session_id
             ) from exc
-        summary = next((m.text() for m in reversed(store.get_messages(session.id)) if m.type == "text"), "")
-        final = store.finish_session(session.id, "finished", summary=summary[:500], stop_reason=stop_reason)
+        summary = next((m.text() for m in reversed(store.get_messages(session_id)) if m.type == "text"), "")
+        final = store.finish_session(session_id, "finished", summary=summary[:500], stop_reason=stop_reason)
     return RunResult(
         session_id=final.id,
         status=final.status,
@@ -174,7 +217,7 @@ async def _run_team(
     spec: WorkflowSpec,
     options: RunOptions,
     ctx: AgentContext,
-    task: str,
+    task: str | list[Any],
     store: SessionStore,
     session_id: str,
     on_message: Callable[[Message], None],
@@ -200,11 +243,14 @@ async def _run_team(
     else:
         team = RoundRobinGroupChat(agents, termination_condition=termination, max_turns=max_turns)
     next_task = task
+    given = {m.id for m in task} if isinstance(task, list) else set()  # a resumed history, already stored
     while True:
         stop_reason = ""
         async for event in team.run_stream(task=next_task):
             if isinstance(event, TaskResult):
                 stop_reason = event.stop_reason or ""
+                continue
+            if getattr(event, "id", None) in given:
                 continue
             kind = _kind(event)
             if kind is None:

@@ -179,6 +179,19 @@ class SessionStore:
             )
         return self.get_session(session_id)
 
+    def reopen_session(self, session_id: str) -> Session:
+        """Make an ended session `running` again, written by this process, so a resumed run can append to it."""
+        with self._transaction() as conn:
+            row = self._require(conn, session_id)
+            if row["status"] == "running":
+                raise SessionRunning(session_id, pid=row["writer_pid"] or 0, host=row["writer_host"] or "?")
+            conn.execute(
+                "UPDATE sessions SET status = 'running', error = NULL, ended_at = NULL, writer_host = ?,"
+                " writer_pid = ?, writer_token = ? WHERE id = ?",
+                (socket.gethostname(), os.getpid(), process_token(os.getpid()), session_id),
+            )
+        return self.get_session(session_id)
+
     def get_session(self, session_id: str) -> Session:
         """One session with its message, turn and token totals; SessionNotFound if there is none."""
         with self._transaction(write=False) as conn:

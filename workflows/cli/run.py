@@ -23,7 +23,10 @@ def register(root: typer.Typer) -> None:
 
 
 def run(
-    name: Annotated[str, typer.Argument(help="A workflow name (see `autoqwen workflows list`) or a .yaml path.")],
+    name: Annotated[
+        str | None, typer.Argument(help="A workflow name (see `autoqwen workflows list`) or a .yaml path.")
+    ] = None,
+    resume: Annotated[str | None, typer.Option(help="Continue this stored session instead.")] = None,
     input: Annotated[list[str] | None, typer.Option("--input", "-i", help="Task input as key=value.")] = None,
     model: Annotated[str | None, typer.Option("--model", "-m", envvar="AUTOQWEN_MODEL", help=MODEL_HELP)] = None,
     base_url: Annotated[
@@ -40,11 +43,13 @@ def run(
     from skills import load_skills
     from workflows.catalog import find_workflow
     from workflows.loader import load_workflow
-    from workflows.runner import RunOptions, run_workflow
+    from workflows.runner import RunOptions, resume_workflow, run_workflow
     from workflows.store import SessionStore
     from workflows.transcript import render_message
 
-    spec = load_workflow(find_workflow(name), skills=load_skills())
+    if (name is None) == (resume is None):
+        raise typer.BadParameter("give a workflow NAME, or --resume SESSION_ID (not both)", param_hint="NAME")
+    spec = load_workflow(find_workflow(name), skills=load_skills()) if name is not None else None
     quiet_progress_bars()
     options = RunOptions(
         inputs=_pairs(input or []),
@@ -67,7 +72,10 @@ def run(
 
     with SessionStore() as store:
         try:
-            result = run_workflow(spec, options, store=store, on_message=show)
+            if spec is None:
+                result = resume_workflow(str(resume), options, store=store, on_message=show)
+            else:
+                result = run_workflow(spec, options, store=store, on_message=show)
         except KeyboardInterrupt:
             console.print("[yellow]stopped[/] (the session is kept: `autoqwen sessions list`)")
             raise typer.Exit(130) from None
