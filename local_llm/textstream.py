@@ -22,6 +22,10 @@ class TextStream:
         self._decode = decode
         self._stop = [s for s in stop if s]
         self._ids: list[int] = []
+        # Incremental detokenization (as vLLM does it): only the last few tokens are decoded on each step, with
+        # `_prefix` tokens of context so that tokenizers that drop a leading space decode the same text.
+        self._prefix = 0
+        self._read = 0
         self._text = ""
         self._sent = 0
         self._stopped = False
@@ -34,9 +38,12 @@ class TextStream:
     def push(self, token_id: int) -> tuple[str, bool]:
         """Add one token; return (text safe to send now, whether a stop string was reached)."""
         self._ids.append(token_id)
-        text = self._decode(self._ids)
-        if text.endswith("\ufffd"):
+        before = self._decode(self._ids[self._prefix : self._read])
+        after = self._decode(self._ids[self._prefix :])
+        if after.endswith("\ufffd") or len(after) <= len(before):
             return "", False
+        text = self._text + after[len(before) :]
+        self._prefix, self._read = self._read, len(self._ids)
         self._text = text
         cut = self._find_stop(text)
         if cut is not None:
@@ -48,7 +55,9 @@ class TextStream:
         """Whatever is left unsent once generation ends: held-back text, and any unfinished character."""
         if self._stopped or not self._ids:
             return ""
-        self._text = self._decode(self._ids)
+        before = self._decode(self._ids[self._prefix : self._read])
+        self._text += self._decode(self._ids[self._prefix :])[len(before) :]
+        self._read = len(self._ids)
         return self._take(len(self._text))
 
     def _take(self, end: int) -> str:

@@ -97,3 +97,21 @@ def test_embedded_server_path_starts_its_own_model(tmp_path: Path) -> None:
     options = RunOptions(model="bundled", max_turns=1, seed=0, on_loading=lambda engine: loaded.append(engine.model_id))
     result = run_workflow(spec, options, store=SessionStore())
     assert loaded == ["SmolLM2-135M-Instruct"] and result.turns == 1 and result.status == "finished"
+
+
+def test_second_load_uses_the_converted_cache(bundled_server: EmbeddedServer, _model_cache: Path) -> None:
+    from local_llm import Engine, SamplingParams, resolve_model
+
+    assert bundled_server.engine.loaded_from is not None
+    cached = [p for p in _model_cache.iterdir() if p.name.startswith("SmolLM2-135M-Instruct")]
+    assert len(cached) == 1 and (cached[0] / "model.safetensors").is_file()
+    engine = Engine(resolve_model("bundled")).start().wait_ready(300)
+    try:
+        assert engine.loaded_from == cached[0]
+        prompt = [{"role": "user", "content": "What is the capital of France?"}]
+        params = SamplingParams(max_tokens=12, temperature=0)
+        fresh = bundled_server.engine.submit(bundled_server.engine.encode_chat(prompt), params).text()
+        assert engine.encode_chat(prompt) == bundled_server.engine.encode_chat(prompt)
+        assert engine.submit(engine.encode_chat(prompt), params).text() == fresh
+    finally:
+        engine.close()

@@ -72,7 +72,7 @@ def test_prompt_longer_than_context_is_refused(tiny_engine: Engine) -> None:
 
 
 def test_generation_stops_at_the_context_window(tiny_engine: Engine) -> None:
-    prompt = tiny_engine.encode_chat(MESSAGES)
+    prompt = (tiny_engine.encode_chat(MESSAGES) * 400)[: tiny_engine.context_length - 20]  # 20 tokens of room
     completion = tiny_engine.submit(prompt, SamplingParams(temperature=0, ignore_eos=True))
     completion.text()
     assert completion.finish_reason == "length"
