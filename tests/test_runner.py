@@ -245,3 +245,31 @@ def test_resume_needs_a_known_session_and_not_both(tmp_path: Path, tiny_server: 
     assert missing.exit_code == 1 and "20990101-000000-abcd" in missing.output
     both = CliRunner().invoke(app, ["run", "write-review", "--resume", "x"])
     assert both.exit_code == 2 and "--resume SESSION_ID" in both.output
+
+
+def test_ctrl_c_stops_cleanly_and_keeps_the_session(tmp_path: Path, tiny_server: EmbeddedServer) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    text = PAIR.replace("max_turns: 2", "max_turns: 100").replace("max_tokens: 4", "max_tokens: 30")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "workflows.cli", "run", str(flow(tmp_path, text)), "--base-url", tiny_server.base_url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    store = SessionStore()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        sessions = store.list_sessions()
+        if sessions and sessions[0].turns >= 2:
+            break
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, output
+    assert "stopped" in output and "Traceback" not in output
+    session = store.list_sessions()[0]
+    assert session.status == "stopped" and session.turns >= 2
