@@ -15,9 +15,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import queue
-import secrets
 import threading
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,17 +32,19 @@ from local_llm.errors import (
     ModelLoadError,
     QueueFull,
 )
+from local_llm.prefix_cache import PrefixCache
 from local_llm.resolve import ModelSource
-from local_llm.textstream import TextStream
 
 if TYPE_CHECKING:
-    import torch
+    from local_llm.decoding import Decoding
 
 __all__ = ["Completion", "Engine", "SamplingParams"]
 
 log = logging.getLogger(__name__)
 
 EngineState = Literal["created", "loading", "ready", "failed", "closed"]
+
+_RATE_WINDOW_S = 10.0
 
 # Used when a tokenizer ships no chat template: ChatML, the format Qwen and SmolLM2 were tuned on.
 CHATML_TEMPLATE = (
@@ -84,6 +86,7 @@ class Completion:
         self.params = params
         self.prompt_tokens = len(self.prompt_ids)
         self.completion_tokens = 0
+        self.cached_tokens = 0  # prompt tokens whose KV states came from the prefix cache
         self.finish_reason: Literal["stop", "length"] | None = None
         self.submitted_at = time.perf_counter()
         self.first_token_at: float | None = None
@@ -146,12 +149,26 @@ class Completion:
 
 
 class Engine:
-    """One model on one worker thread, fed by a bounded queue of completions."""
+    """One model on one worker thread, fed by a bounded queue of completions.
 
-    def __init__(self, source: ModelSource, *, max_queue: int = 16, threads: int | None = None) -> None:
+    Up to `max_batch` completions decode together, one forward pass per step; the rest wait in the queue, first come
+    first served. Prompts reuse the KV states of the longest prefix seen recently (`prefix_cache_mb`, 0 = off).
+    """
+
+    def __init__(
+        self,
+        source: ModelSource,
+        *,
+        max_queue: int = 16,
+        max_batch: int = 4,
+        prefix_cache_mb: int = 1024,
+        threads: int | None = None,
+    ) -> None:
         self.source = source
         self.model_id = source.model_id
         self.max_queue = max_queue
+        self.max_batch = max(1, max_batch)
+        self.prefix_cache = PrefixCache(prefix_cache_mb << 20)
         self.threads = threads
         self.state: EngineState = "created"
         self.load_stage = "waiting"
@@ -166,6 +183,8 @@ class Engine:
         self._model: Any = None
         self._eos_ids: frozenset[int] = frozenset()
         self._grammar_tokenizer: Any = None
+        self._active: list[Decoding] = []  # the worker's batch, in admission order
+        self._recent: deque[tuple[float, int]] = deque()  # (time, tokens) of recent decode steps
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> Engine:
@@ -201,7 +220,7 @@ class Engine:
 
     @property
     def queue_depth(self) -> int:
-        """Requests waiting for the model (not counting the one being generated)."""
+        """Requests waiting for the model (not counting those being generated)."""
         return self._queue.qsize()
 
     # -- requests ---------------------------------------------------------------------------------
@@ -287,15 +306,7 @@ class Engine:
             self._fail_load(ModelLoadError(f"could not load {self.model_id}: {exc}", model=self.model_id))
             log.debug("load failure", exc_info=True)
             return
-        while (job := self._queue.get()) is not None:
-            if job.cancelled:
-                job._finish("stop", 0)
-                continue
-            try:
-                self._generate(job)
-            except Exception as exc:
-                log.exception("generation failed")
-                job._fail(LocalLLMError(f"generation failed: {exc}"))
+        self._serve()
 
     def _fail_load(self, exc: LocalLLMError) -> None:
         self.error = exc
@@ -352,105 +363,123 @@ class Engine:
             raise InvalidRequest(f"invalid grammar: {matcher.get_error()}")
         return matcher
 
-    def _generate(self, job: Completion) -> None:
+    def _serve(self) -> None:
+        """Admit queued jobs into the batch (up to max_batch, in arrival order) and step it until all are done."""
         import torch
-        from transformers import DynamicCache
 
-        p = job.params
-        limit = self.context_length - job.prompt_tokens
-        if p.max_tokens is not None:
-            limit = min(limit, p.max_tokens)
-        eos = frozenset() if p.ignore_eos else self._eos_ids
-        generator = torch.Generator().manual_seed(p.seed if p.seed is not None else secrets.randbits(63))
-        matcher = self._matcher(p.grammar) if p.grammar else None
-        stream = TextStream(self.decode, p.stop)
-        generated: list[int] = []
+        from local_llm.batch import Batch
 
-        def take(tokens: list[int]) -> bool:
-            """Add tokens to the output; True once a stop string shows up."""
-            for token in tokens:
-                generated.append(token)
-                piece, stopped = stream.push(token)
-                if piece:
-                    job._emit(piece)
-                if stopped:
-                    return True
-            return False
-
-        # Tokens the grammar forces are appended without sampling, in the tokenizer's canonical split ("fast
-        # forward"): the model then reads `{"` `name` `":` as it always has, not a spelling it never saw.
-        forced = _forced(matcher, limit)
-        stopped = take(forced)
-        eos_seen = False
+        batch, active = Batch(self._model), self._active
         with torch.inference_mode():
-            cache = DynamicCache(config=self._model.config)
-            inputs = torch.tensor([[*job.prompt_ids, *forced]])
-            while not stopped and len(generated) < limit and not job.cancelled:
-                if matcher is not None and matcher.is_stopped():
-                    break
-                out = self._model(input_ids=inputs, cache=cache, use_cache=True, logits_to_keep=1)
-                logits = out.logits[0, -1]
-                if matcher is not None:
-                    logits = _mask(logits, matcher)
-                token = _sample(logits, generated, p, generator)
-                if matcher is not None and not matcher.consume_token(token):
-                    raise LocalLLMError(f"the grammar rejected token {token}: {matcher.get_error()}")
-                if token in eos:
-                    eos_seen = True
-                    break
-                new = [token, *_forced(matcher, limit - len(generated) - 1)]
-                stopped = take(new)
-                inputs = torch.tensor([new])
-        grammar_done = matcher is not None and matcher.is_stopped()
-        reason: Literal["stop", "length"] = "stop" if stopped or eos_seen or grammar_done else "length"
-        if tail := stream.flush():
-            job._emit(tail)
-        job._finish(reason, len(generated))
+            while True:
+                while len(active) < self.max_batch:
+                    try:
+                        job = self._queue.get(block=not active)
+                    except queue.Empty:
+                        break
+                    if job is None:
+                        for seq in active:
+                            seq.job._fail(EngineNotReady("the server is shutting down"))
+                        return
+                    self._admit(job, batch)
+                for row in reversed(range(len(active))):
+                    if active[row].job.cancelled:
+                        self._retire(row, batch)
+                if not active:
+                    continue
+                try:
+                    logits = batch.step([seq.pending for seq in active])
+                except Exception as exc:  # a failed forward pass leaves the batch unusable: fail its jobs
+                    log.exception("decode step failed")
+                    for seq in active:
+                        seq.job._fail(LocalLLMError(f"generation failed: {exc}"))
+                    active.clear()
+                    batch = Batch(self._model)
+                    continue
+                self._count(len(active))
+                for row in reversed(range(len(active))):
+                    seq = active[row]
+                    try:
+                        seq.advance(logits[row])
+                    except LocalLLMError as exc:
+                        seq.job._fail(exc)
+                        batch.remove(row)
+                        del active[row]
+                        continue
+                    if seq.done:
+                        self._retire(row, batch)
 
+    def _admit(self, job: Completion, batch: Any) -> None:
+        """Prefill a job's prompt (reusing the longest cached prefix) and add it to the batch."""
+        import torch
 
-def _forced(matcher: Any, room: int) -> list[int]:
-    """The tokens the grammar allows as the only way on (at most `room`), already consumed by the matcher."""
-    if matcher is None or room <= 0 or matcher.is_stopped():
-        return []
-    tokens: list[int] = list(matcher.compute_ff_tokens())[:room]
-    if tokens and not matcher.consume_tokens(tokens):
-        raise LocalLLMError(f"the grammar rejected its own forced tokens: {matcher.get_error()}")
-    return tokens
+        from local_llm.batch import forward, new_cache
+        from local_llm.decoding import Decoding
 
+        if job.cancelled:
+            job._finish("stop", 0)
+            return
+        try:
+            self._on_prefill(job)
+            p = job.params
+            limit = self.context_length - job.prompt_tokens
+            if p.max_tokens is not None:
+                limit = min(limit, p.max_tokens)
+            matcher = self._matcher(p.grammar) if p.grammar else None
+            seq = Decoding(job, self.decode, eos_ids=self._eos_ids, limit=limit, matcher=matcher)
+            tokens = [*job.prompt_ids, *seq.start()]
+            if seq.done:
+                seq.finish()
+                return
+            cached, kv = self.prefix_cache.lookup(tokens)
+            job.cached_tokens = min(cached, job.prompt_tokens)
+            cache = new_cache(self._model, kv, reserve=64)
+            logits = forward(self._model, torch.tensor([tokens[cached:]]), cache)
+            seq.pending = tokens[len(job.prompt_ids) :]
+            seq.advance(logits[0])
+        except LocalLLMError as exc:
+            job._fail(exc)
+            return
+        except Exception as exc:
+            log.exception("prefill failed")
+            job._fail(LocalLLMError(f"generation failed: {exc}"))
+            return
+        kv = [(layer.keys, layer.values) for layer in cache.layers]
+        if seq.done:
+            self.prefix_cache.put(seq.fed, [(k.contiguous(), v.contiguous()) for k, v in kv])
+            seq.finish()
+            return
+        batch.add(kv)
+        self._active.append(seq)
 
-def _mask(logits: torch.Tensor, matcher: Any) -> torch.Tensor:
-    """Logits with every token the grammar forbids next set to -inf."""
-    import numpy as np
-    import torch
+    def _on_prefill(self, job: Completion) -> None:
+        """Called on the worker as a job's prefill begins (tests replace it to hold the worker)."""
 
-    bits = np.unpackbits(np.frombuffer(matcher.compute_bitmask(), dtype=np.uint8), bitorder="little")
-    allowed = torch.from_numpy(bits[: logits.shape[0]].astype(bool))
-    if allowed.shape[0] < logits.shape[0]:
-        allowed = torch.cat([allowed, torch.zeros(logits.shape[0] - allowed.shape[0], dtype=torch.bool)])
-    return logits.masked_fill(~allowed, float("-inf"))
+    def _retire(self, row: int, batch: Any) -> None:
+        seq = self._active.pop(row)
+        kv = batch.remove(row)
+        self.prefix_cache.put(seq.fed, kv)
+        seq.finish()
 
+    def _count(self, tokens: int) -> None:
+        now = time.perf_counter()
+        self._recent.append((now, tokens))
+        while self._recent and now - self._recent[0][0] > _RATE_WINDOW_S:
+            self._recent.popleft()
 
-def _sample(logits: torch.Tensor, generated: list[int], p: SamplingParams, generator: torch.Generator) -> int:
-    """Pick the next token: logit bias, presence/frequency penalties, temperature, then nucleus (top_p)."""
-    import torch
+    @property
+    def tokens_per_second(self) -> float:
+        """Tokens generated per second over the last few seconds, all sequences together."""
+        recent = list(self._recent)
+        if len(recent) < 2:
+            return 0.0
+        span = max(time.perf_counter() - recent[0][0], 1e-6)
+        return sum(n for _, n in recent[1:]) / span
 
-    if p.logit_bias or ((p.presence_penalty or p.frequency_penalty) and generated):
-        logits = logits.clone()
-        for token, bias in p.logit_bias.items():
-            if 0 <= token < logits.shape[0]:
-                logits[token] += bias
-        if generated:
-            counts = torch.bincount(torch.tensor(generated), minlength=logits.shape[0])[: logits.shape[0]]
-            logits -= p.frequency_penalty * counts + p.presence_penalty * (counts > 0)
-    if p.temperature == 0:
-        return int(torch.argmax(logits))
-    probs = torch.softmax(logits.float() / p.temperature, dim=-1)
-    if p.top_p < 1.0:
-        sorted_probs, order = torch.sort(probs, descending=True)
-        outside = torch.cumsum(sorted_probs, dim=-1) - sorted_probs > p.top_p
-        sorted_probs[outside] = 0.0
-        return int(order[torch.multinomial(sorted_probs, 1, generator=generator)])
-    return int(torch.multinomial(probs, 1, generator=generator))
+    @property
+    def batch_size(self) -> int:
+        """Sequences decoding now."""
+        return len(self._active)
 
 
 def _eos_ids(tokenizer: Any, model: Any) -> set[int]:

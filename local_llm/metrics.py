@@ -24,6 +24,9 @@ class ServerMetrics:
             "autoqwen_requests", "HTTP requests by path and status code", ["path", "status"], registry=r
         )
         self.prompt_tokens = Counter("autoqwen_prompt_tokens", "Prompt tokens processed", registry=r)
+        self.cached_tokens = Counter(
+            "autoqwen_prompt_cached_tokens", "Prompt tokens served from the prefix cache", registry=r
+        )
         self.completion_tokens = Counter("autoqwen_completion_tokens", "Completion tokens generated", registry=r)
         self.latency = Histogram(
             "autoqwen_completion_seconds",
@@ -44,6 +47,14 @@ class ServerMetrics:
         )
         queue_depth = Gauge("autoqwen_queue_depth", "Requests waiting for the model", registry=r)
         queue_depth.set_function(lambda: engine.queue_depth)
+        batch = Gauge("autoqwen_batch_size", "Sequences decoding together now", registry=r)
+        batch.set_function(lambda: engine.batch_size)
+        rate = Gauge("autoqwen_tokens_per_second", "Tokens generated per second, all sequences, last 10 s", registry=r)
+        rate.set_function(lambda: engine.tokens_per_second)
+        cache_bytes = Gauge("autoqwen_prefix_cache_bytes", "Bytes of KV states in the prefix cache", registry=r)
+        cache_bytes.set_function(lambda: engine.prefix_cache.nbytes)
+        cache_entries = Gauge("autoqwen_prefix_cache_entries", "Sequences in the prefix cache", registry=r)
+        cache_entries.set_function(lambda: len(engine.prefix_cache))
         ready = Gauge("autoqwen_model_ready", "1 once the model is loaded", registry=r)
         ready.set_function(lambda: 1.0 if engine.state == "ready" else 0.0)
 

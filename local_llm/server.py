@@ -44,6 +44,7 @@ from local_llm.protocol import (
     ErrorResponse,
     ModelCard,
     ModelList,
+    PromptTokensDetails,
     ResponseMessage,
     ToolCall,
     Usage,
@@ -314,11 +315,13 @@ def _usage(completion: Completion) -> Usage:
         prompt_tokens=completion.prompt_tokens,
         completion_tokens=completion.completion_tokens,
         total_tokens=completion.prompt_tokens + completion.completion_tokens,
+        prompt_tokens_details=PromptTokensDetails(cached_tokens=completion.cached_tokens),
     )
 
 
 def _observe(metrics: ServerMetrics, completion: Completion) -> None:
     metrics.prompt_tokens.inc(completion.prompt_tokens)
+    metrics.cached_tokens.inc(completion.cached_tokens)
     metrics.completion_tokens.inc(completion.completion_tokens)
     if completion.finished_at is not None:
         metrics.latency.observe(completion.finished_at - completion.submitted_at)

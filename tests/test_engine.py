@@ -86,16 +86,10 @@ def test_engine_not_ready_before_start(tiny_model_dir: object) -> None:
 
 
 def test_bounded_queue_refuses_when_full(tiny_model_dir: object) -> None:
-    engine = Engine(resolve_model(str(tiny_model_dir)), max_queue=1).start().wait_ready(60)
+    engine = Engine(resolve_model(str(tiny_model_dir)), max_queue=1, max_batch=1).start().wait_ready(60)
     try:
         gate = threading.Event()
-        original = engine._generate
-
-        def blocked(job: object) -> None:
-            gate.wait(10)
-            original(job)  # type: ignore[arg-type]
-
-        engine._generate = blocked  # type: ignore[method-assign]
+        engine._on_prefill = lambda job: gate.wait(10)  # type: ignore[method-assign]
         prompt = engine.encode_chat(MESSAGES)
         params = SamplingParams(max_tokens=2, temperature=0)
         running = engine.submit(prompt, params)

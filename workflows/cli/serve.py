@@ -38,6 +38,10 @@ def serve(
         Literal["call-then-answer", "model"],
         typer.Option(help='tool_choice "auto": call a tool then answer (small models), or let the model decide.'),
     ] = "call-then-answer",
+    max_batch: Annotated[int, typer.Option(min=1, help="Requests that decode together; more wait in the queue.")] = 4,
+    prefix_cache_mb: Annotated[
+        int, typer.Option(min=0, help="Memory for KV states of recent prompts, reused by later turns (0 = off).")
+    ] = 1024,
 ) -> None:
     """Serve a local chat model over the OpenAI API (/v1/models, /v1/chat/completions, /health, /metrics)."""
     import uvicorn
@@ -45,7 +49,7 @@ def serve(
     from local_llm import Engine, ServerConfig, create_app, resolve_model
 
     quiet_progress_bars()
-    engine = Engine(resolve_model(model))
+    engine = Engine(resolve_model(model), max_batch=max_batch, prefix_cache_mb=prefix_cache_mb)
     config = ServerConfig(
         api_key=api_key,
         aliases=tuple(alias or ()),

@@ -1,0 +1,215 @@
+"""The batch of sequences decoding together: their KV states in shared buffers, stepped with one forward pass.
+
+Rows are right-aligned in a common width: a row shorter than the batch has masked columns ("holes") on its
+left, and a step that feeds rows different numbers of tokens leaves holes before the shorter rows' tokens. A
+4-D attention mask hides every hole, and each row keeps its own position ids, so a row's result does not depend
+on what else is in the batch.
+
+    batch = Batch(model)
+    row = batch.add(kv)                        # kv from a prefill: one (keys, values) per layer, [1, heads, n, dim]
+    logits = batch.step([[token_a], [token_b, forced_1]])   # [rows, vocab], each row's last position
+    kv = batch.remove(row)                     # that row's KV, compacted, e.g. for the prefix cache
+
+Buffers grow by doubling, so a step copies only its new tokens (transformers' DynamicCache re-concatenates the
+whole cache on every token).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING, Any
+
+from local_llm.prefix_cache import KV
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["Batch", "forward", "new_cache"]
+
+
+def new_cache(model: Any, kv: KV | None = None, *, batch: int = 1, reserve: int = 0) -> Any:
+    """A transformers Cache for `model` over growable buffers, holding a copy of `kv` if given."""
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=model.config)
+    cache.layers[:] = [_buffer_layer(kv[i] if kv else None, reserve=reserve) for i in range(len(cache.layers))]
+    return cache
+
+
+def forward(model: Any, input_ids: torch.Tensor, cache: Any, **kwargs: Any) -> torch.Tensor:
+    """Logits of the last position of each row, [rows, vocab], appending the inputs' KV to `cache`."""
+    out = model(input_ids=input_ids, cache=cache, use_cache=True, logits_to_keep=1, **kwargs)
+    return out.logits[:, -1]
+
+
+class Batch:
+    """Sequences that decode together, one row each."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.cache: Any = None
+        self.real: torch.Tensor | None = None  # bool [rows, width]: which columns hold a row's tokens
+        self.positions: list[int] = []  # next position id of each row
+
+    @property
+    def rows(self) -> int:
+        return len(self.positions)
+
+    @property
+    def width(self) -> int:
+        return 0 if self.real is None else int(self.real.shape[1])
+
+    def add(self, kv: KV) -> int:
+        """Append a row holding `kv` (n positions); returns its row index."""
+        import torch
+
+        n = int(kv[0][0].shape[2])
+        if self.cache is None:
+            self.cache = new_cache(self.model, kv, reserve=64)
+            self.real = torch.ones(1, n, dtype=torch.bool)
+            self.positions = [n]
+            return 0
+        assert self.real is not None
+        width = max(self.width, n)
+        layers: KV = []
+        for layer, (k, v) in zip(self.cache.layers, kv, strict=True):
+            layers.append((_stack(layer.keys, k, width), _stack(layer.values, v, width)))
+        real = torch.zeros(self.rows + 1, width, dtype=torch.bool)
+        real[: self.rows, width - self.width :] = self.real
+        real[self.rows, width - n :] = True
+        self.cache = new_cache(self.model, layers, batch=self.rows + 1, reserve=64)
+        self.real = real
+        self.positions.append(n)
+        return self.rows - 1
+
+    def remove(self, row: int) -> KV:
+        """Drop a row; returns its KV states (contiguous, holes left out). Later rows move up by one."""
+        import torch
+
+        assert self.real is not None
+        mine = self.real[row].nonzero().squeeze(1)
+        kept = [i for i in range(self.rows) if i != row]
+        out: KV = [
+            (layer.keys[row : row + 1, :, mine].contiguous(), layer.values[row : row + 1, :, mine].contiguous())
+            for layer in self.cache.layers
+        ]
+        del self.positions[row]
+        if not kept:
+            self.cache, self.real = None, None
+            return out
+        index = torch.tensor(kept)
+        real = self.real[index]
+        # Compact: every row right-aligned without holes, the width that of the longest row.
+        lengths = real.sum(dim=1)
+        width = int(lengths.max())
+        layers: KV = []
+        for layer in self.cache.layers:
+            layers.append((_compact(layer.keys[index], real, width), _compact(layer.values[index], real, width)))
+        self.real = torch.arange(width)[None, :] >= (width - lengths)[:, None]
+        self.cache = new_cache(self.model, layers, batch=len(kept), reserve=64)
+        return out
+
+    def step(self, tokens: list[list[int]]) -> torch.Tensor:
+        """Feed each row its tokens (at least one each); returns logits of each row's last token, [rows, vocab]."""
+        import torch
+
+        assert self.real is not None and len(tokens) == self.rows
+        p = max(len(t) for t in tokens)
+        ids = torch.zeros(self.rows, p, dtype=torch.long)
+        new_real = torch.zeros(self.rows, p, dtype=torch.bool)
+        positions = torch.zeros(self.rows, p, dtype=torch.long)
+        for i, row_tokens in enumerate(tokens):
+            n = len(row_tokens)
+            ids[i, p - n :] = torch.tensor(row_tokens)
+            new_real[i, p - n :] = True
+            start = self.positions[i]
+            positions[i, p - n :] = torch.arange(start, start + n)
+            positions[i, : p - n] = start
+            self.positions[i] = start + n
+        width = self.width
+        real = torch.cat([self.real, new_real], dim=1)
+        if p == 1 and bool(real.all()):
+            mask = None  # nothing to hide: plain causal attention
+        else:
+            columns = torch.arange(width + p)
+            queries = torch.arange(width, width + p)
+            causal = columns[None, :] <= queries[:, None]
+            mask = (real[:, None, :] & causal[None]) | (columns[None, :] == queries[:, None])[None]
+            mask = mask[:, None]  # [rows, 1, p, width + p]; each query always sees itself, so no row is all hidden
+        self.real = real
+        return forward(self.model, ids, self.cache, attention_mask=mask, position_ids=positions)
+
+
+def _stack(batch: torch.Tensor, row: torch.Tensor, width: int) -> torch.Tensor:
+    """`batch` [rows, h, w, d] with `row` [1, h, n, d] appended, both right-aligned in `width` columns."""
+    import torch
+
+    rows, heads, w, dim = batch.shape
+    out = torch.zeros(rows + 1, heads, width, dim, dtype=batch.dtype)
+    out[:rows, :, width - w :] = batch
+    out[rows, :, width - row.shape[2] :] = row[0]
+    return out
+
+
+def _compact(states: torch.Tensor, real: torch.Tensor, width: int) -> torch.Tensor:
+    """Each row's real columns, right-aligned in `width` columns."""
+    import torch
+
+    rows, heads, _, dim = states.shape
+    out = torch.zeros(rows, heads, width, dim, dtype=states.dtype)
+    for i in range(rows):
+        cols = real[i].nonzero().squeeze(1)
+        out[i, :, width - len(cols) :] = states[i, :, cols]
+    return out
+
+
+def _buffer_layer(kv: tuple[torch.Tensor, torch.Tensor] | None, *, reserve: int) -> Any:
+    """A transformers cache layer over a buffer with spare room, holding a copy of `kv` if given."""
+    layer = _buffer_layer_class()(reserve)
+    if kv is not None:
+        layer.update(*kv)
+    return layer
+
+
+@functools.cache
+def _buffer_layer_class() -> type:
+    from transformers.cache_utils import DynamicLayer
+
+    class BufferLayer(DynamicLayer):  # type: ignore[misc]
+        """DynamicLayer whose appends copy only the new tokens (the buffer doubles when full)."""
+
+        is_croppable = False
+
+        def __init__(self, reserve: int) -> None:
+            super().__init__()
+            self.length = 0
+            self.reserve = reserve
+            self.buffers: tuple[torch.Tensor, torch.Tensor] | None = None
+
+        def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *_: Any, **__: Any) -> Any:
+            import torch
+
+            end = self.length + key_states.shape[2]
+            if self.buffers is None or end > self.buffers[0].shape[2]:
+                rows, heads, _, dim = key_states.shape
+                room = max(end * 2, end + self.reserve)
+                grown = tuple(torch.empty(rows, heads, room, dim, dtype=s.dtype) for s in (key_states, value_states))
+                if self.buffers is not None:
+                    for new, old in zip(grown, self.buffers, strict=True):
+                        new[:, :, : self.length] = old[:, :, : self.length]
+                self.buffers = (grown[0], grown[1])
+            k, v = self.buffers
+            k[:, :, self.length : end] = key_states
+            v[:, :, self.length : end] = value_states
+            self.length = end
+            self.keys, self.values = k[:, :, :end], v[:, :, :end]
+            self.is_initialized = True
+            return self.keys, self.values
+
+        def get_seq_length(self) -> int:
+            return self.length
+
+        def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
+            return self.length + query_length, 0
+
+    return BufferLayer

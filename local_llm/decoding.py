@@ -1,0 +1,154 @@
+"""One sequence's decoding state: sampling, grammar constraint, stop strings and token budget.
+
+The engine feeds it the logits of the sequence's last position; it picks the next token(s), streams text to the
+completion and says what to feed the model next:
+
+    seq = Decoding(job, decode, eos_ids=eos, limit=128, matcher=None)
+    tokens = job.prompt_ids + seq.start()      # tokens a grammar forces before the first sampled one
+    seq.advance(logits)                        # samples; seq.pending holds what to feed next, seq.done when over
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+from local_llm.errors import LocalLLMError
+from local_llm.textstream import TextStream
+
+if TYPE_CHECKING:
+    import torch
+
+    from local_llm.engine import Completion, SamplingParams
+
+__all__ = ["Decoding"]
+
+
+class Decoding:
+    """Decoding state of one completion."""
+
+    def __init__(
+        self,
+        job: Completion,
+        decode: Callable[[Sequence[int]], str],
+        *,
+        eos_ids: frozenset[int],
+        limit: int,
+        matcher: Any = None,
+    ) -> None:
+        import torch
+
+        p = job.params
+        self.job = job
+        self.params = p
+        self.limit = limit
+        self.eos = frozenset() if p.ignore_eos else eos_ids
+        self.matcher = matcher
+        self.generator = torch.Generator().manual_seed(p.seed if p.seed is not None else secrets.randbits(63))
+        self.stream = TextStream(decode, p.stop)
+        self.generated: list[int] = []
+        self.fed: list[int] = list(job.prompt_ids)  # tokens whose KV states the model holds for this sequence
+        self.pending: list[int] = []  # tokens to feed on the next step
+        self.done = False
+        self._stopped = False
+        self._eos_seen = False
+
+    def start(self) -> list[int]:
+        """Tokens the grammar forces at the start (fed with the prompt); may already end the sequence."""
+        # Tokens the grammar forces are appended without sampling, in the tokenizer's canonical split ("fast
+        # forward"): the model then reads `{"` `name` `":` as it always has, not a spelling it never saw.
+        forced = _forced(self.matcher, self.limit)
+        self._take(forced)
+        self._check_done()
+        return forced
+
+    def advance(self, logits: torch.Tensor) -> None:
+        """Sample the next token from `logits` (the vocabulary scores of the last fed position)."""
+        self.fed.extend(self.pending)
+        self.pending = []
+        if self.matcher is not None:
+            logits = _mask(logits, self.matcher)
+        token = _sample(logits, self.generated, self.params, self.generator)
+        if self.matcher is not None and not self.matcher.consume_token(token):
+            raise LocalLLMError(f"the grammar rejected token {token}: {self.matcher.get_error()}")
+        if token in self.eos:
+            self._eos_seen = True
+            self.done = True
+            return
+        new = [token, *_forced(self.matcher, self.limit - len(self.generated) - 1)]
+        self._take(new)
+        self.pending = new
+        self._check_done()
+
+    def finish(self) -> None:
+        """Flush held-back text and end the completion."""
+        grammar_done = self.matcher is not None and self.matcher.is_stopped()
+        reason: Literal["stop", "length"] = "stop" if self._stopped or self._eos_seen or grammar_done else "length"
+        if tail := self.stream.flush():
+            self.job._emit(tail)
+        self.job._finish(reason, len(self.generated))
+
+    def _take(self, tokens: list[int]) -> None:
+        for token in tokens:
+            self.generated.append(token)
+            piece, stopped = self.stream.push(token)
+            if piece:
+                self.job._emit(piece)
+            if stopped:
+                self._stopped = True
+                return
+
+    def _check_done(self) -> None:
+        if (
+            self._stopped
+            or len(self.generated) >= self.limit
+            or self.job.cancelled
+            or (self.matcher is not None and self.matcher.is_stopped())
+        ):
+            self.done = True
+
+
+def _forced(matcher: Any, room: int) -> list[int]:
+    """The tokens the grammar allows as the only way on (at most `room`), already consumed by the matcher."""
+    if matcher is None or room <= 0 or matcher.is_stopped():
+        return []
+    tokens: list[int] = list(matcher.compute_ff_tokens())[:room]
+    if tokens and not matcher.consume_tokens(tokens):
+        raise LocalLLMError(f"the grammar rejected its own forced tokens: {matcher.get_error()}")
+    return tokens
+
+
+def _mask(logits: torch.Tensor, matcher: Any) -> torch.Tensor:
+    """Logits with every token the grammar forbids next set to -inf."""
+    import numpy as np
+    import torch
+
+    bits = np.unpackbits(np.frombuffer(matcher.compute_bitmask(), dtype=np.uint8), bitorder="little")
+    allowed = torch.from_numpy(bits[: logits.shape[0]].astype(bool))
+    if allowed.shape[0] < logits.shape[0]:
+        allowed = torch.cat([allowed, torch.zeros(logits.shape[0] - allowed.shape[0], dtype=torch.bool)])
+    return logits.masked_fill(~allowed, float("-inf"))
+
+
+def _sample(logits: torch.Tensor, generated: list[int], p: SamplingParams, generator: torch.Generator) -> int:
+    """Pick the next token: logit bias, presence/frequency penalties, temperature, then nucleus (top_p)."""
+    import torch
+
+    if p.logit_bias or ((p.presence_penalty or p.frequency_penalty) and generated):
+        logits = logits.clone()
+        for token, bias in p.logit_bias.items():
+            if 0 <= token < logits.shape[0]:
+                logits[token] += bias
+        if generated:
+            counts = torch.bincount(torch.tensor(generated), minlength=logits.shape[0])[: logits.shape[0]]
+            logits -= p.frequency_penalty * counts + p.presence_penalty * (counts > 0)
+    if p.temperature == 0:
+        return int(torch.argmax(logits))
+    probs = torch.softmax(logits.float() / p.temperature, dim=-1)
+    if p.top_p < 1.0:
+        sorted_probs, order = torch.sort(probs, descending=True)
+        outside = torch.cumsum(sorted_probs, dim=-1) - sorted_probs > p.top_p
+        sorted_probs[outside] = 0.0
+        return int(order[torch.multinomial(sorted_probs, 1, generator=generator)])
+    return int(torch.multinomial(probs, 1, generator=generator))

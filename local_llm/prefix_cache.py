@@ -1,0 +1,113 @@
+"""Prefix cache: the KV states of recent sequences, so a request that repeats a known prefix skips recomputing it.
+
+Agent workflows resend the whole conversation every turn; with this cache turn N only computes its new tokens.
+
+    cache = PrefixCache(budget_bytes=1 << 30)
+    cache.put(tokens, kv)                      # kv: one (keys, values) pair per layer, shape [1, heads, len, dim]
+    n, kv = cache.lookup(new_tokens)           # the longest cached prefix of new_tokens (n tokens; kv sliced to n)
+
+Entries are read-only: lookup returns views, and the engine copies before it appends. Eviction is least recently
+used, bounded by the bytes the tensors hold.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["KV", "PrefixCache", "kv_bytes"]
+
+KV = list[tuple["torch.Tensor", "torch.Tensor"]]
+
+
+def kv_bytes(kv: KV) -> int:
+    """Bytes held by the keys and values of every layer."""
+    return sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in kv)
+
+
+@dataclass
+class _Entry:
+    tokens: torch.Tensor  # int64 [len]
+    kv: KV
+    nbytes: int
+
+
+class PrefixCache:
+    """LRU of KV states keyed by their token ids, bounded by a memory budget (0 turns it off)."""
+
+    def __init__(self, budget_bytes: int) -> None:
+        self.budget_bytes = budget_bytes
+        self.nbytes = 0
+        self.hit_tokens = 0  # prompt tokens served from the cache, since start
+        self.lookups = 0
+        self._entries: OrderedDict[int, _Entry] = OrderedDict()
+        self._next_key = 0
+        self._lock = threading.Lock()  # the worker writes, /metrics reads
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def lookup(self, tokens: Sequence[int], *, keep_last: int = 1) -> tuple[int, KV | None]:
+        """The longest cached prefix of `tokens`, leaving at least `keep_last` tokens to compute (for their logits).
+
+        Returns (n, kv) with kv holding n positions, or (0, None) on a miss.
+        """
+        import torch
+
+        limit = len(tokens) - keep_last
+        if limit <= 0 or not self._entries:
+            return 0, None
+        query = torch.tensor(tokens[:limit], dtype=torch.long)
+        best_n, best_key = 0, None
+        with self._lock:
+            self.lookups += 1
+            for key, entry in self._entries.items():
+                n = _common_prefix(query, entry.tokens)
+                if n > best_n:
+                    best_n, best_key = n, key
+            if best_key is None:
+                return 0, None
+            self._entries.move_to_end(best_key)
+            entry = self._entries[best_key]
+            self.hit_tokens += best_n
+        return best_n, [(k[:, :, :best_n], v[:, :, :best_n]) for k, v in entry.kv]
+
+    def put(self, tokens: Sequence[int], kv: KV) -> None:
+        """Remember the KV states of `tokens` (contiguous tensors the cache now owns)."""
+        import torch
+
+        if not tokens:
+            return
+        nbytes = kv_bytes(kv)
+        if nbytes > self.budget_bytes:
+            return
+        ids = torch.tensor(tokens, dtype=torch.long)
+        with self._lock:
+            # An entry that is a prefix of the new one adds nothing: a growing conversation keeps one entry.
+            for key in [k for k, e in self._entries.items() if _common_prefix(e.tokens, ids) == len(e.tokens)]:
+                self.nbytes -= self._entries.pop(key).nbytes
+            self._entries[self._next_key] = _Entry(ids, kv, nbytes)
+            self._next_key += 1
+            self.nbytes += nbytes
+            while self.nbytes > self.budget_bytes:
+                _, evicted = self._entries.popitem(last=False)
+                self.nbytes -= evicted.nbytes
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self.nbytes = 0
+
+
+def _common_prefix(a: torch.Tensor, b: torch.Tensor) -> int:
+    n = min(len(a), len(b))
+    if n == 0:
+        return 0
+    differ = (a[:n] != b[:n]).nonzero()
+    return int(differ[0, 0]) if len(differ) else n
