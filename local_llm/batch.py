@@ -39,7 +39,7 @@ def new_cache(model: Any, kv: KV | None = None, *, batch: int = 1, reserve: int 
 def forward(model: Any, input_ids: torch.Tensor, cache: Any, **kwargs: Any) -> torch.Tensor:
     """Logits of the last position of each row, [rows, vocab], appending the inputs' KV to `cache`."""
     out = model(input_ids=input_ids, cache=cache, use_cache=True, logits_to_keep=1, **kwargs)
-    return out.logits[:, -1]
+    return out.logits[:, -1].float()
 
 
 class Batch:

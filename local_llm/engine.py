@@ -43,6 +43,9 @@ __all__ = ["Completion", "Engine", "SamplingParams"]
 log = logging.getLogger(__name__)
 
 EngineState = Literal["created", "loading", "ready", "failed", "closed"]
+# Weights in memory: "int4" = 4-bit linear layers + bfloat16 activations (fast on CPU); "none" = float32 as loaded;
+# "auto" = int4 when the model comes from a GGUF file that is 4-bit already (no precision lost to speak of).
+Quantize = Literal["auto", "int4", "none"]
 
 _RATE_WINDOW_S = 10.0
 
@@ -162,6 +165,7 @@ class Engine:
         max_queue: int = 16,
         max_batch: int = 4,
         prefix_cache_mb: int = 1024,
+        quantize: Quantize = "auto",
         threads: int | None = None,
     ) -> None:
         self.source = source
@@ -169,6 +173,8 @@ class Engine:
         self.max_queue = max_queue
         self.max_batch = max(1, max_batch)
         self.prefix_cache = PrefixCache(prefix_cache_mb << 20)
+        self.quantize = quantize
+        self.quantized = False
         self.threads = threads
         self.state: EngineState = "created"
         self.load_stage = "waiting"
@@ -342,6 +348,12 @@ class Engine:
         if convert_to is not None:
             self.load_stage = "caching"
             cache.save_converted(convert_to, model, tokenizer)
+        if self._should_quantize():
+            self.load_stage = "quantizing"
+            from local_llm.quantize import quantize
+
+            quantize(model)
+            self.quantized = True
         self._tokenizer, self._model, self.loaded_from = tokenizer, model, path
         self._eos_ids = frozenset(_eos_ids(tokenizer, model))
         self.load_stage = "grammar"
@@ -354,6 +366,14 @@ class Engine:
         self.state = "ready"
         self._ready.set()
         log.info("loaded %s (%s) in %.1f s", self.model_id, src.kind, self.load_seconds)
+
+    def _should_quantize(self) -> bool:
+        if self.quantize != "auto":
+            return self.quantize == "int4"
+        from local_llm.quantize import is_4bit_gguf
+
+        src = self.source
+        return src.gguf_file is not None and is_4bit_gguf(src.path / src.gguf_file)
 
     def _matcher(self, grammar: str) -> Any:
         from llguidance import LLMatcher

@@ -133,3 +133,18 @@ def test_cancelled_stream_frees_its_slot_at_once(tiny_model_dir: Path) -> None:
         assert endless.completion_tokens < engine.context_length - endless.prompt_tokens
     finally:
         engine.close()
+
+
+def test_prefix_cache_output_equals_uncached_output_with_int4_weights(tiny_model_dir: Path) -> None:
+    """Prompts run dense bfloat16 products and decode steps the 4-bit kernel: reuse must still not change outputs."""
+    source = resolve_model(str(tiny_model_dir))
+    plain = Engine(source, quantize="int4", prefix_cache_mb=0).start().wait_ready(60)
+    reusing = Engine(source, quantize="int4").start().wait_ready(60)
+    try:
+        params = SamplingParams(max_tokens=40, temperature=0.9, seed=3)
+        expected, _ = conversation(plain, params)
+        got, reused = conversation(reusing, params)
+        assert got == expected and all(n > 0 for n in reused[1:])
+    finally:
+        plain.close()
+        reusing.close()

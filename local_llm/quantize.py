@@ -1,0 +1,121 @@
+"""Weight-only quantisation for CPU decoding: 4-bit linear layers (groups of 32 along the input, a scale and an
+offset per group, the layout of GGUF's Q4_1) and an 8-bit output head, the products taking bfloat16 inputs.
+
+Decoding one token reads every weight once, so on a CPU it is bound by memory traffic: 4-bit weights read 8x
+fewer bytes than float32. The matrix products are PyTorch's own CPU kernels (`_weight_int4pack_mm_for_cpu`,
+`_weight_int8pack_mm`).
+
+    quantize(model)                            # in place; returns the number of layers replaced
+    is_4bit_gguf(Path("model.Q4_1.gguf"))      # True: its linear weights are 4-bit already, so int4 loses little
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["GROUP_SIZE", "is_4bit_gguf", "quantize"]
+
+GROUP_SIZE = 32
+_PREFILL_ROWS = 16  # more rows than this (a prompt) go through a dense bfloat16 product instead
+_FOUR_BIT = {"Q4_0", "Q4_1", "Q4_K", "IQ4_NL", "IQ4_XS"}
+
+
+def is_4bit_gguf(path: Path) -> bool:
+    """Whether most of a GGUF file's matrices are stored with 4-bit quantisation."""
+    from gguf import GGUFReader
+
+    kinds = [t.tensor_type.name for t in GGUFReader(path).tensors if len(t.shape) == 2]
+    return bool(kinds) and sum(k in _FOUR_BIT for k in kinds) * 2 > len(kinds)
+
+
+def quantize(model: Any) -> int:
+    """Replace the model's linear layers by 4-bit ones (the output head by an 8-bit one), in place.
+
+    Only the products run in bfloat16; norms, rotary embeddings and attention keep the model's float32 (PyTorch's
+    CPU attention is ~7x slower in bfloat16).
+    """
+    import torch
+
+    head = model.get_output_embeddings()
+    replaced = 0
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if not isinstance(child, torch.nn.Linear):
+                continue
+            if child is head:
+                setattr(parent, name, _int8_linear_class()(child))
+            elif child.in_features % GROUP_SIZE == 0 and child.out_features % 16 == 0:
+                setattr(parent, name, _int4_linear_class()(child))
+            else:
+                continue
+            replaced += 1
+    return replaced
+
+
+@functools.cache
+def _int4_linear_class() -> type:
+    import torch
+
+    class Int4Linear(torch.nn.Module):
+        """y = x W^T + b with W in 4 bits: per group of 32 inputs, w = q * scale + min, q in 0..15."""
+
+        def __init__(self, linear: torch.nn.Linear) -> None:
+            super().__init__()
+            w = linear.weight.detach().float()
+            n, k = w.shape
+            groups = w.reshape(n, k // GROUP_SIZE, GROUP_SIZE)
+            low, high = groups.amin(-1, keepdim=True), groups.amax(-1, keepdim=True)
+            scale = ((high - low) / 15).clamp(min=1e-10)
+            q = torch.round((groups - low) / scale).clamp(0, 15).reshape(n, k).to(torch.int32)
+            # The kernel computes (q - 8) * scale + zero, so zero = min + 8 * scale; layout [k / group, n, 2].
+            scale_zero = torch.cat([scale, low + 8 * scale], dim=-1).transpose(0, 1).contiguous()
+            self.out_features = n
+            self.register_buffer("packed", torch._convert_weight_to_int4pack_for_cpu(q, 2))
+            self.register_buffer("scale_zero", scale_zero.to(torch.bfloat16))
+            # Prompts (many rows at once) run faster as a dense product of the same, dequantised, weights.
+            dense = (q.reshape(n, k // GROUP_SIZE, GROUP_SIZE).float() * scale + low).reshape(n, k)
+            self.register_buffer("dense", dense.to(torch.bfloat16))
+            self.bias = None if linear.bias is None else torch.nn.Parameter(linear.bias.detach().to(torch.bfloat16))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            rows = x.reshape(-1, x.shape[-1]).to(torch.bfloat16)
+            if rows.shape[0] > _PREFILL_ROWS:
+                y = rows @ self.dense.t()
+            else:
+                y = torch._weight_int4pack_mm_for_cpu(rows, self.packed, GROUP_SIZE, self.scale_zero)
+            if self.bias is not None:
+                y = y + self.bias
+            return y.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
+
+    return Int4Linear
+
+
+@functools.cache
+def _int8_linear_class() -> type:
+    import torch
+
+    class Int8Linear(torch.nn.Module):
+        """y = x W^T with W in 8 bits, one scale per output row."""
+
+        def __init__(self, linear: torch.nn.Linear) -> None:
+            super().__init__()
+            w = linear.weight.detach().float()
+            scale = (w.abs().amax(dim=1) / 127).clamp(min=1e-10)
+            self.out_features = w.shape[0]
+            self.register_buffer("weight_int8", torch.round(w / scale[:, None]).clamp(-127, 127).to(torch.int8))
+            self.register_buffer("scale", scale.to(torch.bfloat16))
+            self.bias = None if linear.bias is None else torch.nn.Parameter(linear.bias.detach().to(torch.bfloat16))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            rows = x.reshape(-1, x.shape[-1]).to(torch.bfloat16)
+            y = torch.ops.aten._weight_int8pack_mm(rows, self.weight_int8, self.scale)
+            if self.bias is not None:
+                y = y + self.bias
+            return y.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
+
+    return Int8Linear
