@@ -136,7 +136,7 @@ def test_cancelled_stream_frees_its_slot_at_once(tiny_model_dir: Path) -> None:
 
 
 def test_prefix_cache_output_equals_uncached_output_with_int4_weights(tiny_model_dir: Path) -> None:
-    """Prompts run dense bfloat16 products and decode steps the 4-bit kernel: reuse must still not change outputs."""
+    """Prompt chunks and decode steps go through the same 4-bit kernel, so reuse does not change outputs."""
     source = resolve_model(str(tiny_model_dir))
     plain = Engine(source, quantize="int4", prefix_cache_mb=0).start().wait_ready(60)
     reusing = Engine(source, quantize="int4").start().wait_ready(60)
