@@ -14,6 +14,7 @@ llama-cpp-python compiles for 10+ minutes, so it is an optional extra, installed
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
 import statistics
@@ -75,11 +76,14 @@ def measure(base_url: str, model: str, banned: dict[str, int], runs: int) -> tup
     return statistics.median(ttfts), statistics.median(rates)
 
 
-def workflow_seconds(base_url: str, model: str) -> float:
-    cmd = [sys.executable, "-m", "workflows.cli", "run", *WORKFLOW, "--base-url", base_url, "--model", model]
+def workflow(base_url: str, model: str) -> tuple[float, dict[str, float]]:
+    """Wall time of one `autoqwen run` process against the server, and the run's own totals (its `end` event)."""
+    cmd = [sys.executable, "-m", "workflows.cli", "run", *WORKFLOW, "--json", "--base-url", base_url, "--model", model]
     t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, capture_output=True, text=True)
-    return time.perf_counter() - t0
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    wall = time.perf_counter() - t0
+    end = [json.loads(line) for line in out.splitlines() if line.startswith("{")][-1]
+    return wall, end
 
 
 def main() -> None:
@@ -114,18 +118,20 @@ def main() -> None:
             rows = {}
             for name, url, model in (("llama.cpp", llama_url, "bundled"), ("autoqwen", ours.base_url, engine.model_id)):
                 ttft, rate = measure(url, model, banned, args.runs)
-                rows[name] = (ttft, rate, workflow_seconds(url, model))
+                rows[name] = (ttft, rate, *workflow(url, model))
     finally:
         llama.terminate()
         llama.wait(30)
     print(f"bundled GGUF: {gguf.name}  threads: {args.threads}  decode: 128 tokens, median of {args.runs}")
     print(f"server ready (process start to serving): llama.cpp {llama_ready:.1f} s, autoqwen {ours_ready:.1f} s")
-    print(f"{'server':<10} {'TTFT s':>8} {'decode tok/s':>13} {'workflow s':>11}")
-    for name, (ttft, rate, wall) in rows.items():
-        print(f"{name:<10} {ttft:>8.3f} {rate:>13.1f} {wall:>11.1f}")
-    (ot, orate, ow), (lt, lrate, lw) = rows["autoqwen"], rows["llama.cpp"]
-    print(f"autoqwen / llama.cpp: decode {orate / lrate:.2f}x, TTFT {ot / lt:.2f}x, workflow wall {ow / lw:.2f}x "
-          f"(targets: decode >= 0.5x, workflow <= 1.0x)")  # fmt: skip
+    print(f"workflow: autoqwen run {' '.join(WORKFLOW)} (process wall time; run time and tokens from its end event)")
+    print(f"{'server':<10} {'TTFT s':>7} {'decode tok/s':>13} {'workflow wall s':>16} {'run s':>6} {'tokens in+out':>14}")
+    for name, (ttft, rate, wall, end) in rows.items():
+        tokens = f"{end['prompt_tokens']}+{end['completion_tokens']}"
+        print(f"{name:<10} {ttft:>7.3f} {rate:>13.1f} {wall:>16.1f} {end['seconds']:>6.1f} {tokens:>14}")
+    (ot, orate, ow, oend), (lt, lrate, lw, lend) = rows["autoqwen"], rows["llama.cpp"]
+    print(f"autoqwen / llama.cpp: decode {orate / lrate:.2f}x, TTFT {ot / lt:.2f}x, workflow wall {ow / lw:.2f}x, "
+          f"run {oend['seconds'] / lend['seconds']:.2f}x (targets: decode >= 0.5x, workflow <= 1.0x)")  # fmt: skip
 
 
 if __name__ == "__main__":

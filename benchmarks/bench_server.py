@@ -1,5 +1,8 @@
 """Server overhead benchmark on the bundled model: in-process decode vs the same requests over the OpenAI API.
 
+transformers' generate() runs last, on the main thread: measured first, it left a second OpenMP thread team behind
+that halved the engine's speed on 2 cores.
+
 Prints, measured in one run: model load time; decode tokens/s of transformers' own generate(), of the engine
 in-process, and of the engine through the HTTP server (streaming, openai SDK); time to first token in-process
 and over HTTP; and the server/in-process ratio (target: the server costs <= 5 %).
@@ -81,9 +84,9 @@ def main() -> None:
 
     results = {}
     for name, fn in (
-        ("transformers generate()", hf_generate),
         ("engine in-process", in_process),
         ("engine over HTTP (stream)", over_http),
+        ("transformers generate()", hf_generate),
     ):
         fn()  # warm-up
         runs = [fn() for _ in range(args.runs)]
