@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install browser demo test test-fast bench lint serve
+.PHONY: install browser demo test test-fast bench bench-llamacpp lint serve
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ test-fast: install
 
 bench: install
 	$(BIN)/python benchmarks/bench_server.py
+	$(BIN)/python benchmarks/bench_engine.py
+
+bench-llamacpp: install
+	$(BIN)/pip install -e '.[llamacpp]'
+	$(BIN)/python benchmarks/bench_llamacpp.py
 
 lint: install
 	$(BIN)/ruff check .

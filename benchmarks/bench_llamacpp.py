@@ -125,7 +125,8 @@ def main() -> None:
     print(f"bundled GGUF: {gguf.name}  threads: {args.threads}  decode: 128 tokens, median of {args.runs}")
     print(f"server ready (process start to serving): llama.cpp {llama_ready:.1f} s, autoqwen {ours_ready:.1f} s")
     print(f"workflow: autoqwen run {' '.join(WORKFLOW)} (process wall time; run time and tokens from its end event)")
-    print(f"{'server':<10} {'TTFT s':>7} {'decode tok/s':>13} {'workflow wall s':>16} {'run s':>6} {'tokens in+out':>14}")
+    header = ("server", "TTFT s", "decode tok/s", "workflow wall s", "run s", "tokens in+out")
+    print(f"{header[0]:<10} {header[1]:>7} {header[2]:>13} {header[3]:>16} {header[4]:>6} {header[5]:>14}")
     for name, (ttft, rate, wall, end) in rows.items():
         tokens = f"{end['prompt_tokens']}+{end['completion_tokens']}"
         print(f"{name:<10} {ttft:>7.3f} {rate:>13.1f} {wall:>16.1f} {end['seconds']:>6.1f} {tokens:>14}")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from local_llm import Engine, SamplingParams, resolve_model
+from local_llm import EmbeddedServer, Engine, SamplingParams, resolve_model
 from local_llm.protocol import ResponseFormat
 from local_llm.tools import json_grammar
 
@@ -148,3 +149,24 @@ def test_prefix_cache_output_equals_uncached_output_with_int4_weights(tiny_model
     finally:
         plain.close()
         reusing.close()
+
+
+def test_http_client_disconnect_frees_the_slot(tiny_server: EmbeddedServer) -> None:
+    import httpx
+
+    engine = tiny_server.engine
+    body = {
+        "model": engine.model_id,
+        "messages": [{"role": "user", "content": "Talk forever."}],
+        "stream": True,
+        "temperature": 0,
+        "ignore_eos": True,
+    }
+    with httpx.stream("POST", f"{tiny_server.base_url}/chat/completions", json=body, timeout=30) as response:
+        lines = response.iter_lines()
+        while engine.batch_size == 0:  # the first token streams out while the request joins the batch
+            next(lines)
+    deadline = time.monotonic() + 10
+    while engine.batch_size and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert engine.batch_size == 0, "the disconnected stream still holds its slot"

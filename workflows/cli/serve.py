@@ -42,6 +42,10 @@ def serve(
     prefix_cache_mb: Annotated[
         int, typer.Option(min=0, help="Memory for KV states of recent prompts, reused by later turns (0 = off).")
     ] = 1024,
+    quantize: Annotated[
+        Literal["auto", "int4", "none"],
+        typer.Option(help="Weights in memory: int4 (fast on CPU), none (float32), auto (int4 for 4-bit GGUF files)."),
+    ] = "auto",
 ) -> None:
     """Serve a local chat model over the OpenAI API (/v1/models, /v1/chat/completions, /health, /metrics)."""
     import uvicorn
@@ -49,7 +53,7 @@ def serve(
     from local_llm import Engine, ServerConfig, create_app, resolve_model
 
     quiet_progress_bars()
-    engine = Engine(resolve_model(model), max_batch=max_batch, prefix_cache_mb=prefix_cache_mb)
+    engine = Engine(resolve_model(model), max_batch=max_batch, prefix_cache_mb=prefix_cache_mb, quantize=quantize)
     config = ServerConfig(
         api_key=api_key,
         aliases=tuple(alias or ()),
