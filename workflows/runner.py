@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import signal
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -244,34 +245,60 @@ async def _run_team(
         team = RoundRobinGroupChat(agents, termination_condition=termination, max_turns=max_turns)
     next_task = task
     given = {m.id for m in task} if isinstance(task, list) else set()  # a resumed history, already stored
-    while True:
-        stop_reason = ""
-        async for event in team.run_stream(task=next_task):
-            if isinstance(event, TaskResult):
-                stop_reason = event.stop_reason or ""
-                continue
-            if getattr(event, "id", None) in given:
-                continue
-            kind = _kind(event)
-            if kind is None:
-                continue
-            usage = getattr(event, "models_usage", None)
-            message = store.append_message(
-                session_id,
-                event.source,
-                _content(event),
-                type=kind,
-                prompt_tokens=usage.prompt_tokens if usage else 0,
-                completion_tokens=usage.completion_tokens if usage else 0,
-            )
-            on_message(message)
-        by_cap = stop_reason.startswith("Maximum number of turns")
-        if ctx.human != "terminate":
-            return stop_reason, by_cap
-        feedback = ctx.input_func("Your feedback (empty to finish): ").strip()
-        if not feedback:
-            return stop_reason, by_cap
-        next_task = feedback
+    interrupted = _stop_on_ctrl_c()
+    try:
+        while True:
+            stop_reason = ""
+            async for event in team.run_stream(task=next_task):
+                if interrupted.is_set():  # AutoGen may swallow the cancellation: stop at the next message anyway
+                    raise KeyboardInterrupt
+                if isinstance(event, TaskResult):
+                    stop_reason = event.stop_reason or ""
+                    continue
+                if getattr(event, "id", None) in given:
+                    continue
+                kind = _kind(event)
+                if kind is None:
+                    continue
+                usage = getattr(event, "models_usage", None)
+                message = store.append_message(
+                    session_id,
+                    event.source,
+                    _content(event),
+                    type=kind,
+                    prompt_tokens=usage.prompt_tokens if usage else 0,
+                    completion_tokens=usage.completion_tokens if usage else 0,
+                )
+                on_message(message)
+            if interrupted.is_set():
+                raise KeyboardInterrupt
+            by_cap = stop_reason.startswith("Maximum number of turns")
+            if ctx.human != "terminate":
+                return stop_reason, by_cap
+            feedback = ctx.input_func("Your feedback (empty to finish): ").strip()
+            if not feedback:
+                return stop_reason, by_cap
+            next_task = feedback
+    except asyncio.CancelledError:
+        if interrupted.is_set():
+            raise KeyboardInterrupt from None
+        raise
+
+
+def _stop_on_ctrl_c() -> asyncio.Event:
+    """Make Ctrl-C cancel the running task and set the returned event (asyncio.run's own handler only cancels)."""
+    interrupted = asyncio.Event()
+    loop, task = asyncio.get_running_loop(), asyncio.current_task()
+
+    def interrupt() -> None:
+        interrupted.set()
+        if task is not None:
+            task.cancel()
+
+    # Not possible off the main thread or without Unix signals: Ctrl-C then works as asyncio.run makes it.
+    with suppress(NotImplementedError, RuntimeError, ValueError):
+        loop.add_signal_handler(signal.SIGINT, interrupt)
+    return interrupted
 
 
 def _termination(spec: WorkflowSpec, agent_names: Sequence[str]) -> TerminationCondition | None:
