@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install browser demo test test-fast bench lint serve
+.PHONY: install browser demo test test-fast bench eval-tools lint serve
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,9 @@ test-fast: install
 
 bench: install
 	$(BIN)/python benchmarks/bench_server.py
+
+eval-tools: install
+	$(BIN)/python benchmarks/eval_tools.py
 
 lint: install
 	$(BIN)/ruff check .

@@ -63,8 +63,13 @@ def main() -> None:
         first = last = 0.0
         usage = None
         stream = client.chat.completions.create(
-            model=engine.model_id, messages=PROMPT, max_tokens=n, temperature=0, stream=True,  # type: ignore[arg-type]
-            stream_options={"include_usage": True}, extra_body={"ignore_eos": True},
+            model=engine.model_id,
+            messages=PROMPT,
+            max_tokens=n,
+            temperature=0,
+            stream=True,  # type: ignore[arg-type]
+            stream_options={"include_usage": True},
+            extra_body={"ignore_eos": True},
         )
         for chunk in stream:
             if chunk.choices and chunk.choices[0].delta.content:
@@ -75,15 +80,20 @@ def main() -> None:
         return first - t0, (n - 1) / (last - first)
 
     results = {}
-    for name, fn in (("transformers generate()", hf_generate), ("engine in-process", in_process),
-                     ("engine over HTTP (stream)", over_http)):
+    for name, fn in (
+        ("transformers generate()", hf_generate),
+        ("engine in-process", in_process),
+        ("engine over HTTP (stream)", over_http),
+    ):
         fn()  # warm-up
         runs = [fn() for _ in range(args.runs)]
         results[name] = (statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs))
     server.stop()
 
-    print(f"model: {engine.model_id}  prompt: {len(prompt_ids)} tokens  completion: {n} tokens  "
-          f"runs: {args.runs} (median)  threads: {torch.get_num_threads()}")
+    print(
+        f"model: {engine.model_id}  prompt: {len(prompt_ids)} tokens  completion: {n} tokens  "
+        f"runs: {args.runs} (median)  threads: {torch.get_num_threads()}"
+    )
     print(f"model load (first start in this process): {load_s:.1f} s")
     print(f"{'path':<28}{'TTFT ms':>10}{'decode tok/s':>15}")
     for name, (ttft, rate) in results.items():
