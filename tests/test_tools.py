@@ -337,9 +337,13 @@ RESULT_TURNS = [
 
 
 @pytest.mark.parametrize("tool_choice", ["none", "auto"])
-def test_a_reply_to_tool_results_is_plain_text(client: TestClient, tool_choice: str) -> None:
+def test_a_reply_to_tool_results_is_plain_text(client: TestClient, tiny_engine: Engine, tool_choice: str) -> None:
+    # Without the grammar, this bias makes even random weights open with `<` and write `<tool_...` tags.
+    pushed = {t for text in ("<", "<tool_", " <", "\n", "tool_") for t in tiny_engine.encode(text)}
+    bias = {str(t): 30 for t in pushed}
     for seed in range(4):
         payload = {"messages": RESULT_TURNS, "tool_choice": tool_choice, "seed": seed, "temperature": 1.5}
+        payload["logit_bias"] = bias
         message = ask(client, **payload, max_tokens=24)["choices"][0]["message"]
         content = message["content"]
         assert message["tool_calls"] is None and content, message
