@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install browser demo test test-fast bench bench-llamacpp lint serve
+.PHONY: install browser demo test test-fast bench bench-llamacpp eval-tools lint serve
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,9 @@ bench: install
 bench-llamacpp: install
 	$(BIN)/pip install -e '.[llamacpp]'
 	$(BIN)/python benchmarks/bench_llamacpp.py
+
+eval-tools: install
+	$(BIN)/python benchmarks/eval_tools.py
 
 lint: install
 	$(BIN)/ruff check .

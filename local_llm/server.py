@@ -50,9 +50,11 @@ from local_llm.protocol import (
     Usage,
 )
 from local_llm.tools import (
+    NAME_PREFIX,
     TOOL_OPEN,
     AutoToolChoice,
     ToolCallStream,
+    answer_grammar,
     json_grammar,
     offered_tools,
     parse_reply,
@@ -278,7 +280,15 @@ def _grammar(engine: Engine, body: ChatCompletionRequest) -> str | None:
         if (error := engine.check_grammar(schema_grammar)) is not None:
             param = f"tools.{i}.function.parameters"
             raise InvalidRequest(f"{param}: not a usable JSON schema: {error.splitlines()[0]}", param=param)
-    grammar = tool_grammar(body, special_open=engine.is_special_token(TOOL_OPEN)) or json_grammar(body.response_format)
+    grammar = (
+        tool_grammar(
+            body,
+            special_open=engine.is_special_token(TOOL_OPEN),
+            tokenize=lambda name: engine.encode_after(NAME_PREFIX, name),
+        )
+        or json_grammar(body.response_format)
+        or answer_grammar(body)
+    )
     if grammar is not None and (error := engine.check_grammar(grammar)) is not None:
         param = "response_format" if body.response_format else "tools"
         raise InvalidRequest(f"{param}: cannot constrain output to this schema: {error.splitlines()[0]}", param=param)

@@ -2,7 +2,7 @@
 
 The format (Qwen2.5 / Hermes style, which small chat models have seen most):
 
-* the tool list is appended to the system prompt inside `<tools>...</tools>`, one JSON object per line;
+* the tool list is appended to the system prompt, one signature per line (see `local_llm.signatures`);
 * the model calls a tool by writing `<tool_call>\\n{"name": ..., "arguments": {...}}\\n</tool_call>`;
 * assistant turns that made calls are rendered back the same way, and tool results go back to the model as a
   user turn holding `<tool_response>\\n...\\n</tool_response>` blocks.
@@ -10,23 +10,28 @@ The format (Qwen2.5 / Hermes style, which small chat models have seen most):
 Decoding is constrained by an llguidance grammar (see `tool_grammar`): with `tool_choice` "auto" the model writes
 free text until it opens `<tool_call>`, and from there on its JSON must name an offered tool and match that
 tool's parameter schema; with "required" or a named tool the reply must be tool calls from the first token.
+Tool names must come as the tokenizer's own tokens, and a text reply to tool results may not echo the protocol's
+tags (`answer_grammar`); both measured with benchmarks/eval_tools.py.
 """
 
 from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal
 
 from local_llm.errors import InvalidRequest
 from local_llm.protocol import ChatCompletionRequest, ChatMessage, FunctionCall, ResponseFormat, Tool, ToolCall
+from local_llm.signatures import signature
 
 __all__ = [
+    "NAME_PREFIX",
     "TOOL_CLOSE",
     "TOOL_OPEN",
     "AutoToolChoice",
     "ToolCallStream",
+    "answer_grammar",
     "json_grammar",
     "parse_reply",
     "render_messages",
@@ -40,17 +45,23 @@ TOOL_CLOSE = "</tool_call>"
 MAX_PARALLEL_CALLS = 3
 # Compact, canonical JSON with the spacing of the prompt's example: a small model cannot wander off in whitespace.
 _JSON_STYLE = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
+NAME_PREFIX = '{"name": "'  # what a call writes just before the tool's name
+# Text outside calls never holds the protocol's tags; a reply to tool results also opens with a visible
+# character that is not `<` (so it cannot start by echoing a `<tool_response>` block under another spelling).
+_PLAIN = r"/(.|\n)*/ & ~/(.|\n)*<\/?tool_(.|\n)*/"
+_ANSWER = r"/[^<\s](.|\n)*/ & ~/(.|\n)*<\/?tool_(.|\n)*/"
+_OPEN_NAME = json.dumps(NAME_PREFIX)  # the call's JSON around the name, as Lark string literals
+_NAME_TO_ARGUMENTS = json.dumps('", "arguments": ')
 
 
 def tools_prompt(tools: Sequence[Tool]) -> str:
     """The system-prompt section that tells the model which tools exist and how to call them."""
-    listed = "\n".join(json.dumps(t.model_dump(exclude_none=True), ensure_ascii=False) for t in tools)
+    listed = "\n".join(f"- {signature(t)}" for t in tools)
     return (
-        "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
-        "You are provided with function signatures within <tools></tools> XML tags:\n"
-        f"<tools>\n{listed}\n</tools>\n\n"
-        "For each function call, return a json object with function name and arguments within "
-        "<tool_call></tool_call> XML tags:\n"
+        "# Tools\n\nYou may call one or more of these functions to answer the user:\n"
+        f"{listed}\n\n"
+        "To call a function, write a JSON object with its name and arguments within <tool_call></tool_call> "
+        "XML tags:\n"
         '<tool_call>\n{"name": <function-name>, "arguments": <args-json-object>}\n</tool_call>\n\n'
         "When you get a <tool_response>, use it to answer the user in plain text."
     )
@@ -143,23 +154,31 @@ def offered_tools(body: ChatCompletionRequest) -> list[Tool]:
     return named
 
 
-def call_schema(tools: Sequence[Tool]) -> dict[str, Any]:
-    """JSON schema of one call: the name of an offered tool, then arguments valid for that tool."""
-    options = [
-        {
-            "type": "object",
-            "properties": {"name": {"const": t.function.name}, "arguments": t.function.parameters},
-            "required": ["name", "arguments"],
-            "additionalProperties": False,
-        }
-        for t in tools
-    ]
-    schema: dict[str, Any] = options[0] if len(options) == 1 else {"anyOf": options}
-    return {**schema, "x-guidance": _JSON_STYLE}
+def _call_rule(tool: Tool, tokenize: Callable[[str], Sequence[int] | None] | None) -> str:
+    """One tool's call, `{"name": NAME, "arguments": ARGS}`, in the canonical JSON style of the prompt.
+
+    With `tokenize`, the name must come as the tokenizer's own tokens: a small model that may spell a name in
+    any pieces ("c" "al" "cul" ...) picks the wrong tool far more often than one choosing among the names as it
+    has always seen them tokenized.
+    """
+    name = tool.function.name
+    ids = tokenize(name) if tokenize else None
+    spelled = " ".join(f"<[{t}]>" for t in ids) if ids else json.dumps(name)
+    arguments = json.dumps({**tool.function.parameters, "x-guidance": _JSON_STYLE})
+    return f'{_OPEN_NAME} {spelled} {_NAME_TO_ARGUMENTS} %json {arguments} "}}"'
 
 
-def tool_grammar(body: ChatCompletionRequest, *, special_open: bool = False) -> str | None:
-    """The llguidance (Lark) grammar for a request with tools, or None when no call is possible."""
+def tool_grammar(
+    body: ChatCompletionRequest,
+    *,
+    special_open: bool = False,
+    tokenize: Callable[[str], Sequence[int] | None] | None = None,
+) -> str | None:
+    """The llguidance (Lark) grammar for a request with tools, or None when no call is possible.
+
+    `tokenize` (a tool name to the model's token ids where it follows `{"name": "`, or None when they cannot be
+    told apart) makes each name come out as its canonical tokens.
+    """
     tools = offered_tools(body)
     if not tools:
         return None
@@ -169,14 +188,35 @@ def tool_grammar(body: ChatCompletionRequest, *, special_open: bool = False) -> 
     more = ' ("\\n" block)?' * (calls - 1)
     rules = [
         f"block: {open_} call",
-        f'call: "\\n" %json {json.dumps(call_schema(tools))} "\\n{TOOL_CLOSE}"',
+        f'call: "\\n" ({" | ".join(f"call_{i}" for i in range(len(tools)))}) "\\n{TOOL_CLOSE}"',
+        *(f"call_{i}: {_call_rule(tool, tokenize)}" for i, tool in enumerate(tools)),
     ]
     if body.tool_choice in ("auto", None):
         # Free text until the model opens a call: the lazy lexeme ends the text at the opening tag.
-        rules = [f"start: TEXT | lead call{more}", f"lead[lazy]: TEXT {open_}", *rules, "TEXT: /(.|\\n)*/"]
+        text = _ANSWER if _has_results(body) else _PLAIN
+        rules = [f"start: TEXT | lead call{more}", f"lead[lazy]: PLAIN {open_}", *rules, f"TEXT: {text}"]
+        rules.append(f"PLAIN: {_PLAIN}")
     else:
         rules = [f"start: block{more}", *rules]
     return "%llguidance {}\n" + "\n".join(rules) + "\n"
+
+
+def answer_grammar(body: ChatCompletionRequest) -> str | None:
+    """The grammar of a text reply to tool results (no tool may be called), or None for other requests.
+
+    Measured on SmolLM2-135M: told to answer after a `<tool_response>` turn, the model echoes the block back
+    (`<tool_response>\\n...`) instead of answering. A reply to tool results is therefore plain text that starts
+    with a visible character other than `<` and never holds the tags of the call protocol.
+    """
+    if not _has_results(body) or body.response_format is not None or offered_tools(body):
+        return None
+    return f"%llguidance {{}}\nstart: ANSWER\nANSWER: {_ANSWER}\n"
+
+
+def _has_results(body: ChatCompletionRequest) -> bool:
+    """Whether the model is about to read tool results: the last message that is not the assistant's is one."""
+    last = next((m for m in reversed(body.messages) if m.role != "assistant"), None)
+    return last is not None and last.role == "tool"
 
 
 def json_grammar(response_format: ResponseFormat | None) -> str | None:

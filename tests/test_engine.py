@@ -111,3 +111,11 @@ def test_cancel_frees_the_model_early(tiny_engine: Engine) -> None:
     rest = "".join(completion)
     assert completion.completion_tokens < tiny_engine.context_length - completion.prompt_tokens
     assert isinstance(first + rest, str)
+
+
+def test_forced_text_comes_in_the_tokenizers_own_split(tiny_engine: Engine) -> None:
+    text = "Hello! How are you today?"
+    grammar = '%llguidance {}\nstart: "' + text + '"'
+    out, reason, tokens = run(tiny_engine, grammar=grammar, temperature=1.0, seed=3, max_tokens=40)
+    assert (out, reason) == (text, "stop")
+    assert tokens == len(tiny_engine.encode(text))  # fast-forwarded, not spelled out by random weights

@@ -11,8 +11,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from local_llm import Engine, ServerConfig, create_app
-from local_llm.protocol import ChatCompletionRequest
-from local_llm.tools import ToolCallStream, parse_reply, render_messages
+from local_llm.protocol import ChatCompletionRequest, Tool
+from local_llm.signatures import signature
+from local_llm.tools import NAME_PREFIX, ToolCallStream, answer_grammar, parse_reply, render_messages, tool_grammar
 
 URL = "/v1/chat/completions"
 
@@ -179,7 +180,7 @@ def test_tool_round_trip_renders_calls_and_results() -> None:
     )
     turns = render_messages(body)
     assert [t["role"] for t in turns] == ["system", "user", "assistant", "user"]
-    assert turns[0]["content"].startswith("Be helpful.") and '"name": "get_weather"' in turns[0]["content"]
+    assert turns[0]["content"].startswith("Be helpful.") and "- get_weather(city: string" in turns[0]["content"]
     assert turns[2]["content"] == (
         '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris", "unit": "celsius"}}\n</tool_call>'
     )
@@ -285,3 +286,76 @@ def test_parse_reply_keeps_broken_calls_as_text() -> None:
     assert parse_reply("plain <tool_c") == ("plain <tool_c", [])
     content, calls = parse_reply('<tool_call>\n[{"name": "f", "arguments": {}}]\n</tool_call>')
     assert content is None and calls[0].function.name == "f"
+
+
+def test_tools_are_listed_as_one_line_signatures() -> None:
+    assert signature(Tool.model_validate(WEATHER)) == (
+        'get_weather(city: string, unit: "celsius" | "fahrenheit"): Current weather in a city'
+    )
+    assert signature(Tool.model_validate(PLAN)) == (
+        "plan_trip(stops: array of string, budget: {amount: integer 0..5000}, fast: boolean)"
+    )
+    search = {
+        "type": "function",
+        "function": {
+            "name": "search",
+            "description": "Search\n  papers.",
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "query": {"type": "string", "description": "what to look for"},
+                    "limit": {"type": "integer", "default": 5},
+                    "when": {"anyOf": [{"type": "string", "format": "date"}, {"type": "null"}]},
+                },
+                "required": ["query"],
+            },
+        },
+    }
+    assert signature(Tool.model_validate(search)) == (
+        "search(query: string (what to look for), limit?: integer = 5, when?: string (date) | null): Search papers."
+    )
+
+
+def test_tool_names_are_constrained_to_their_own_tokens(tiny_engine: Engine) -> None:
+    body = ChatCompletionRequest.model_validate({"model": "tiny", "messages": ASK, "tools": [WEATHER, PLAN]})
+    grammar = tool_grammar(body, tokenize=lambda name: tiny_engine.encode_after(NAME_PREFIX, name))
+    assert grammar is not None and tiny_engine.check_grammar(grammar) is None
+    ids = tiny_engine.encode_after(NAME_PREFIX, "plan_trip")
+    assert ids and " ".join(f"<[{t}]>" for t in ids) in grammar and '"plan_trip"' not in grammar
+    spelled = tool_grammar(body, tokenize=lambda name: None)  # no clean split: the name is spelled as text
+    assert spelled is not None and '"plan_trip"' in spelled
+
+
+RESULT_TURNS = [
+    *ASK,
+    {
+        "role": "assistant",
+        "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}],
+    },
+    {"role": "tool", "tool_call_id": "c1", "content": "<tool_response>Sunny</tool_response>"},
+]
+
+
+@pytest.mark.parametrize("tool_choice", ["none", "auto"])
+def test_a_reply_to_tool_results_is_plain_text(client: TestClient, tiny_engine: Engine, tool_choice: str) -> None:
+    # Without the grammar, this bias makes even random weights open with `<` and write `<tool_...` tags.
+    pushed = {t for text in ("<", "<tool_", " <", "\n", "tool_") for t in tiny_engine.encode(text)}
+    bias = {str(t): 30 for t in pushed}
+    for seed in range(4):
+        payload = {"messages": RESULT_TURNS, "tool_choice": tool_choice, "seed": seed, "temperature": 1.5}
+        payload["logit_bias"] = bias
+        message = ask(client, **payload, max_tokens=24)["choices"][0]["message"]
+        content = message["content"]
+        assert message["tool_calls"] is None and content, message
+        assert not content[0].isspace() and content[0] != "<" and "<tool_" not in content and "</tool_" not in content
+
+
+def test_answer_grammar_only_for_replies_to_tool_results() -> None:
+    def body(**extra: Any) -> ChatCompletionRequest:
+        return ChatCompletionRequest.model_validate({"model": "tiny", "tools": [WEATHER], **extra})
+
+    assert answer_grammar(body(messages=RESULT_TURNS, tool_choice="none")) is not None
+    assert answer_grammar(body(messages=RESULT_TURNS, tool_choice="auto")) is None  # a call is still possible
+    assert answer_grammar(body(messages=ASK, tool_choice="none")) is None
+    json_out = {"type": "json_object"}
+    assert answer_grammar(body(messages=RESULT_TURNS, tool_choice="none", response_format=json_out)) is None

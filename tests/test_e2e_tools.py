@@ -1,0 +1,69 @@
+"""End to end: an AutoGen 0.7 AssistantAgent calls a Python function tool through the server on the bundled model."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from local_llm import EmbeddedServer, Engine, ModelSource
+
+pytestmark = pytest.mark.model
+
+FORECAST = "Paris: 17 degrees celsius, light rain, wind 12 km/h"
+
+
+def get_weather(city: str) -> str:
+    """Get the current weather in a city."""
+    return FORECAST if city.strip().lower() == "paris" else f"{city}: no data"
+
+
+@pytest.fixture(scope="module")
+def server(bundled_source: ModelSource) -> Iterator[EmbeddedServer]:
+    with EmbeddedServer(Engine(bundled_source)) as s:  # the defaults: constrained, tool_choice auto = call-then-answer
+        s.engine.wait_ready(300)
+        yield s
+
+
+def test_assistant_agent_calls_a_function_tool_and_answers(server: EmbeddedServer) -> None:
+    from autogen_agentchat.agents import AssistantAgent
+    from autogen_agentchat.messages import TextMessage, ToolCallExecutionEvent, ToolCallRequestEvent
+    from autogen_ext.models.openai import OpenAIChatCompletionClient
+
+    async def run() -> list[object]:
+        model_client = OpenAIChatCompletionClient(
+            model=server.engine.model_id,
+            base_url=server.base_url,
+            api_key="unused",
+            temperature=0,
+            seed=0,
+            max_tokens=96,
+            model_info={
+                "vision": False,
+                "function_calling": True,
+                "json_output": True,
+                "family": "unknown",
+                "structured_output": True,
+            },
+        )
+        agent = AssistantAgent("assistant", model_client=model_client, tools=[get_weather], reflect_on_tool_use=True)
+        try:
+            result = await agent.run(task="What is the weather in Paris?")
+        finally:
+            await model_client.close()
+        return list(result.messages)
+
+    messages = asyncio.run(run())
+    requests = [m for m in messages if isinstance(m, ToolCallRequestEvent)]
+    executions = [m for m in messages if isinstance(m, ToolCallExecutionEvent)]
+    assert len(requests) == 1 and len(requests[0].content) == 1, messages
+    call = requests[0].content[0]
+    assert call.name == "get_weather" and json.loads(call.arguments) == {"city": "Paris"}
+    assert len(executions) == 1 and executions[0].content[0].content == FORECAST
+    assert executions[0].content[0].is_error is False
+    final = messages[-1]
+    assert isinstance(final, TextMessage) and final.source == "assistant"
+    assert final.content.strip() and "<tool_" not in final.content
+    assert "17 degrees" in final.content  # the answer uses the result (deterministic at temperature 0)
