@@ -40,6 +40,7 @@ def quantize(model: Any) -> int:
     """
     import torch
 
+    int4_linear, int8_linear = _classes()
     head = model.get_output_embeddings()
     replaced = 0
     for parent in list(model.modules()):
@@ -47,9 +48,9 @@ def quantize(model: Any) -> int:
             if not isinstance(child, torch.nn.Linear):
                 continue
             if child is head:
-                setattr(parent, name, _int8_linear_class()(child))
+                setattr(parent, name, int8_linear(child))
             elif child.in_features % GROUP_SIZE == 0 and child.out_features % 16 == 0:
-                setattr(parent, name, _int4_linear_class()(child))
+                setattr(parent, name, int4_linear(child))
             else:
                 continue
             replaced += 1
@@ -61,14 +62,32 @@ def quantize(model: Any) -> int:
 
 
 @functools.cache
-def _int4_linear_class() -> type:
+def _classes() -> tuple[type, type]:
+    """(Int4Linear, Int8Linear), defined on first use so that importing this module does not import torch."""
     import torch
 
-    class Int4Linear(torch.nn.Module):
-        """y = x W^T + b with W in 4 bits: per group of 32 inputs, w = q * scale + min, q in 0..15."""
+    class QuantizedLinear(torch.nn.Module):
+        """y = x W^T + b, W held in fewer bits; inputs to the product in bfloat16, output in the input's dtype."""
 
         def __init__(self, linear: torch.nn.Linear) -> None:
             super().__init__()
+            self.out_features = linear.out_features
+            self.bias = None if linear.bias is None else torch.nn.Parameter(linear.bias.detach().to(torch.bfloat16))
+
+        def product(self, rows: torch.Tensor) -> torch.Tensor:
+            raise NotImplementedError
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.product(x.reshape(-1, x.shape[-1]).to(torch.bfloat16))
+            if self.bias is not None:
+                y = y + self.bias
+            return y.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
+
+    class Int4Linear(QuantizedLinear):
+        """W in 4 bits: per group of 32 inputs, w = q * scale + min, q in 0..15."""
+
+        def __init__(self, linear: torch.nn.Linear) -> None:
+            super().__init__(linear)
             w = linear.weight.detach().float()
             n, k = w.shape
             groups = w.reshape(n, k // GROUP_SIZE, GROUP_SIZE)
@@ -77,44 +96,25 @@ def _int4_linear_class() -> type:
             q = torch.round((groups - low) / scale).clamp(0, 15).reshape(n, k).to(torch.int32)
             # The kernel computes (q - 8) * scale + zero, so zero = min + 8 * scale; layout [k / group, n, 2].
             scale_zero = torch.cat([scale, low + 8 * scale], dim=-1).transpose(0, 1).contiguous()
-            self.out_features = n
             self.register_buffer("packed", torch._convert_weight_to_int4pack_for_cpu(q, 2))
             self.register_buffer("scale_zero", scale_zero.to(torch.bfloat16))
-            self.bias = None if linear.bias is None else torch.nn.Parameter(linear.bias.detach().to(torch.bfloat16))
 
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
+        def product(self, rows: torch.Tensor) -> torch.Tensor:
             # One kernel for prompts and decode steps alike: a dense bfloat16 copy would prefill ~1.6x faster but
             # round the weights differently, so a prompt read from the prefix cache could decode differently.
-            rows = x.reshape(-1, x.shape[-1]).to(torch.bfloat16)
-            y = torch._weight_int4pack_mm_for_cpu(rows, self.packed, GROUP_SIZE, self.scale_zero)
-            if self.bias is not None:
-                y = y + self.bias
-            return y.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
+            return torch._weight_int4pack_mm_for_cpu(rows, self.packed, GROUP_SIZE, self.scale_zero)
 
-    return Int4Linear
-
-
-@functools.cache
-def _int8_linear_class() -> type:
-    import torch
-
-    class Int8Linear(torch.nn.Module):
-        """y = x W^T with W in 8 bits, one scale per output row."""
+    class Int8Linear(QuantizedLinear):
+        """W in 8 bits, one scale per output row."""
 
         def __init__(self, linear: torch.nn.Linear) -> None:
-            super().__init__()
+            super().__init__(linear)
             w = linear.weight.detach().float()
             scale = (w.abs().amax(dim=1) / 127).clamp(min=1e-10)
-            self.out_features = w.shape[0]
             self.register_buffer("weight_int8", torch.round(w / scale[:, None]).clamp(-127, 127).to(torch.int8))
             self.register_buffer("scale", scale.to(torch.bfloat16))
-            self.bias = None if linear.bias is None else torch.nn.Parameter(linear.bias.detach().to(torch.bfloat16))
 
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            rows = x.reshape(-1, x.shape[-1]).to(torch.bfloat16)
-            y = torch.ops.aten._weight_int8pack_mm(rows, self.weight_int8, self.scale)
-            if self.bias is not None:
-                y = y + self.bias
-            return y.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
+        def product(self, rows: torch.Tensor) -> torch.Tensor:
+            return torch.ops.aten._weight_int8pack_mm(rows, self.weight_int8, self.scale)
 
-    return Int8Linear
+    return Int4Linear, Int8Linear
