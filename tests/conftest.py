@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,6 +21,28 @@ CORPUS = [
     "def add(a, b):\n    return a + b\n",
     "Agents talk to each other through an OpenAI compatible server.",
 ] * 20
+
+
+LOOPBACK_NAMES = {"127.0.0.1", "localhost", "::1"}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _resolve_only_loopback() -> Iterator[None]:
+    """pytest-socket refuses connections beyond loopback; this keeps their DNS lookups from leaving the machine too
+    (a small model's tool call may invent a URL)."""
+    import socket
+
+    real = socket.getaddrinfo
+
+    def guarded(host: str | bytes | None, *args: Any, **kwargs: Any) -> Any:
+        name = host.decode() if isinstance(host, bytes) else host
+        if name is not None and name not in LOOPBACK_NAMES:
+            raise socket.gaierror(socket.EAI_NONAME, f"tests resolve only loopback names, not {name!r}")
+        return real(host, *args, **kwargs)
+
+    socket.getaddrinfo = guarded  # type: ignore[assignment]
+    yield
+    socket.getaddrinfo = real
 
 
 @pytest.fixture(autouse=True)

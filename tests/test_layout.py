@@ -61,3 +61,11 @@ def test_all_is_complete(package: str) -> None:
     submodules = {m.name for m in pkgutil.iter_modules(mod.__path__)}
     missing = public - set(exported) - submodules - {"annotations"}
     assert not missing, f"{package} exposes {missing} without listing them in __all__"
+
+
+def test_tests_resolve_only_loopback_names() -> None:
+    import socket
+
+    with pytest.raises(socket.gaierror, match="only loopback"):
+        socket.getaddrinfo("example.com", 80)
+    assert socket.getaddrinfo("127.0.0.1", 80)
