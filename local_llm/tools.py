@@ -17,6 +17,7 @@ tags (`answer_grammar`); both measured with benchmarks/eval_tools.py.
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal
@@ -154,7 +155,7 @@ def offered_tools(body: ChatCompletionRequest) -> list[Tool]:
     return named
 
 
-def _call_rule(tool: Tool, tokenize: Callable[[str], Sequence[int] | None] | None) -> str:
+def _call_rule(tool: Tool, tokenize: Callable[[str], Sequence[int] | None] | None, urls: Sequence[str] = ()) -> str:
     """One tool's call, `{"name": NAME, "arguments": ARGS}`, in the canonical JSON style of the prompt.
 
     With `tokenize`, the name must come as the tokenizer's own tokens: a small model that may spell a name in
@@ -164,8 +165,51 @@ def _call_rule(tool: Tool, tokenize: Callable[[str], Sequence[int] | None] | Non
     name = tool.function.name
     ids = tokenize(name) if tokenize else None
     spelled = " ".join(f"<[{t}]>" for t in ids) if ids else json.dumps(name)
-    arguments = json.dumps({**tool.function.parameters, "x-guidance": _JSON_STYLE})
+    arguments = json.dumps({**_copy_urls(tool.function.parameters, urls), "x-guidance": _JSON_STYLE})
     return f'{_OPEN_NAME} {spelled} {_NAME_TO_ARGUMENTS} %json {arguments} "}}"'
+
+
+_URL = re.compile(r"https?://[^\s<>\"'`)\]}\\]+")
+
+
+def conversation_urls(body: ChatCompletionRequest) -> list[str]:
+    """The http(s) URLs written in the conversation's messages, in order of appearance, each once."""
+    found: dict[str, None] = {}
+    for text in _strings([message.model_dump(mode="json") for message in body.messages]):
+        for url in _URL.findall(text):
+            found.setdefault(url.rstrip(".,;:!?"), None)
+    return list(found)
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
+def _copy_urls(schema: dict[str, Any], urls: Sequence[str]) -> dict[str, Any]:
+    """`schema` with each string property of format "uri" limited to the URLs of the conversation, if it has any.
+
+    Measured on SmolLM2-135M: asked to fetch "the link of the first paper" listed a turn earlier, it wrote a URL of
+    its own invention every time; choosing among the conversation's URLs, it fetches one that exists.
+    """
+    if not urls or not isinstance(schema, dict):
+        return schema
+    if schema.get("type") == "string" and schema.get("format") in ("uri", "url"):
+        return {key: value for key, value in schema.items() if key not in ("type", "format", "pattern")} | {
+            "enum": list(urls)
+        }
+    out = dict(schema)
+    if isinstance(schema.get("properties"), dict):
+        out["properties"] = {name: _copy_urls(sub, urls) for name, sub in schema["properties"].items()}
+    if isinstance(schema.get("items"), dict):
+        out["items"] = _copy_urls(schema["items"], urls)
+    return out
 
 
 def tool_grammar(
@@ -189,7 +233,7 @@ def tool_grammar(
     rules = [
         f"block: {open_} call",
         f'call: "\\n" ({" | ".join(f"call_{i}" for i in range(len(tools)))}) "\\n{TOOL_CLOSE}"',
-        *(f"call_{i}: {_call_rule(tool, tokenize)}" for i, tool in enumerate(tools)),
+        *(f"call_{i}: {_call_rule(tool, tokenize, conversation_urls(body))}" for i, tool in enumerate(tools)),
     ]
     if body.tool_choice in ("auto", None):
         # Free text until the model opens a call: the lazy lexeme ends the text at the opening tag.

@@ -66,6 +66,9 @@ def test_research_searches_reads_and_writes(
     result, messages = run("research", bundled_server, inputs={"topic": "multi-agent LLM frameworks"})
     assert result.status == "finished" and not result.by_cap
     assert calls(messages, "paper_search") and calls(messages, "web_fetch")
+    # The reader fetched a paper the searcher really found (its link points at the loopback site), not a made-up URL.
+    fetched = [str(c["url"]) for c in calls(messages, "web_fetch")]
+    assert any(url.startswith(f"{web}/abs/") for url in fetched), fetched
     results = [c for m in messages if m.type == "tool_result" for c in m.content if isinstance(c, dict)]
     assert any("AutoGen" in str(r["content"]) for r in results)
     assert messages[-1].source == "writer" and messages[-1].text().strip()

@@ -13,7 +13,15 @@ from fastapi.testclient import TestClient
 from local_llm import Engine, ServerConfig, create_app
 from local_llm.protocol import ChatCompletionRequest, Tool
 from local_llm.signatures import signature
-from local_llm.tools import NAME_PREFIX, ToolCallStream, answer_grammar, parse_reply, render_messages, tool_grammar
+from local_llm.tools import (
+    NAME_PREFIX,
+    ToolCallStream,
+    answer_grammar,
+    conversation_urls,
+    parse_reply,
+    render_messages,
+    tool_grammar,
+)
 
 URL = "/v1/chat/completions"
 
@@ -359,3 +367,54 @@ def test_answer_grammar_only_for_replies_to_tool_results() -> None:
     assert answer_grammar(body(messages=ASK, tool_choice="none")) is None
     json_out = {"type": "json_object"}
     assert answer_grammar(body(messages=RESULT_TURNS, tool_choice="none", response_format=json_out)) is None
+
+
+FETCH = {
+    "type": "function",
+    "function": {
+        "name": "fetch",
+        "description": "Fetch a page",
+        "parameters": {
+            "type": "object",
+            "properties": {"url": {"type": "string", "format": "uri"}},
+            "required": ["url"],
+            "additionalProperties": False,
+        },
+    },
+}
+LINKS = "Found: 1. AutoGen http://127.0.0.1:9/abs/2308.08155v2 (pdf: https://arxiv.org/pdf/2308.08155)."
+
+
+def test_conversation_urls_are_found_in_order_once() -> None:
+    body = ChatCompletionRequest.model_validate(
+        {
+            "model": "m",
+            "messages": [
+                {
+                    "role": "user",
+                    "content": f"{LINKS} See also (http://b.example/y), http://127.0.0.1:9/abs/2308.08155v2.",
+                },
+                {"role": "user", "content": [{"type": "text", "text": "and https://c.example/z?q=1"}]},
+            ],
+        }
+    )
+    assert conversation_urls(body) == [
+        "http://127.0.0.1:9/abs/2308.08155v2",
+        "https://arxiv.org/pdf/2308.08155",
+        "http://b.example/y",
+        "https://c.example/z?q=1",
+    ]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_uri_arguments_are_copied_from_the_conversation(client: TestClient, seed: int) -> None:
+    messages = [{"role": "user", "content": f"{LINKS} Fetch the first paper."}]
+    data = ask(client, messages=messages, tools=[FETCH], tool_choice="required", seed=seed, temperature=1.0)
+    (call,) = data["choices"][0]["message"]["tool_calls"]
+    url = json.loads(call["function"]["arguments"])["url"]
+    assert url in ("http://127.0.0.1:9/abs/2308.08155v2", "https://arxiv.org/pdf/2308.08155")
+
+
+def test_uri_arguments_are_free_when_the_conversation_has_no_url(client: TestClient) -> None:
+    data = ask(client, tools=[FETCH], tool_choice="required", seed=0)
+    assert data["choices"][0]["message"]["tool_calls"]

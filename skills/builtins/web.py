@@ -49,7 +49,7 @@ class Page:
 
 @skill
 def web_fetch(
-    url: Annotated[str, "The http:// or https:// address of the page"],
+    url: Annotated[str, "The http:// or https:// address of the page", Field(json_schema_extra={"format": "uri"})],
     max_length: Annotated[int, "The most characters to return", Field(ge=1, le=100_000)] = 5000,
     start_index: Annotated[int, "Where to start reading, to continue a long page", Field(ge=0)] = 0,
     *,
