@@ -8,6 +8,7 @@ configurations, all measured in the same run:
     b  unconstrained + auto_tool_choice "call-then-answer"
     c  constrained   + auto_tool_choice "call-then-answer"  (the server's defaults)
     d  constrained   + auto_tool_choice "model"
+    e  as c, but the model writes the tool's name (tool_selection "model" instead of the default "channel")
 
 Per configuration it prints: % of replies with a tool call that parses, % whose call validates against the tool's
 JSON schema, % that pick the right tool, % with the right key argument, completion tokens/s (completion tokens /
@@ -16,7 +17,7 @@ message, answer in text) end within 6 steps with a text answer holding the value
 echoes the `<tool_response>` block back does not count).
 Temperature 0 and a fixed seed: a run is reproducible.
 
-    python benchmarks/eval_tools.py [--quick] [--configs abcd] [--model bundled] [--quantize auto] [--verbose]
+    python benchmarks/eval_tools.py [--quick] [--configs abcde] [--model bundled] [--quantize auto] [--verbose]
 """
 
 from __future__ import annotations
@@ -37,10 +38,11 @@ os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
 from tool_cases import PROMPTS, TASKS, TOOLS, Prompt, Task, run_tool
 
 CONFIGS = {
-    "a": ("unconstrained, model", False, "model"),
-    "b": ("unconstrained, call-then-answer", False, "call-then-answer"),
-    "c": ("constrained, call-then-answer", True, "call-then-answer"),
-    "d": ("constrained, model", True, "model"),
+    "a": ("unconstrained, model", False, "model", "model"),
+    "b": ("unconstrained, call-then-answer", False, "call-then-answer", "model"),
+    "c": ("constrained, call-then-answer", True, "call-then-answer", "channel"),
+    "d": ("constrained, model", True, "model", "channel"),
+    "e": ("constrained, c-t-a, model names", True, "call-then-answer", "model"),
 }
 MAX_STEPS = 6
 MAX_TOKENS = 96
@@ -185,14 +187,14 @@ def _table(results: dict[str, Result]) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="bundled")
-    parser.add_argument("--configs", default="abcd", help="which configurations to run, e.g. 'bc'")
+    parser.add_argument("--configs", default="abcde", help="which configurations to run, e.g. 'bc'")
     parser.add_argument("--quick", action="store_true", help="a smoke run: one prompt per tool and 3 tasks")
     parser.add_argument("--only", choices=["prompts", "tasks"], help="run only the single-turn prompts or the tasks")
     parser.add_argument("--verbose", action="store_true", help="print every reply")
     parser.add_argument("--quantize", default="auto", choices=["auto", "int4", "none"], help="the engine's weights")
     args = parser.parse_args()
     if unknown := set(args.configs) - set(CONFIGS):
-        parser.error(f"unknown configurations: {''.join(sorted(unknown))} (choose from abcd)")
+        parser.error(f"unknown configurations: {''.join(sorted(unknown))} (choose from abcde)")
 
     import openai
 
@@ -209,8 +211,8 @@ def main() -> None:
     )
     results: dict[str, Result] = {}
     for key in args.configs:
-        name, constrained, policy = CONFIGS[key]
-        config = ServerConfig(constrained_decoding=constrained, auto_tool_choice=policy)
+        name, constrained, policy, selection = CONFIGS[key]
+        config = ServerConfig(constrained_decoding=constrained, auto_tool_choice=policy, tool_selection=selection)
         server = EmbeddedServer(engine, config).start()  # servers share the engine; they stop when we exit
         evaluator = Evaluator(
             openai.OpenAI(base_url=server.base_url, api_key="none", max_retries=0), engine.model_id, args.verbose

@@ -38,7 +38,7 @@ from local_llm.resolve import ModelSource
 if TYPE_CHECKING:
     from local_llm.decoding import Decoding
 
-__all__ = ["Completion", "Engine", "SamplingParams"]
+__all__ = ["Completion", "Engine", "SamplingParams", "Scoring"]
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +151,16 @@ class Completion:
         self._push(_DONE)
 
 
+class Scoring:
+    """A request for log-probabilities: for each (prefix, continuation) pair, log P(continuation | prefix)."""
+
+    def __init__(self, pairs: Sequence[tuple[Sequence[int], Sequence[int]]]) -> None:
+        self.pairs = [(list(a), list(b)) for a, b in pairs]
+        self.scores: list[float] = []
+        self.error: BaseException | None = None
+        self.done = threading.Event()
+
+
 class Engine:
     """One model on one worker thread, fed by a bounded queue of completions.
 
@@ -182,7 +192,7 @@ class Engine:
         self.loaded_from: Path | None = None
         self.error: LocalLLMError | None = None
         self.context_length = 0
-        self._queue: queue.Queue[Completion | None] = queue.Queue(maxsize=max_queue)
+        self._queue: queue.Queue[Completion | Scoring | None] = queue.Queue(maxsize=max_queue)
         self._ready = threading.Event()
         self._thread: threading.Thread | None = None
         self._tokenizer: Any = None
@@ -219,7 +229,10 @@ class Engine:
                 job = self._queue.get_nowait()
             except queue.Empty:
                 break
-            if job is not None:
+            if isinstance(job, Scoring):
+                job.error = EngineNotReady("the server is shutting down")
+                job.done.set()
+            elif job is not None:
                 job._fail(EngineNotReady("the server is shutting down"))
         self._queue.put(None)
         self._thread.join(timeout=30)
@@ -293,6 +306,22 @@ class Engine:
         except queue.Full:
             raise QueueFull(f"{self.max_queue} requests are already waiting for the model; retry shortly") from None
         return completion
+
+    def score(self, pairs: Sequence[tuple[Sequence[int], Sequence[int]]], timeout: float | None = 300) -> list[float]:
+        """log P(continuation | prefix) of each (prefix, continuation) pair of token ids, computed on the worker."""
+        self._require_ready()
+        if any(not prefix or not continuation for prefix, continuation in pairs):
+            raise InvalidRequest("scoring needs a non-empty prefix and continuation")
+        job = Scoring(pairs)
+        try:
+            self._queue.put_nowait(job)
+        except queue.Full:
+            raise QueueFull(f"{self.max_queue} requests are already waiting for the model; retry shortly") from None
+        if not job.done.wait(timeout):
+            raise EngineNotReady(f"scoring did not finish within {timeout} s")
+        if job.error is not None:
+            raise job.error
+        return job.scores
 
     def _require_ready(self) -> None:
         if self.state == "ready":
@@ -401,6 +430,9 @@ class Engine:
                         for seq in active:
                             seq.job._fail(EngineNotReady("the server is shutting down"))
                         return
+                    if isinstance(job, Scoring):
+                        self._score(job)
+                        continue
                     self._admit(job, batch)
                 for row in reversed(range(len(active))):
                     if active[row].job.cancelled:
@@ -471,6 +503,20 @@ class Engine:
             return
         batch.add(kv)
         self._active.append(seq)
+
+    def _score(self, job: Scoring) -> None:
+        import torch
+
+        try:
+            for prefix, continuation in job.pairs:
+                ids = torch.tensor([[*prefix, *continuation]])
+                logprobs = torch.log_softmax(self._model(input_ids=ids).logits[0].float(), -1)
+                start = len(prefix)
+                targets = torch.tensor(continuation)[:, None]
+                job.scores.append(float(logprobs[start - 1 : start - 1 + len(continuation)].gather(1, targets).sum()))
+        except Exception as exc:
+            job.error = LocalLLMError(f"scoring failed: {exc}")
+        job.done.set()
 
     def _on_prefill(self, job: Completion) -> None:
         """Called on the worker as a job's prefill begins (tests replace it to hold the worker)."""

@@ -9,6 +9,7 @@ failures are 500s, and those never carry a traceback.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import secrets
@@ -54,12 +55,15 @@ from local_llm.tools import (
     TOOL_OPEN,
     AutoToolChoice,
     ToolCallStream,
+    ToolSelection,
     answer_grammar,
+    channel_pairs,
     json_grammar,
     offered_tools,
     parse_reply,
     render_messages,
     resolve_auto,
+    select_tool,
     tool_grammar,
 )
 
@@ -88,6 +92,11 @@ class ServerConfig(BaseModel):
     )
     constrained_decoding: bool = Field(
         default=True, description="constrain tool calls and json output to their schemas (off only to compare)"
+    )
+    tool_selection: ToolSelection = Field(
+        default="channel",
+        description='when a call is required and several tools fit: "channel" picks the tool under which the '
+        'user\'s message is most likely (scored by the model), "model" lets the model write the name',
     )
 
 
@@ -236,6 +245,10 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
         if body.model not in served:
             raise _unknown_model(body.model, served)
         body = resolve_auto(body, config.auto_tool_choice)
+        if config.constrained_decoding and config.tool_selection == "channel" and (pairs := channel_pairs(body)):
+            tools, texts = pairs
+            scores = await asyncio.to_thread(engine.score, [(engine.encode(a), engine.encode(b)) for a, b in texts])
+            body = select_tool(body, tools[max(range(len(tools)), key=scores.__getitem__)])
         messages = render_messages(body)
         grammar = _grammar(engine, body) if config.constrained_decoding else None
         with_tools = bool(offered_tools(body))

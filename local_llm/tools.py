@@ -23,7 +23,15 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal
 
 from local_llm.errors import InvalidRequest
-from local_llm.protocol import ChatCompletionRequest, ChatMessage, FunctionCall, ResponseFormat, Tool, ToolCall
+from local_llm.protocol import (
+    ChatCompletionRequest,
+    ChatMessage,
+    FunctionCall,
+    NamedToolChoice,
+    ResponseFormat,
+    Tool,
+    ToolCall,
+)
 from local_llm.signatures import signature
 
 __all__ = [
@@ -32,11 +40,15 @@ __all__ = [
     "TOOL_OPEN",
     "AutoToolChoice",
     "ToolCallStream",
+    "ToolSelection",
     "answer_grammar",
+    "channel_pairs",
+    "conversation_urls",
     "json_grammar",
     "parse_reply",
     "render_messages",
     "resolve_auto",
+    "select_tool",
     "tool_grammar",
     "tools_prompt",
 ]
@@ -134,6 +146,36 @@ def resolve_auto(body: ChatCompletionRequest, policy: AutoToolChoice) -> ChatCom
         return body
     since_user = next((m for m in reversed(body.messages) if m.role in ("user", "tool")), None)
     choice = "none" if since_user is not None and since_user.role == "tool" else "required"
+    return body.model_copy(update={"tool_choice": choice})
+
+
+ToolSelection = Literal["channel", "model"]
+
+
+def channel_pairs(body: ChatCompletionRequest) -> tuple[list[Tool], list[tuple[str, str]]] | None:
+    """The tools to choose among, and per tool a (description, user message) text pair to score, when the
+    request must make one call to one of several tools in reply to a user message; else None.
+
+    Scoring log P(user message | tool description) ("noisy channel", Min et al. 2022) instead of letting the model
+    write a name: measured on SmolLM2-135M over the 35 prompts of benchmarks/eval_tools.py, 88.6 % right tool vs
+    71.4 % for the name the model writes.
+    """
+    tools = offered_tools(body)
+    if body.tool_choice != "required" or len(tools) < 2 or body.parallel_tool_calls:
+        return None  # a named or single tool is chosen already; parallel calls may mix tools
+    if not body.messages or body.messages[-1].role != "user":
+        return None
+    question = " ".join(_strings(body.messages[-1].model_dump(mode="json").get("content"))).strip()
+    if not question:
+        return None
+    head = "Tool: {name} - {description}\nA user request this tool answers:"
+    texts = [head.format(name=t.function.name, description=t.function.description or "") for t in tools]
+    return tools, [(text, " " + question) for text in texts]
+
+
+def select_tool(body: ChatCompletionRequest, tool: Tool) -> ChatCompletionRequest:
+    """`body` with tool_choice naming `tool`."""
+    choice = NamedToolChoice.model_validate({"type": "function", "function": {"name": tool.function.name}})
     return body.model_copy(update={"tool_choice": choice})
 
 

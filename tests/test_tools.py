@@ -17,6 +17,7 @@ from local_llm.tools import (
     NAME_PREFIX,
     ToolCallStream,
     answer_grammar,
+    channel_pairs,
     conversation_urls,
     parse_reply,
     render_messages,
@@ -418,3 +419,46 @@ def test_uri_arguments_are_copied_from_the_conversation(client: TestClient, seed
 def test_uri_arguments_are_free_when_the_conversation_has_no_url(client: TestClient) -> None:
     data = ask(client, tools=[FETCH], tool_choice="required", seed=0)
     assert data["choices"][0]["message"]["tool_calls"]
+
+
+def test_engine_scores_continuations_by_their_log_probability(tiny_engine: Engine) -> None:
+    import torch
+
+    prefix, continuation = tiny_engine.encode("Tool: weather"), tiny_engine.encode(" Is it raining?")
+    (score,) = tiny_engine.score([(prefix, continuation)])
+    with torch.inference_mode():
+        logits = tiny_engine._model(input_ids=torch.tensor([prefix + continuation])).logits[0].float()
+    logprobs = torch.log_softmax(logits, -1)
+    expected = sum(float(logprobs[len(prefix) + i - 1, t]) for i, t in enumerate(continuation))
+    assert score == pytest.approx(expected, abs=1e-4) and score < 0
+
+
+@pytest.mark.parametrize("best", ["get_weather", "plan_trip"])
+def test_channel_selection_calls_the_tool_the_message_is_most_likely_under(
+    client: TestClient, tiny_engine: Engine, monkeypatch: pytest.MonkeyPatch, best: str
+) -> None:
+    scored: list[list[tuple[list[int], list[int]]]] = []
+
+    def score(pairs: list[tuple[list[int], list[int]]]) -> list[float]:
+        scored.append(pairs)
+        names = ["get_weather", "plan_trip"]  # the order of tools in the request
+        return [0.0 if name == best else -5.0 for name in names]
+
+    monkeypatch.setattr(tiny_engine, "score", score)
+    message = ask(client, tool_choice="required", seed=3)["choices"][0]["message"]
+    assert [c["function"]["name"] for c in message["tool_calls"]] == [best]
+    assert len(scored) == 1 and len(scored[0]) == 2  # one (tool description, user message) pair per tool
+
+
+def test_channel_selection_only_when_a_call_among_several_tools_answers_a_user() -> None:
+    def body(**overrides: Any) -> ChatCompletionRequest:
+        payload = {"model": "m", "messages": ASK, "tools": [WEATHER, PLAN], "tool_choice": "required", **overrides}
+        return ChatCompletionRequest.model_validate(payload)
+
+    pairs = channel_pairs(body())
+    assert pairs is not None and [t.function.name for t in pairs[0]] == ["get_weather", "plan_trip"]
+    assert all(text.endswith(ASK[0]["content"]) for _, text in pairs[1])
+    assert channel_pairs(body(tools=[WEATHER])) is None
+    assert channel_pairs(body(tool_choice="auto")) is None
+    assert channel_pairs(body(parallel_tool_calls=True)) is None
+    assert channel_pairs(body(tool_choice={"type": "function", "function": {"name": "plan_trip"}})) is None

@@ -38,6 +38,10 @@ def serve(
         Literal["call-then-answer", "model"],
         typer.Option(help='tool_choice "auto": call a tool then answer (small models), or let the model decide.'),
     ] = "call-then-answer",
+    tool_selection: Annotated[
+        Literal["channel", "model"],
+        typer.Option(help="A required call among several tools: picked by scoring (channel), or named by the model."),
+    ] = "channel",
     max_batch: Annotated[int, typer.Option(min=1, help="Requests that decode together; more wait in the queue.")] = 4,
     prefix_cache_mb: Annotated[
         int, typer.Option(min=0, help="Memory for KV states of recent prompts, reused by later turns (0 = off).")
@@ -59,6 +63,7 @@ def serve(
         aliases=tuple(alias or ()),
         cors_origins=tuple(cors_origin or ()),
         auto_tool_choice=auto_tool_choice,
+        tool_selection=tool_selection,
     )
     server = uvicorn.Server(uvicorn.Config(create_app(engine, config), host=host, port=port, log_level="info"))
     failed = threading.Event()
