@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 __all__ = ["Batch", "forward", "new_cache"]
 
 
-def new_cache(model: Any, kv: KV | None = None, *, batch: int = 1, reserve: int = 0) -> Any:
+def new_cache(model: Any, kv: KV | None = None, *, reserve: int = 0) -> Any:
     """A transformers Cache for `model` over growable buffers, holding a copy of `kv` if given."""
     from transformers import DynamicCache
 
@@ -77,7 +77,7 @@ class Batch:
         real = torch.zeros(self.rows + 1, width, dtype=torch.bool)
         real[: self.rows, width - self.width :] = self.real
         real[self.rows, width - n :] = True
-        self.cache = new_cache(self.model, layers, batch=self.rows + 1, reserve=64)
+        self.cache = new_cache(self.model, layers, reserve=64)
         self.real = real
         self.positions.append(n)
         return self.rows - 1
@@ -106,7 +106,7 @@ class Batch:
         for layer in self.cache.layers:
             layers.append((_compact(layer.keys[index], real, width), _compact(layer.values[index], real, width)))
         self.real = torch.arange(width)[None, :] >= (width - lengths)[:, None]
-        self.cache = new_cache(self.model, layers, batch=len(kept), reserve=64)
+        self.cache = new_cache(self.model, layers, reserve=64)
         return out
 
     def step(self, tokens: list[list[int]]) -> torch.Tensor:

@@ -44,8 +44,6 @@ class PrefixCache:
     def __init__(self, budget_bytes: int) -> None:
         self.budget_bytes = budget_bytes
         self.nbytes = 0
-        self.hit_tokens = 0  # prompt tokens served from the cache, since start
-        self.lookups = 0
         self._entries: OrderedDict[int, _Entry] = OrderedDict()
         self._next_key = 0
         self._lock = threading.Lock()  # the worker writes, /metrics reads
@@ -66,7 +64,6 @@ class PrefixCache:
         query = torch.tensor(tokens[:limit], dtype=torch.long)
         best_n, best_key = 0, None
         with self._lock:
-            self.lookups += 1
             for key, entry in self._entries.items():
                 n = _common_prefix(query, entry.tokens)
                 if n > best_n:
@@ -75,7 +72,6 @@ class PrefixCache:
                 return 0, None
             self._entries.move_to_end(best_key)
             entry = self._entries[best_key]
-            self.hit_tokens += best_n
         return best_n, [(k[:, :, :best_n], v[:, :, :best_n]) for k, v in entry.kv]
 
     def put(self, tokens: Sequence[int], kv: KV) -> None:

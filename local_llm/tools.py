@@ -165,7 +165,7 @@ def channel_pairs(body: ChatCompletionRequest) -> tuple[list[Tool], list[tuple[s
         return None  # a named or single tool is chosen already; parallel calls may mix tools
     if not body.messages or body.messages[-1].role != "user":
         return None
-    question = " ".join(_strings(body.messages[-1].model_dump(mode="json").get("content"))).strip()
+    question = _text(body.messages[-1], len(body.messages) - 1).strip()
     if not question:
         return None
     head = "Tool: {name} - {description}\nA user request this tool answers:"
