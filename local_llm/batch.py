@@ -19,12 +19,13 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING, Any
 
+from local_llm.llama import Lean
 from local_llm.prefix_cache import KV
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["Batch", "forward", "new_cache"]
+__all__ = ["Batch", "all_logits", "forward", "new_cache"]
 
 
 def new_cache(model: Any, kv: KV | None = None, *, reserve: int = 0) -> Any:
@@ -36,10 +37,37 @@ def new_cache(model: Any, kv: KV | None = None, *, reserve: int = 0) -> Any:
     return cache
 
 
-def forward(model: Any, input_ids: torch.Tensor, cache: Any, **kwargs: Any) -> torch.Tensor:
-    """Logits of the last position of each row, [rows, vocab], appending the inputs' KV to `cache`."""
-    out = model(input_ids=input_ids, cache=cache, use_cache=True, logits_to_keep=1, **kwargs)
+def forward(
+    model: Any,
+    input_ids: torch.Tensor,
+    cache: Any,
+    attention_mask: torch.Tensor | None = None,
+    position_ids: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Logits of the last position of each row, [rows, vocab], appending the inputs' KV to `cache`.
+
+    Llama-family models run the lean forward pass (`local_llm.llama`); others run transformers' own.
+    """
+    lean = Lean.of(model)
+    if lean is not None:
+        return lean(input_ids, cache, attention_mask, position_ids)
+    out = model(
+        input_ids=input_ids,
+        cache=cache,
+        use_cache=True,
+        logits_to_keep=1,
+        attention_mask=attention_mask,
+        position_ids=position_ids,
+    )
     return out.logits[:, -1].float()
+
+
+def all_logits(model: Any, input_ids: torch.Tensor) -> torch.Tensor:
+    """Logits of every position, [rows, n, vocab], for inputs read from scratch (no cache kept)."""
+    lean = Lean.of(model)
+    if lean is not None:
+        return lean(input_ids, new_cache(model), last_only=False)
+    return model(input_ids=input_ids).logits.float()
 
 
 class Batch:

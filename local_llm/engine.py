@@ -507,10 +507,12 @@ class Engine:
     def _score(self, job: Scoring) -> None:
         import torch
 
+        from local_llm.batch import all_logits
+
         try:
             for prefix, continuation in job.pairs:
                 ids = torch.tensor([[*prefix, *continuation]])
-                logprobs = torch.log_softmax(self._model(input_ids=ids).logits[0].float(), -1)
+                logprobs = torch.log_softmax(all_logits(self._model, ids)[0], -1)
                 start = len(prefix)
                 targets = torch.tensor(continuation)[:, None]
                 job.scores.append(float(logprobs[start - 1 : start - 1 + len(continuation)].gather(1, targets).sum()))

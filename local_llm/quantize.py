@@ -12,15 +12,17 @@ fewer bytes than float32. The matrix products are PyTorch's own CPU kernels (`_w
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["GROUP_SIZE", "is_4bit_gguf", "quantize"]
+__all__ = ["GROUP_SIZE", "fuse", "is_4bit_gguf", "quantize"]
 
 GROUP_SIZE = 32
+_PACK_ROWS = 64  # the 4-bit CPU kernel packs weights in blocks of 64 output rows
 _FOUR_BIT = {"Q4_0", "Q4_1", "Q4_K", "IQ4_NL", "IQ4_XS"}
 
 
@@ -59,6 +61,48 @@ def quantize(model: Any) -> int:
     for param in model.parameters():
         param.data = param.data.clone()
     return replaced
+
+
+def fuse(linears: list[Any]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """One product computing the outputs of `linears` (all float or all 4-bit, same inputs) side by side.
+
+    The product maps float32 [m, k] to float32 [m, sum of outputs], rounding as the separate layers would.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    int4_linear, _ = _classes()
+    if all(isinstance(linear, int4_linear) for linear in linears):
+        if any(linear.out_features % _PACK_ROWS for linear in linears[:-1]):
+            return lambda x: torch.cat([linear(x) for linear in linears], dim=-1)
+        packed = torch.cat([linear.packed for linear in linears])  # packed in blocks of rows: stacking them stacks rows
+        scale_zero = torch.cat([linear.scale_zero for linear in linears], dim=1)
+        bias = _bias(linears, torch.bfloat16)
+
+        def int4(x: torch.Tensor) -> torch.Tensor:
+            y = torch._weight_int4pack_mm_for_cpu(x.to(torch.bfloat16), packed, GROUP_SIZE, scale_zero)
+            return (y if bias is None else y + bias).float()
+
+        return int4
+    if all(type(linear) is torch.nn.Linear for linear in linears):
+        weight = torch.cat([linear.weight.detach() for linear in linears])
+        float_bias = _bias(linears, weight.dtype)
+        return lambda x: F.linear(x, weight, float_bias)
+    raise TypeError(f"cannot fuse {[type(linear).__name__ for linear in linears]}")
+
+
+def _bias(linears: list[Any], dtype: torch.dtype) -> torch.Tensor | None:
+    """The layers' biases side by side (zeros for a layer without one), or None if none has one."""
+    import torch
+
+    if all(linear.bias is None for linear in linears):
+        return None
+    return torch.cat(
+        [
+            torch.zeros(linear.out_features, dtype=dtype) if linear.bias is None else linear.bias.detach().to(dtype)
+            for linear in linears
+        ]
+    )
 
 
 @functools.cache

@@ -1,0 +1,122 @@
+"""A lean forward pass for Llama-family decoders (Llama, SmolLM, Qwen2, Mistral without a sliding window).
+
+Decoding one token of a small model on a CPU costs as much in per-operation overhead as in the matrix products.
+This runs the model's own weights (float32 or 4-bit) with fewer tensor operations than transformers' modules: the
+query, key and value products are fused into one, and so are gate and up, and no module, hook or mask machinery
+runs per layer. The arithmetic is transformers' own, so the logits are the same, bit for bit, on 4-bit weights.
+
+    lean = Lean.of(model)                      # None when the model's architecture is not one of the above
+    logits = lean(ids, cache, mask, positions) # [rows, vocab] at each row's last position; appends KV to cache
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["Lean"]
+
+_ARCHITECTURES = {"llama", "qwen2", "mistral"}
+
+
+class Lean:
+    """Forward pass of a Llama-family model with fused products, for decoding."""
+
+    @staticmethod
+    def of(model: Any) -> Lean | None:
+        """The lean forward of `model` (built once and kept on it), or None if its architecture is unsupported."""
+        if not hasattr(model, "_autoqwen_lean"):
+            model._autoqwen_lean = Lean(model) if _supported(model.config) else None
+        return model._autoqwen_lean  # type: ignore[no-any-return]
+
+    def __init__(self, model: Any) -> None:
+        config = model.config
+        self.heads = config.num_attention_heads
+        self.kv_heads = config.num_key_value_heads
+        self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.heads
+        self.eps = config.rms_norm_eps
+        inner = model.model
+        self.embed = inner.embed_tokens
+        self.rotary = inner.rotary_emb
+        self.norm = inner.norm.weight
+        self.head = model.get_output_embeddings()
+        self.layers = [
+            (
+                layer.input_layernorm.weight,
+                _fused([layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj]),
+                _fused([layer.self_attn.o_proj]),
+                layer.post_attention_layernorm.weight,
+                _fused([layer.mlp.gate_proj, layer.mlp.up_proj]),
+                _fused([layer.mlp.down_proj]),
+            )
+            for layer in inner.layers
+        ]
+
+    def __call__(
+        self,
+        ids: torch.Tensor,
+        cache: Any,
+        mask: torch.Tensor | None = None,
+        positions: torch.Tensor | None = None,
+        *,
+        last_only: bool = True,
+    ) -> torch.Tensor:
+        """Logits [rows, vocab] of each row's last position (all positions, [rows, n, vocab], if not last_only).
+
+        `cache` holds one layer object per model layer whose `update(keys, values)` appends and returns all keys
+        and values; `mask` is a boolean [rows, 1, n, past + n] (True: attend), or None for plain causal attention.
+        """
+        import torch
+        import torch.nn.functional as F
+
+        rows, n = ids.shape
+        past = cache.layers[0].get_seq_length()
+        if positions is None:
+            positions = torch.arange(past, past + n)[None].expand(rows, n)
+        h = self.embed(ids)
+        cos, sin = self.rotary(h, positions)
+        half = self.head_dim // 2
+        cos = cos[:, :, None]
+        sin = torch.cat([-sin[..., :half], sin[..., half:]], dim=-1)[:, :, None]  # rotate_half's signs folded in
+        causal = mask is None and n > 1
+        if causal and past:
+            mask = torch.ones(n, past + n, dtype=torch.bool).tril(past)
+            causal = False
+        heads, kv_heads, d, width = self.heads, self.kv_heads, self.head_dim, h.shape[-1]
+        for (norm1, qkv, out, norm2, gate_up, down), layer in zip(self.layers, cache.layers, strict=True):
+            x = torch.rms_norm(h, (width,), norm1, self.eps).view(rows * n, width)
+            states = qkv(x).view(rows, n, heads + 2 * kv_heads, d)
+            qk = states[:, :, : heads + kv_heads]
+            qk = qk * cos + qk.roll(half, -1) * sin  # not addcmul: its fused rounding varies with the tensor's shape
+            keys, values = layer.update(
+                qk[:, :, heads:].transpose(1, 2), states[:, :, heads + kv_heads :].transpose(1, 2)
+            )
+            attended = F.scaled_dot_product_attention(
+                qk[:, :, :heads].transpose(1, 2), keys, values, attn_mask=mask, is_causal=causal, enable_gqa=True
+            )
+            h = h + out(attended.transpose(1, 2).reshape(rows * n, heads * d)).view(rows, n, width)
+            x = torch.rms_norm(h, (width,), norm2, self.eps).view(rows * n, width)
+            g, u = gate_up(x).chunk(2, dim=-1)
+            h = h + down(F.silu(g) * u).view(rows, n, width)
+        if last_only:
+            h = h[:, -1]
+        return self.head(torch.rms_norm(h, (width,), self.norm, self.eps)).float()
+
+
+def _supported(config: Any) -> bool:
+    return (
+        getattr(config, "model_type", None) in _ARCHITECTURES
+        and not getattr(config, "use_sliding_window", False)
+        and not (config.model_type == "mistral" and getattr(config, "sliding_window", None))
+        and not getattr(config, "mlp_bias", False)
+        and getattr(config, "hidden_act", "silu") == "silu"
+    )
+
+
+def _fused(linears: list[Any]) -> Any:
+    """One product computing the given linear layers' outputs side by side: [m, k] -> [m, sum of outputs], float32."""
+    from local_llm.quantize import fuse
+
+    return fuse(linears)

@@ -1,0 +1,120 @@
+"""The lean Llama-family forward pass computes what transformers' forward computes."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+import torch
+import transformers
+
+from local_llm.batch import Batch, all_logits, forward, new_cache
+from local_llm.llama import Lean
+from local_llm.quantize import fuse, quantize
+
+SIZES = dict(
+    vocab_size=96,
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=512,
+)
+
+
+def make(kind: str) -> Any:
+    torch.manual_seed(0)
+    if kind == "llama":
+        model = transformers.LlamaForCausalLM(transformers.LlamaConfig(**SIZES, rope_theta=10000.0))
+    else:  # Qwen2: biased query/key/value products
+        model = transformers.Qwen2ForCausalLM(transformers.Qwen2Config(**SIZES, tie_word_embeddings=True))
+        for layer in model.model.layers:
+            for proj in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj):
+                torch.nn.init.normal_(proj.bias, std=0.5)  # initialised to zero: make them count
+    return model.eval()
+
+
+def ids(n: int, seed: int = 0) -> torch.Tensor:
+    return torch.randint(0, SIZES["vocab_size"], (1, n), generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("kind", ["llama", "qwen2"])
+def test_prompt_and_steps_match_transformers(kind: str) -> None:
+    model = make(kind)
+    lean = Lean.of(model)
+    assert lean is not None
+    tokens = ids(40)
+    with torch.inference_mode():
+        expected = model(input_ids=tokens).logits.float()
+        assert torch.allclose(all_logits(model, tokens), expected, atol=1e-4)
+        cache = new_cache(model)
+        got = [lean(tokens[:, :30], cache)]  # prompt, then the rest one token at a time
+        got += [lean(tokens[:, i : i + 1], cache) for i in range(30, 40)]
+        got_chunk = lean(tokens[:, 30:], new_cache(model, [(k, v) for k, v in _kv(model, tokens[:, :30])]))
+    assert torch.allclose(torch.cat(got), expected[0, 29:], atol=1e-4)
+    assert torch.allclose(got_chunk[0], expected[0, -1], atol=1e-4)  # several new tokens after a cached prefix
+
+
+def _kv(model: Any, tokens: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    cache = new_cache(model)
+    forward(model, tokens, cache)
+    return [(layer.keys.clone(), layer.values.clone()) for layer in cache.layers]
+
+
+def test_batch_with_holes_matches_transformers(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = make("llama")
+
+    def run() -> list[torch.Tensor]:
+        batch = Batch(model)
+        for n, seed in [(7, 1), (19, 2), (3, 3)]:  # rows of different lengths: holes on the left
+            batch.add(_kv(model, ids(n, seed)))
+        return [batch.step([[5], [6, 7, 8], [9, 10]]), batch.step([[11], [12], [13]])]
+
+    with torch.inference_mode():
+        lean = run()
+        monkeypatch.setattr(Lean, "of", staticmethod(lambda model: None))  # transformers' forward from here
+        reference = run()
+    for a, b in zip(lean, reference, strict=True):
+        assert torch.allclose(a, b, atol=1e-4)
+
+
+def test_int4_lean_equals_transformers_int4() -> None:
+    # The same 4-bit products, norms and rotary arithmetic: bit for bit the same logits.
+    model = make("llama")
+    quantize(model)
+    reference = copy.copy(model)
+    reference._autoqwen_lean = None  # transformers' forward for the reference
+    tokens = ids(48)
+    with torch.inference_mode():
+        assert torch.equal(all_logits(model, tokens), all_logits(reference, tokens))
+        cache, expected = new_cache(reference), []
+        for i in range(48):
+            expected.append(forward(reference, tokens[:, i : i + 1], cache))
+        cache = new_cache(model)
+        got = [forward(model, tokens[:, i : i + 1], cache) for i in range(48)]
+    assert torch.equal(torch.cat(got), torch.cat(expected))
+
+
+@pytest.mark.parametrize("names", [("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj")])
+def test_fused_products_equal_separate_ones(names: tuple[str, ...]) -> None:
+    # gate and up (128 rows each) stack whole 4-bit blocks of 64 rows; k and v (32 rows) cannot, so run apart
+    model = make("qwen2")
+    layer = model.model.layers[0]
+    x = torch.randn(5, SIZES["hidden_size"])
+    with torch.inference_mode():
+        for quantized in (False, True):
+            if quantized:
+                quantize(model)
+            parts = [getattr(layer.self_attn, name, None) or getattr(layer.mlp, name) for name in names]
+            expected = torch.cat([part(x) for part in parts], dim=-1)
+            got = fuse(parts)(x)
+            assert torch.equal(got, expected) if quantized else torch.allclose(got, expected, atol=1e-6)
+
+
+def test_other_architectures_use_transformers() -> None:
+    config = transformers.MistralConfig(**SIZES, sliding_window=16)
+    assert Lean.of(transformers.MistralForCausalLM(config)) is None
+    gpt2 = transformers.GPT2Config(n_embd=32, n_layer=1, n_head=2, vocab_size=64)
+    assert Lean.of(transformers.GPT2LMHeadModel(gpt2)) is None
