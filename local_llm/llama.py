@@ -87,7 +87,7 @@ class Lean:
         heads, kv_heads, d, width = self.heads, self.kv_heads, self.head_dim, h.shape[-1]
         for (norm1, qkv, out, norm2, gate_up, down), layer in zip(self.layers, cache.layers, strict=True):
             x = torch.rms_norm(h, (width,), norm1, self.eps).view(rows * n, width)
-            states = qkv(x).view(rows, n, heads + 2 * kv_heads, d)
+            states = qkv(x).float().view(rows, n, heads + 2 * kv_heads, d)
             qk = states[:, :, : heads + kv_heads]
             qk = qk * cos + qk.roll(half, -1) * sin  # not addcmul: its fused rounding varies with the tensor's shape
             keys, values = layer.update(
@@ -99,7 +99,7 @@ class Lean:
             h = h + out(attended.transpose(1, 2).reshape(rows * n, heads * d)).view(rows, n, width)
             x = torch.rms_norm(h, (width,), norm2, self.eps).view(rows * n, width)
             g, u = gate_up(x).chunk(2, dim=-1)
-            h = h + down(F.silu(g) * u).view(rows, n, width)
+            h = h + down(F.silu(g.float()) * u).view(rows, n, width)
         if last_only:
             h = h[:, -1]
         return self.head(torch.rms_norm(h, (width,), self.norm, self.eps)).float()

@@ -66,7 +66,8 @@ def quantize(model: Any) -> int:
 def fuse(linears: list[Any]) -> Callable[[torch.Tensor], torch.Tensor]:
     """One product computing the outputs of `linears` (all float or all 4-bit, same inputs) side by side.
 
-    The product maps float32 [m, k] to float32 [m, sum of outputs], rounding as the separate layers would.
+    The product maps float32 [m, k] to [m, sum of outputs], rounding as the separate layers would; 4-bit products
+    return bfloat16, which float32 arithmetic promotes exactly (one conversion fewer where the result is added).
     """
     import torch
     import torch.nn.functional as F
@@ -81,7 +82,7 @@ def fuse(linears: list[Any]) -> Callable[[torch.Tensor], torch.Tensor]:
 
         def int4(x: torch.Tensor) -> torch.Tensor:
             y = torch._weight_int4pack_mm_for_cpu(x.to(torch.bfloat16), packed, GROUP_SIZE, scale_zero)
-            return (y if bias is None else y + bias).float()
+            return y if bias is None else y + bias
 
         return int4
     if all(type(linear) is torch.nn.Linear for linear in linears):

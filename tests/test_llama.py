@@ -109,7 +109,7 @@ def test_fused_products_equal_separate_ones(names: tuple[str, ...]) -> None:
                 quantize(model)
             parts = [getattr(layer.self_attn, name, None) or getattr(layer.mlp, name) for name in names]
             expected = torch.cat([part(x) for part in parts], dim=-1)
-            got = fuse(parts)(x)
+            got = fuse(parts)(x).float()
             assert torch.equal(got, expected) if quantized else torch.allclose(got, expected, atol=1e-6)
 
 
