@@ -33,7 +33,7 @@ from local_llm.errors import (
     LocalLLMError,
     QueueFull,
 )
-from local_llm.metrics import ServerMetrics
+from local_llm.metrics import CountRequests, ServerMetrics
 from local_llm.protocol import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -167,6 +167,7 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
     metrics = ServerMetrics(engine)
     app = FastAPI(title="autoqwen local LLM server", version="0.1.0")
     app.state.engine, app.state.config, app.state.metrics = engine, config, metrics
+    app.add_middleware(CountRequests, metrics=metrics)
     if config.cors_origins:
         app.add_middleware(
             CORSMiddleware, allow_origins=list(config.cors_origins), allow_methods=["*"], allow_headers=["*"]
@@ -194,12 +195,6 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
     async def _on_unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected server error")
         return _error_response(APIError(500, "internal server error", type="internal_server_error"))
-
-    @app.middleware("http")
-    async def _count_requests(request: Request, call_next: Any) -> Response:
-        response: Response = await call_next(request)
-        metrics.requests.labels(request.url.path, str(response.status_code)).inc()
-        return response
 
     def require_key(request: Request) -> None:
         if config.api_key is None:

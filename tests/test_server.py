@@ -207,9 +207,17 @@ def test_queue_full_is_503_with_retry_after(tiny_model_dir: object, monkeypatch:
 
 
 def test_metrics_count_requests_and_tokens(client: TestClient) -> None:
+    def requests(status: int) -> float:
+        name = f'autoqwen_requests_total{{path="/v1/chat/completions",status="{status}"}}'
+        lines = [line for line in client.get("/metrics").text.splitlines() if line.startswith(name)]
+        return float(lines[0].split()[-1]) if lines else 0.0
+
+    before = requests(200), requests(400)
     client.post(URL, json=body(max_tokens=3))
+    client.post(URL, json=body(max_tokens=3, stream=True))
+    client.post(URL, json=body(max_tokens=-1))
+    assert (requests(200), requests(400)) == (before[0] + 2, before[1] + 1)  # streamed or not; errors too
     text = client.get("/metrics").text
-    assert 'autoqwen_requests_total{path="/v1/chat/completions",status="200"}' in text
     assert "autoqwen_completion_tokens_total" in text
     assert "autoqwen_time_to_first_token_seconds_bucket" in text
     assert "autoqwen_queue_depth 0.0" in text and "autoqwen_model_ready 1.0" in text
