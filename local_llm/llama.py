@@ -84,6 +84,8 @@ class Lean:
         if causal and past:
             mask = torch.ones(n, past + n, dtype=torch.bool).tril(past)
             causal = False
+        if mask is not None:  # as attention would turn it into, once rather than in every layer
+            mask = torch.zeros(mask.shape).masked_fill_(~mask, float("-inf"))
         heads, kv_heads, d, width = self.heads, self.kv_heads, self.head_dim, h.shape[-1]
         for (norm1, qkv, out, norm2, gate_up, down), layer in zip(self.layers, cache.layers, strict=True):
             x = torch.rms_norm(h, (width,), norm1, self.eps).view(rows * n, width)
