@@ -4,8 +4,9 @@ transformers' generate() runs last, on the main thread: measured first, it left 
 that halved the engine's speed on 2 cores.
 
 Prints, measured in one run: model load time; decode tokens/s of transformers' own generate(), of the engine
-in-process, and of the engine through the HTTP server (streaming, openai SDK); time to first token in-process
-and over HTTP; and the server/in-process ratio (target: the server costs <= 5 %).
+in-process, and of the engine through the HTTP server (streaming, openai SDK; the client in its own process, as
+clients are, and again in the server's process, where it competes with the server for the GIL); time to first
+token; and the server/in-process ratio, client in its own process (target: the server costs <= 5 %).
 
     python benchmarks/bench_server.py [--model bundled] [--tokens 128] [--runs 3]
 """
@@ -13,8 +14,11 @@ and over HTTP; and the server/in-process ratio (target: the server costs <= 5 %)
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
+import sys
 import time
 
 os.environ.setdefault("TQDM_DISABLE", "1")
@@ -22,12 +26,41 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 PROMPT = [{"role": "user", "content": "Write a long story about a robot who learns to paint."}]
 
 
+def stream_once(client: object, model: str, n: int) -> tuple[float, float]:
+    """(time to first token, decode tokens/s) of one streamed n-token completion."""
+    t0 = time.perf_counter()
+    first = last = 0.0
+    usage = None
+    stream = client.chat.completions.create(  # type: ignore[attr-defined]
+        model=model,
+        messages=PROMPT,
+        max_tokens=n,
+        temperature=0,
+        stream=True,
+        stream_options={"include_usage": True},
+        extra_body={"ignore_eos": True},
+    )
+    for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            last = time.perf_counter()
+            first = first or last
+        usage = chunk.usage or usage
+    assert usage is not None and usage.completion_tokens == n
+    return first - t0, (n - 1) / (last - first)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="bundled")
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--client-of", metavar="URL", help=argparse.SUPPRESS)  # one streamed request, as JSON
     args = parser.parse_args()
+    if args.client_of:
+        import openai
+
+        print(json.dumps(stream_once(openai.OpenAI(base_url=args.client_of, api_key="none"), args.model, args.tokens)))
+        return
 
     import openai
     import torch
@@ -61,31 +94,16 @@ def main() -> None:
 
     client = openai.OpenAI(base_url=server.base_url, api_key="none")
 
-    def over_http() -> tuple[float, float]:
-        t0 = time.perf_counter()
-        first = last = 0.0
-        usage = None
-        stream = client.chat.completions.create(
-            model=engine.model_id,
-            messages=PROMPT,
-            max_tokens=n,
-            temperature=0,
-            stream=True,  # type: ignore[arg-type]
-            stream_options={"include_usage": True},
-            extra_body={"ignore_eos": True},
-        )
-        for chunk in stream:
-            if chunk.choices and chunk.choices[0].delta.content:
-                last = time.perf_counter()
-                first = first or last
-            usage = chunk.usage or usage
-        assert usage is not None and usage.completion_tokens == n
-        return first - t0, (n - 1) / (last - first)
+    def from_other_process() -> tuple[float, float]:
+        cmd = [sys.executable, __file__, "--client-of", server.base_url, "--model", engine.model_id, "--tokens", str(n)]
+        ttft, rate = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+        return ttft, rate
 
     results = {}
     for name, fn in (
         ("engine in-process", in_process),
-        ("engine over HTTP (stream)", over_http),
+        ("engine over HTTP (stream)", from_other_process),
+        ("  same, client in-process", lambda: stream_once(client, engine.model_id, n)),
         ("transformers generate()", hf_generate),
     ):
         fn()  # warm-up
@@ -102,7 +120,9 @@ def main() -> None:
     for name, (ttft, rate) in results.items():
         print(f"{name:<28}{ttft * 1000:>10.0f}{rate:>15.1f}")
     ratio = results["engine over HTTP (stream)"][1] / results["engine in-process"][1]
-    print(f"server / in-process decode ratio: {ratio:.3f}  (overhead {100 * (1 - ratio):.1f} %, target <= 5 %)")
+    shared = results["  same, client in-process"][1] / results["engine in-process"][1]
+    print(f"server / in-process decode ratio: {ratio:.3f}  (overhead {100 * (1 - ratio):.1f} %, target <= 5 %; "
+          f"client in the server's process: {100 * (1 - shared):.1f} %)")  # fmt: skip
     vs_hf = results["engine in-process"][1] / results["transformers generate()"][1]
     print(f"engine / transformers generate() decode ratio: {vs_hf:.2f}")
 
