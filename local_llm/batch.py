@@ -227,10 +227,10 @@ def _buffer_layer_class() -> type:
                         new[:, :, : self.length] = old[:, :, : self.length]
                 self.buffers = (grown[0], grown[1])
             k, v = self.buffers
-            k[:, :, self.length : end] = key_states
-            v[:, :, self.length : end] = value_states
+            k.narrow(2, self.length, end - self.length).copy_(key_states)
+            v.narrow(2, self.length, end - self.length).copy_(value_states)
             self.length = end
-            self.keys, self.values = k[:, :, :end], v[:, :, :end]
+            self.keys, self.values = k.narrow(2, 0, end), v.narrow(2, 0, end)
             self.is_initialized = True
             return self.keys, self.values
 

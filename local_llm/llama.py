@@ -87,21 +87,20 @@ class Lean:
         if mask is not None:  # as attention would turn it into, once rather than in every layer
             mask = torch.zeros(mask.shape).masked_fill_(~mask, float("-inf"))
         heads, kv_heads, d, width = self.heads, self.kv_heads, self.head_dim, h.shape[-1]
+        h = h.view(rows * n, width)  # the residual stream, one row per token
         for (norm1, qkv, out, norm2, gate_up, down), layer in zip(self.layers, cache.layers, strict=True):
-            x = torch.rms_norm(h, (width,), norm1, self.eps).view(rows * n, width)
-            states = qkv(x).float().view(rows, n, heads + 2 * kv_heads, d)
-            qk = states[:, :, : heads + kv_heads]
+            states = qkv(torch.rms_norm(h, (width,), norm1, self.eps)).float().view(rows, n, heads + 2 * kv_heads, d)
+            qk, v = states.split((heads + kv_heads, kv_heads), dim=2)
             qk = qk * cos + qk.roll(half, -1) * sin  # not addcmul: its fused rounding varies with the tensor's shape
-            keys, values = layer.update(
-                qk[:, :, heads:].transpose(1, 2), states[:, :, heads + kv_heads :].transpose(1, 2)
-            )
+            q, k = qk.transpose(1, 2).split((heads, kv_heads), dim=1)
+            keys, values = layer.update(k, v.transpose(1, 2))
             attended = F.scaled_dot_product_attention(
-                qk[:, :, :heads].transpose(1, 2), keys, values, attn_mask=mask, is_causal=causal, enable_gqa=True
+                q, keys, values, attn_mask=mask, is_causal=causal, enable_gqa=True
             )
-            h = h + out(attended.transpose(1, 2).reshape(rows * n, heads * d)).view(rows, n, width)
-            x = torch.rms_norm(h, (width,), norm2, self.eps).view(rows * n, width)
-            g, u = gate_up(x).chunk(2, dim=-1)
-            h = h + down(F.silu(g.float()) * u).view(rows, n, width)
+            h = h + out(attended.transpose(1, 2).reshape(rows * n, heads * d))
+            g, u = gate_up(torch.rms_norm(h, (width,), norm2, self.eps)).chunk(2, dim=-1)
+            h = h + down(F.silu(g.float()) * u)
+        h = h.view(rows, n, width)
         if last_only:
             h = h[:, -1]
         return self.head(torch.rms_norm(h, (width,), self.norm, self.eps)).float()
