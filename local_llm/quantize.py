@@ -56,10 +56,6 @@ def quantize(model: Any) -> int:
             else:
                 continue
             replaced += 1
-    # The rest (embeddings, norms) may still live in the loaded file's memory map, which would keep all of the
-    # file's float32 pages resident: own copies let it go (~500 MB for the bundled model).
-    for param in model.parameters():
-        param.data = param.data.clone()
     return replaced
 
 
@@ -68,6 +64,7 @@ def fuse(linears: list[Any]) -> Callable[[torch.Tensor], torch.Tensor]:
 
     The product maps float32 [m, k] to [m, sum of outputs], rounding as the separate layers would; 4-bit products
     return bfloat16, which float32 arithmetic promotes exactly (one conversion fewer where the result is added).
+    The layers' own weights become views of the fused ones, so fusing takes no memory twice.
     """
     import torch
     import torch.nn.functional as F
@@ -77,6 +74,8 @@ def fuse(linears: list[Any]) -> Callable[[torch.Tensor], torch.Tensor]:
         if any(linear.out_features % _PACK_ROWS for linear in linears[:-1]):
             return lambda x: torch.cat([linear(x) for linear in linears], dim=-1)
         packed = torch.cat([linear.packed for linear in linears])  # packed in blocks of rows: stacking them stacks rows
+        for linear, part in zip(linears, _rows(packed, linears), strict=True):
+            linear.packed = part
         scale_zero = torch.cat([linear.scale_zero for linear in linears], dim=1)
         bias = _bias(linears, torch.bfloat16)
 
@@ -87,9 +86,16 @@ def fuse(linears: list[Any]) -> Callable[[torch.Tensor], torch.Tensor]:
         return int4
     if all(type(linear) is torch.nn.Linear for linear in linears):
         weight = torch.cat([linear.weight.detach() for linear in linears])
+        for linear, part in zip(linears, _rows(weight, linears), strict=True):
+            linear.weight.data = part
         float_bias = _bias(linears, weight.dtype)
         return lambda x: F.linear(x, weight, float_bias)
     raise TypeError(f"cannot fuse {[type(linear).__name__ for linear in linears]}")
+
+
+def _rows(fused: torch.Tensor, linears: list[Any]) -> list[torch.Tensor]:
+    """Each layer's rows of a fused weight, as views."""
+    return list(fused.split([linear.out_features for linear in linears]))
 
 
 def _bias(linears: list[Any], dtype: torch.dtype) -> torch.Tensor | None:

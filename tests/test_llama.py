@@ -118,3 +118,18 @@ def test_other_architectures_use_transformers() -> None:
     assert Lean.of(transformers.MistralForCausalLM(config)) is None
     gpt2 = transformers.GPT2Config(n_embd=32, n_layer=1, n_head=2, vocab_size=64)
     assert Lean.of(transformers.GPT2LMHeadModel(gpt2)) is None
+
+
+@pytest.mark.parametrize("quantized", [False, True])
+def test_fusing_shares_the_layers_memory(quantized: bool) -> None:
+    model = make("llama")
+    if quantized:
+        quantize(model)
+    assert Lean.of(model) is not None
+    mlp = model.model.layers[0].mlp
+
+    def storage(linear: Any) -> int:
+        tensor = linear.packed if quantized else linear.weight
+        return int(tensor.untyped_storage().data_ptr())
+
+    assert storage(mlp.gate_proj) == storage(mlp.up_proj)  # both views of the one fused weight
