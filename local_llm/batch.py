@@ -62,12 +62,13 @@ def forward(
     return out.logits[:, -1].float()
 
 
-def all_logits(model: Any, input_ids: torch.Tensor) -> torch.Tensor:
-    """Logits of every position, [rows, n, vocab], for inputs read from scratch (no cache kept)."""
+def all_logits(model: Any, input_ids: torch.Tensor, cache: Any = None) -> torch.Tensor:
+    """Logits of every input position, [rows, n, vocab], appending the inputs' KV to `cache` (a new one if None)."""
+    cache = new_cache(model) if cache is None else cache
     lean = Lean.of(model)
     if lean is not None:
-        return lean(input_ids, new_cache(model), last_only=False)
-    return model(input_ids=input_ids).logits.float()
+        return lean(input_ids, cache, last_only=False)
+    return model(input_ids=input_ids, cache=cache, use_cache=True).logits.float()
 
 
 class Batch:

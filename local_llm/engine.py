@@ -35,7 +35,7 @@ from local_llm.errors import (
     QueueFull,
 )
 from local_llm.llama import Lean
-from local_llm.prefix_cache import PrefixCache
+from local_llm.prefix_cache import KV, PrefixCache
 from local_llm.resolve import ModelSource
 
 if TYPE_CHECKING:
@@ -505,7 +505,7 @@ class Engine:
             log.exception("prefill failed")
             job._fail(LocalLLMError(f"generation failed: {exc}"))
             return
-        kv = [(layer.keys, layer.values) for layer in cache.layers]
+        kv = _kv(cache)
         if seq.done:
             self.prefix_cache.put(seq.fed, [(k.contiguous(), v.contiguous()) for k, v in kv])
             seq.finish()
@@ -516,15 +516,22 @@ class Engine:
     def _score(self, job: Scoring) -> None:
         import torch
 
-        from local_llm.batch import all_logits
+        from local_llm.batch import all_logits, new_cache
 
         try:
             for prefix, continuation in job.pairs:
-                ids = torch.tensor([[*prefix, *continuation]])
-                logprobs = torch.log_softmax(all_logits(self._model, ids)[0], -1)
-                start = len(prefix)
+                # Requests offering the same tools score the same prefixes: their KV states come from the cache.
+                cached, kv = self.prefix_cache.lookup(prefix)
+                cache = new_cache(self._model, kv)
+                tokens = [*prefix, *continuation]
+                logprobs = torch.log_softmax(all_logits(self._model, torch.tensor([tokens[cached:]]), cache)[0], -1)
+                start = len(prefix) - 1 - cached  # the position whose logits predict the continuation's first token
                 targets = torch.tensor(continuation)[:, None]
-                job.scores.append(float(logprobs[start - 1 : start - 1 + len(continuation)].gather(1, targets).sum()))
+                job.scores.append(float(logprobs[start : start + len(continuation)].gather(1, targets).sum()))
+                n = len(prefix)
+                self.prefix_cache.put(
+                    prefix, [(k[:, :, :n].contiguous(), v[:, :, :n].contiguous()) for k, v in _kv(cache)]
+                )
         except Exception as exc:
             job.error = LocalLLMError(f"scoring failed: {exc}")
         job.done.set()
@@ -557,6 +564,10 @@ class Engine:
     def batch_size(self) -> int:
         """Sequences decoding now."""
         return len(self._active)
+
+
+def _kv(cache: Any) -> KV:
+    return [(layer.keys, layer.values) for layer in cache.layers]
 
 
 def _release_freed_memory() -> None:

@@ -133,3 +133,7 @@ def test_fusing_shares_the_layers_memory(quantized: bool) -> None:
         return int(tensor.untyped_storage().data_ptr())
 
     assert storage(mlp.gate_proj) == storage(mlp.up_proj)  # both views of the one fused weight
+
+
+def test_the_engine_runs_llama_models_lean(tiny_engine: Any) -> None:
+    assert isinstance(Lean.of(tiny_engine._model), Lean)  # built at load; a fallback would only be slower

@@ -433,6 +433,24 @@ def test_engine_scores_continuations_by_their_log_probability(tiny_engine: Engin
     assert score == pytest.approx(expected, abs=1e-4) and score < 0
 
 
+def test_engine_scoring_reads_a_known_prefix_from_the_cache(
+    tiny_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import local_llm.batch
+
+    read: list[int] = []
+    all_logits = local_llm.batch.all_logits
+    monkeypatch.setattr(
+        local_llm.batch, "all_logits", lambda m, ids, c: read.append(ids.shape[1]) or all_logits(m, ids, c)
+    )
+    prefix, continuation = tiny_engine.encode("Tool: plan_trip - plans a trip"), tiny_engine.encode(" To Rome?")
+    tiny_engine.prefix_cache.clear()
+    first = tiny_engine.score([(prefix, continuation)])
+    again = tiny_engine.score([(prefix, continuation)])
+    assert again == pytest.approx(first, abs=1e-4)
+    assert read == [len(prefix) + len(continuation), 1 + len(continuation)]  # the prefix's last token, then the rest
+
+
 @pytest.mark.parametrize("best", ["get_weather", "plan_trip"])
 def test_channel_selection_calls_the_tool_the_message_is_most_likely_under(
     client: TestClient, tiny_engine: Engine, monkeypatch: pytest.MonkeyPatch, best: str
