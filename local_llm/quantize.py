@@ -60,7 +60,7 @@ def quantize(model: Any) -> int:
 
 
 def fuse(linears: list[Any]) -> Callable[[torch.Tensor], torch.Tensor]:
-    """One product computing the outputs of `linears` (all float or all 4-bit, same inputs) side by side.
+    """One product computing the outputs of `linears` (layers reading the same inputs) side by side.
 
     The product maps float32 [m, k] to [m, sum of outputs], rounding as the separate layers would; 4-bit products
     return bfloat16, which float32 arithmetic promotes exactly (one conversion fewer where the result is added).
@@ -70,9 +70,8 @@ def fuse(linears: list[Any]) -> Callable[[torch.Tensor], torch.Tensor]:
     import torch.nn.functional as F
 
     int4_linear, _ = _classes()
-    if all(isinstance(linear, int4_linear) for linear in linears):
-        if any(linear.out_features % _PACK_ROWS for linear in linears[:-1]):
-            return lambda x: torch.cat([linear(x) for linear in linears], dim=-1)
+    whole_blocks = all(linear.out_features % _PACK_ROWS == 0 for linear in linears[:-1])
+    if all(isinstance(linear, int4_linear) for linear in linears) and whole_blocks:
         packed = torch.cat([linear.packed for linear in linears])  # packed in blocks of rows: stacking them stacks rows
         for linear, part in zip(linears, _rows(packed, linears), strict=True):
             linear.packed = part
@@ -90,7 +89,8 @@ def fuse(linears: list[Any]) -> Callable[[torch.Tensor], torch.Tensor]:
             linear.weight.data = part
         float_bias = _bias(linears, weight.dtype)
         return lambda x: F.linear(x, weight, float_bias)
-    raise TypeError(f"cannot fuse {[type(linear).__name__ for linear in linears]}")
+    # Layers the 4-bit kernel cannot stack, or of mixed kinds (quantize() leaves odd shapes in float32): one by one.
+    return lambda x: torch.cat([linear(x) for linear in linears], dim=-1)
 
 
 def _rows(fused: torch.Tensor, linears: list[Any]) -> list[torch.Tensor]:

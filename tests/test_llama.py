@@ -113,6 +113,18 @@ def test_fused_products_equal_separate_ones(names: tuple[str, ...]) -> None:
             assert torch.equal(got, expected) if quantized else torch.allclose(got, expected, atol=1e-6)
 
 
+def test_layers_of_mixed_kinds_run_one_by_one() -> None:
+    model = make("llama")
+    attn = model.model.layers[0].self_attn
+    quantize(model)
+    attn.k_proj = torch.nn.Linear(SIZES["hidden_size"], 32, bias=False)  # as quantize() leaves odd shapes
+    parts = [attn.q_proj, attn.k_proj, attn.v_proj]
+    x = torch.randn(3, SIZES["hidden_size"])
+    with torch.inference_mode():
+        assert torch.equal(fuse(parts)(x), torch.cat([part(x) for part in parts], dim=-1))
+        assert Lean.of(model) is not None
+
+
 def test_other_architectures_use_transformers() -> None:
     config = transformers.MistralConfig(**SIZES, sliding_window=16)
     assert Lean.of(transformers.MistralForCausalLM(config)) is None
