@@ -23,6 +23,8 @@ import tempfile
 import threading
 import time
 
+from bench_server import stream  # one streamed story request, timed
+
 os.environ.setdefault("TQDM_DISABLE", "1")
 
 SYSTEM = (
@@ -40,7 +42,6 @@ TURNS = [
     "The reader says TinyAgent runs function calling on a laptop with a 1.1B model. What remains?",
     "Ask the writer for the final summary, with one sentence per paper.",
 ]
-STORY = [{"role": "user", "content": "Write a long story about a robot who learns to paint."}]
 
 
 def rss_mb() -> float:
@@ -74,34 +75,15 @@ def multi_turn(client: object, model: str, clear: object | None) -> list[float]:
     return ttfts
 
 
-def stream_tokens(client: object, model: str, n: int) -> tuple[float, float]:
-    """One streaming request of exactly n tokens; returns (start, end) times."""
-    t0 = time.perf_counter()
-    stream = client.chat.completions.create(  # type: ignore[attr-defined]
-        model=model,
-        messages=STORY,
-        max_tokens=n,
-        temperature=0,
-        stream=True,
-        stream_options={"include_usage": True},
-        extra_body={"ignore_eos": True},
-    )
-    usage = None
-    for chunk in stream:
-        usage = chunk.usage or usage
-    assert usage is not None and usage.completion_tokens == n
-    return t0, time.perf_counter()
-
-
 def concurrent(client: object, model: str, clients: int, n: int) -> float:
     """Aggregate completion tokens/s of `clients` simultaneous streaming requests of n tokens each."""
-    spans: list[tuple[float, float]] = []
-    threads = [threading.Thread(target=lambda: spans.append(stream_tokens(client, model, n))) for _ in range(clients)]
+    spans: list[tuple[float, float, float]] = []
+    threads = [threading.Thread(target=lambda: spans.append(stream(client, model, n))) for _ in range(clients)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    start, end = min(s for s, _ in spans), max(e for _, e in spans)
+    start, end = min(sent for sent, _, _ in spans), max(last for _, _, last in spans)
     return clients * n / (end - start)
 
 

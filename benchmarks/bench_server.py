@@ -26,8 +26,8 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 PROMPT = [{"role": "user", "content": "Write a long story about a robot who learns to paint."}]
 
 
-def stream_once(client: object, model: str, n: int) -> tuple[float, float]:
-    """(time to first token, decode tokens/s) of one streamed n-token completion."""
+def stream(client: object, model: str, n: int) -> tuple[float, float, float]:
+    """Times of one streamed n-token completion of PROMPT: (request sent, first text, last text)."""
     t0 = time.perf_counter()
     first = last = 0.0
     usage = None
@@ -46,6 +46,12 @@ def stream_once(client: object, model: str, n: int) -> tuple[float, float]:
             first = first or last
         usage = chunk.usage or usage
     assert usage is not None and usage.completion_tokens == n
+    return t0, first, last
+
+
+def stream_once(client: object, model: str, n: int) -> tuple[float, float]:
+    """(time to first token, decode tokens/s) of one streamed n-token completion."""
+    t0, first, last = stream(client, model, n)
     return first - t0, (n - 1) / (last - first)
 
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from local_llm.quantize import fuse
+
 if TYPE_CHECKING:
     import torch
 
@@ -45,11 +47,11 @@ class Lean:
         self.layers = [
             (
                 layer.input_layernorm.weight,
-                _fused([layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj]),
-                _fused([layer.self_attn.o_proj]),
+                fuse([layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj]),
+                fuse([layer.self_attn.o_proj]),
                 layer.post_attention_layernorm.weight,
-                _fused([layer.mlp.gate_proj, layer.mlp.up_proj]),
-                _fused([layer.mlp.down_proj]),
+                fuse([layer.mlp.gate_proj, layer.mlp.up_proj]),
+                fuse([layer.mlp.down_proj]),
             )
             for layer in inner.layers
         ]
@@ -114,10 +116,3 @@ def _supported(config: Any) -> bool:
         and not getattr(config, "mlp_bias", False)
         and getattr(config, "hidden_act", "silu") == "silu"
     )
-
-
-def _fused(linears: list[Any]) -> Any:
-    """One product computing the given linear layers' outputs side by side: [m, k] -> [m, sum of outputs], float32."""
-    from local_llm.quantize import fuse
-
-    return fuse(linears)
