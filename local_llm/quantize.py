@@ -1,9 +1,10 @@
 """Weight-only quantisation for CPU decoding: 4-bit linear layers (groups of 32 along the input, a scale and an
-offset per group, the layout of GGUF's Q4_1) and an 8-bit output head, the products taking bfloat16 inputs.
+offset per group, the layout of GGUF's Q4_1) and an 8-bit output head.
 
 Decoding one token reads every weight once, so on a CPU it is bound by memory traffic: 4-bit weights read 8x
-fewer bytes than float32. The matrix products are PyTorch's own CPU kernels (`_weight_int4pack_mm_for_cpu`,
-`_weight_int8pack_mm`).
+fewer bytes than float32. The 4-bit products are PyTorch's `_weight_int4pack_mm_for_cpu` (bfloat16 inputs); the
+head is our `q8mm` (`local_llm.kernels`; inputs kept to ~16 bits) where the CPU has AVX-512 VNNI, else PyTorch's
+`_weight_int8pack_mm` (bfloat16 inputs).
 
     quantize(model)                            # in place; returns the number of layers replaced
     is_4bit_gguf(Path("model.Q4_1.gguf"))      # True: its linear weights are 4-bit already, so int4 loses little
@@ -37,8 +38,8 @@ def is_4bit_gguf(path: Path) -> bool:
 def quantize(model: Any) -> int:
     """Replace the model's linear layers by 4-bit ones (the output head by an 8-bit one), in place.
 
-    Only the products run in bfloat16; norms, rotary embeddings and attention keep the model's float32 (PyTorch's
-    CPU attention is ~7x slower in bfloat16).
+    Only the products round their inputs; norms, rotary embeddings and attention keep the model's float32
+    (PyTorch's CPU attention is ~7x slower in bfloat16).
     """
     import torch
 
@@ -118,18 +119,18 @@ def _classes() -> tuple[type, type]:
     import torch
 
     class QuantizedLinear(torch.nn.Module):
-        """y = x W^T + b, W held in fewer bits; inputs to the product in bfloat16, output in the input's dtype."""
+        """y = x W^T + b, W held in fewer bits (the product rounds its inputs); output in the input's dtype."""
 
-        def __init__(self, linear: torch.nn.Linear) -> None:
+        def __init__(self, linear: torch.nn.Linear, bias_dtype: torch.dtype = torch.bfloat16) -> None:
             super().__init__()
             self.out_features = linear.out_features
-            self.bias = None if linear.bias is None else torch.nn.Parameter(linear.bias.detach().to(torch.bfloat16))
+            self.bias = None if linear.bias is None else torch.nn.Parameter(linear.bias.detach().to(bias_dtype))
 
         def product(self, rows: torch.Tensor) -> torch.Tensor:
             raise NotImplementedError
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            y = self.product(x.reshape(-1, x.shape[-1]).to(torch.bfloat16))
+            y = self.product(x.reshape(-1, x.shape[-1]))
             if self.bias is not None:
                 y = y + self.bias
             return y.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
@@ -153,19 +154,33 @@ def _classes() -> tuple[type, type]:
         def product(self, rows: torch.Tensor) -> torch.Tensor:
             # One kernel for prompts and decode steps alike: a dense bfloat16 copy would prefill ~1.6x faster but
             # round the weights differently, so a prompt read from the prefix cache could decode differently.
-            return torch._weight_int4pack_mm_for_cpu(rows, self.packed, GROUP_SIZE, self.scale_zero)
+            return torch._weight_int4pack_mm_for_cpu(rows.to(torch.bfloat16), self.packed, GROUP_SIZE, self.scale_zero)
 
     class Int8Linear(QuantizedLinear):
         """W in 8 bits, one scale per output row."""
 
         def __init__(self, linear: torch.nn.Linear) -> None:
-            super().__init__(linear)
+            from local_llm import kernels
+
+            n, k = linear.weight.shape
+            kernel = kernels.load("q8mm") if n % 16 == 0 and k % GROUP_SIZE == 0 else None
+            super().__init__(linear, torch.float32 if kernel is not None else torch.bfloat16)
+            self.q8mm = kernel
             w = linear.weight.detach().float()
             scale = (w.abs().amax(dim=1) / 127).clamp(min=1e-10)
-            self.register_buffer("weight_int8", torch.round(w / scale[:, None]).clamp(-127, 127).to(torch.int8))
-            self.register_buffer("scale", scale.to(torch.bfloat16))
+            q = torch.round(w / scale[:, None]).clamp(-127, 127)
+            if self.q8mm is not None:
+                # q + 128 as uint8, in blocks of 16 rows and groups of 32 inputs, 4 inputs of each row side by side
+                split = (q + 128).to(torch.uint8).view(n // 16, 16, k // GROUP_SIZE, 8, 4).permute(0, 2, 3, 1, 4)
+                self.register_buffer("weight_q8", split.reshape(n // 16, k // GROUP_SIZE, 8, 64).contiguous())
+                self.register_buffer("scale", scale.contiguous())
+            else:
+                self.register_buffer("weight_int8", q.to(torch.int8))
+                self.register_buffer("scale", scale.to(torch.bfloat16))
 
         def product(self, rows: torch.Tensor) -> torch.Tensor:
-            return torch.ops.aten._weight_int8pack_mm(rows, self.weight_int8, self.scale)
+            if self.q8mm is not None:
+                return self.q8mm(rows.float().contiguous(), self.weight_q8, self.scale)  # type: ignore[no-any-return]
+            return torch.ops.aten._weight_int8pack_mm(rows.to(torch.bfloat16), self.weight_int8, self.scale)
 
     return Int4Linear, Int8Linear

@@ -20,7 +20,7 @@ ALLOWED = {
 }
 HEAVY = ("torch", "transformers")
 # The engine's modules: the only ones that may import HEAVY, and only inside functions.
-ENGINE = {"engine.py", "batch.py", "decoding.py", "llama.py", "prefix_cache.py", "quantize.py"}
+ENGINE = {"engine.py", "batch.py", "decoding.py", "kernels.py", "llama.py", "prefix_cache.py", "quantize.py"}
 
 
 def imports_of(path: Path) -> list[tuple[str, bool]]:

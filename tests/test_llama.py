@@ -7,8 +7,10 @@ from typing import Any
 
 import pytest
 import torch
+import torch.nn.functional as F
 import transformers
 
+from local_llm import kernels
 from local_llm.batch import Batch, all_logits, forward, new_cache
 from local_llm.llama import Lean
 from local_llm.quantize import fuse, quantize
@@ -81,9 +83,13 @@ def test_batch_with_holes_matches_transformers(monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_int4_lean_equals_transformers_int4() -> None:
-    # The same 4-bit products, norms and rotary arithmetic: bit for bit the same logits.
+    # The same 4-bit products, norms and rotary arithmetic: bit for bit the same logits (with PyTorch's attention
+    # for decode steps too; our decode attention rounds differently, see the next test).
     model = make("llama")
     quantize(model)
+    lean = Lean.of(model)
+    assert lean is not None
+    lean.decode_attention = None
     reference = copy.copy(model)
     reference._autoqwen_lean = None  # transformers' forward for the reference
     tokens = ids(48)
@@ -95,6 +101,25 @@ def test_int4_lean_equals_transformers_int4() -> None:
         cache = new_cache(model)
         got = [forward(model, tokens[:, i : i + 1], cache) for i in range(48)]
     assert torch.equal(torch.cat(got), torch.cat(expected))
+
+
+@pytest.mark.skipif(kernels.load("decode_attention") is None, reason="our kernels do not run on this machine")
+@pytest.mark.parametrize("width", [9, 70, 300])
+def test_decode_attention_matches_pytorch(width: int) -> None:
+    attend = kernels.load("decode_attention")
+    rows, heads, kv_heads, dim = 3, 6, 2, 32
+    generator = torch.Generator().manual_seed(width)
+    qk = torch.randn(rows, 1, heads + kv_heads, dim, generator=generator)
+    q = qk.transpose(1, 2)[:, :heads]  # strided, as the lean pass hands it over
+    keys, values = (torch.randn(rows, kv_heads, width + 16, dim, generator=generator).narrow(2, 0, width) for _ in "kv")
+    real = torch.ones(rows, width, dtype=torch.bool)
+    real[1, :4] = False  # a shorter row's hole on the left
+    real[2, 5:7] = False  # a hole left by a step that fed other rows several tokens
+    additive = torch.zeros(rows, 1, 1, width).masked_fill_(~real[:, None, None], float("-inf"))
+    expected = F.scaled_dot_product_attention(q, keys, values, attn_mask=additive, enable_gqa=True)
+    assert torch.allclose(attend(q, keys, values, real), expected.transpose(1, 2).reshape(rows, -1), atol=1e-6)
+    plain = F.scaled_dot_product_attention(q, keys, values, enable_gqa=True).transpose(1, 2).reshape(rows, -1)
+    assert torch.allclose(attend(q, keys, values, None), plain, atol=1e-6)
 
 
 @pytest.mark.parametrize("names", [("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj")])

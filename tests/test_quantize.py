@@ -1,15 +1,16 @@
-"""4-bit weight-only quantisation: same model, fewer bytes per weight, outputs close to float32."""
+"""Quantisation (4-bit layers, 8-bit head): same model, fewer bytes per weight, outputs close to float32."""
 
 from __future__ import annotations
 
 import copy
 from pathlib import Path
 
+import pytest
 import torch
 import transformers
 
-from local_llm import Engine, SamplingParams, resolve_model
-from local_llm.quantize import is_4bit_gguf, quantize
+from local_llm import Engine, SamplingParams, kernels, resolve_model
+from local_llm.quantize import _classes, is_4bit_gguf, quantize
 
 
 def test_quantized_logits_stay_close_to_float32(tiny_model_dir: Path) -> None:
@@ -49,3 +50,37 @@ def test_auto_quantizes_only_4bit_gguf(tiny_model_dir: Path) -> None:
         engine.close()
     src = resolve_model("bundled")
     assert src.gguf_file is not None and is_4bit_gguf(src.path / src.gguf_file)  # SmolLM2 Q4_1
+
+
+@pytest.mark.skipif(kernels.load("q8mm") is None, reason="our kernels do not run on this machine")
+def test_8bit_head_product_is_exact_in_integers_and_batch_invariant() -> None:
+    _, int8_linear = _classes()
+    generator = torch.Generator().manual_seed(0)
+    linear = torch.nn.Linear(96, 48, bias=False)
+    head = int8_linear(linear)
+    assert head.q8mm is not None
+    x = torch.randn(5, 96, generator=generator) * torch.tensor([10.0, 0.1]).repeat(48)  # large and small inputs
+    y = head(x)
+    # The kernel's arithmetic, in float64: x ~ d (254 hi + lo) per group of 32, w ~ scale * q per row.
+    groups = x.view(5, 3, 32)
+    d = groups.abs().amax(-1, keepdim=True) / 127
+    hi = torch.round(groups / d)
+    lo = torch.round((groups / d - hi) * 254)
+    rounded = (d.double() * (hi.double() + lo.double() / 254)).view(5, 96)
+    w = linear.weight.detach()
+    scale = w.abs().amax(dim=1) / 127
+    q = torch.round(w / scale[:, None])
+    expected = rounded @ (q.double() * scale.double()[:, None]).t()
+    assert torch.allclose(y.double(), expected, rtol=1e-5, atol=1e-5)
+    assert (y - x @ w.t()).abs().max() < 0.01 * (x @ w.t()).abs().max()  # ~16-bit inputs: close to float32's
+    assert torch.equal(head(x[2:3]), y[2:3])  # a row's result does not depend on the others
+
+
+def test_without_our_kernels_pytorch_kernels_serve(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AUTOQWEN_KERNEL", "torch")
+    _, int8_linear = _classes()
+    linear = torch.nn.Linear(64, 32)
+    head = int8_linear(linear)
+    assert head.q8mm is None
+    x = torch.randn(3, 64)
+    assert torch.allclose(head(x), linear(x), atol=0.05)

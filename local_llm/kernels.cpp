@@ -1,0 +1,229 @@
+// Our CPU kernels (AVX-512 VNNI, AVX-512 F), loaded by kernels.py.
+//
+// q8mm: y = x W^T for an 8-bit W (one int8 row per output, one float32 scale per row), with integer dot products.
+// Each row of x is rounded per group of 32 inputs to two 8-bit integers, x ~ d (254 hi + lo), one d per group: hi
+// alone is GGUF's Q8_0 (what llama.cpp does on CPUs); lo keeps ~16 bits, finer than the bfloat16 inputs of
+// PyTorch's `_weight_int8pack_mm`. A group's products then sum exactly in integers (vpdpbusd), so a row's result
+// depends on nothing but that row and W, in a fixed order: batching rows changes no bit of it.
+//
+// W is stored as uint8 w + 128 (vpdpbusd multiplies unsigned by signed bytes) in [N / 16, K / 32, 8, 64]: per block
+// of 16 output columns and group of 32 inputs, chunk j holds inputs 4j..4j+3, byte 4c + t column c's input 4j + t.
+// The offset comes back out exactly: 128 * sum_k a[k] per group.
+//
+// decode_attention: attention of one new token per row (a decode step), grouped-query, skipping the batch's holes.
+
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <torch/library.h>
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <optional>
+#include <vector>
+
+namespace {
+
+constexpr int64_t kGroup = 32;
+constexpr int64_t kColumns = 16;
+
+// The rows of x rounded per group of 32: hi and lo (int8), and per group d (the scale) and the sum of 254 hi + lo.
+struct Rounded {
+  at::Tensor hi, lo, d, asum;
+  int64_t k, groups;
+
+  explicit Rounded(const at::Tensor& x) : k(x.size(1)), groups(x.size(1) / kGroup) {
+    const int64_t rows = x.size(0);
+    hi = at::empty({rows, k}, x.options().dtype(at::kChar));
+    lo = at::empty({rows, k}, x.options().dtype(at::kChar));
+    d = at::empty({rows, groups}, x.options());
+    asum = at::empty({rows, groups}, x.options().dtype(at::kInt));
+    const float* xp = x.data_ptr<float>();
+    at::parallel_for(0, rows, 64, [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r)
+        for (int64_t g = 0; g < groups; ++g) round_group(xp + r * k + g * kGroup, r * groups + g, r * k + g * kGroup);
+    });
+  }
+
+  void round_group(const float* in, int64_t at, int64_t offset) {
+    const __m512 x0 = _mm512_loadu_ps(in);
+    const __m512 x1 = _mm512_loadu_ps(in + 16);
+    const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
+    const __m512 inverse = _mm512_set1_ps(amax > 0.0f ? 127.0f / amax : 0.0f);
+    // Round to nearest even, as the default MXCSR mode does: |x| * 127 / amax <= 127, and 254 times what is left
+    // is within 127, so neither saturates.
+    const __m512 y0 = _mm512_mul_ps(x0, inverse), y1 = _mm512_mul_ps(x1, inverse);
+    const __m512i h0 = _mm512_cvtps_epi32(y0), h1 = _mm512_cvtps_epi32(y1);
+    const __m512 times = _mm512_set1_ps(254.0f);
+    const __m512i l0 = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_sub_ps(y0, _mm512_cvtepi32_ps(h0)), times));
+    const __m512i l1 = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_sub_ps(y1, _mm512_cvtepi32_ps(h1)), times));
+    int8_t* out = hi.data_ptr<int8_t>() + offset;
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out), _mm512_cvtsepi32_epi8(h0));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 16), _mm512_cvtsepi32_epi8(h1));
+    out = lo.data_ptr<int8_t>() + offset;
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out), _mm512_cvtsepi32_epi8(l0));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 16), _mm512_cvtsepi32_epi8(l1));
+    d.data_ptr<float>()[at] = amax / (127.0f * 254.0f);
+    const __m512i a = _mm512_add_epi32(_mm512_mullo_epi32(_mm512_add_epi32(h0, h1), _mm512_set1_epi32(254)),
+                                       _mm512_add_epi32(l0, l1));
+    asum.data_ptr<int32_t>()[at] = _mm512_reduce_add_epi32(a);
+  }
+};
+
+inline __m512i broadcast4(const int8_t* a) {
+  int32_t four;
+  std::memcpy(&four, a, sizeof four);
+  return _mm512_set1_epi32(four);
+}
+
+// Per column of a block, the sum over a group of (254 hi + lo) q: q[j] holds inputs 4j..4j+3 of 16 columns.
+inline __m512i dot_group(const __m512i* q, const int8_t* hi, const int8_t* lo) {
+  __m512i high = _mm512_setzero_si512(), low = _mm512_setzero_si512();  // two chains: the adds overlap
+  for (int j = 0; j < 8; ++j) {
+    high = _mm512_dpbusd_epi32(high, q[j], broadcast4(hi + 4 * j));
+    low = _mm512_dpbusd_epi32(low, q[j], broadcast4(lo + 4 * j));
+  }
+  return _mm512_add_epi32(_mm512_mullo_epi32(high, _mm512_set1_epi32(254)), low);
+}
+
+// ROWS rows of y, from row r of x, for one block of 16 columns of 8-bit W.
+template <int ROWS>
+void q8_block(const Rounded& x, int64_t r, const uint8_t* w, const float* scale, float* y, int64_t n) {
+  const int64_t k = x.k, groups = x.groups;
+  const int8_t* hi = x.hi.data_ptr<int8_t>() + r * k;
+  const int8_t* lo = x.lo.data_ptr<int8_t>() + r * k;
+  const float* d = x.d.data_ptr<float>() + r * groups;
+  const int32_t* asum = x.asum.data_ptr<int32_t>() + r * groups;
+  __m512 acc[ROWS];
+  for (int i = 0; i < ROWS; ++i) acc[i] = _mm512_setzero_ps();
+  for (int64_t g = 0; g < groups; ++g) {
+    __m512i q[8];
+    for (int j = 0; j < 8; ++j) q[j] = _mm512_loadu_si512(w + (g * 8 + j) * 64);
+    for (int i = 0; i < ROWS; ++i) {
+      const __m512i dot_u = dot_group(q, hi + i * k + g * kGroup, lo + i * k + g * kGroup);
+      const __m512i offset = _mm512_set1_epi32(128 * asum[i * groups + g]);
+      const __m512 dot = _mm512_cvtepi32_ps(_mm512_sub_epi32(dot_u, offset));
+      acc[i] = _mm512_fmadd_ps(dot, _mm512_set1_ps(d[i * groups + g]), acc[i]);
+    }
+  }
+  const __m512 s = _mm512_loadu_ps(scale);
+  for (int i = 0; i < ROWS; ++i) _mm512_storeu_ps(y + i * n, _mm512_mul_ps(acc[i], s));
+}
+
+at::Tensor q8mm(const at::Tensor& x, const at::Tensor& w, const at::Tensor& scale) {
+  TORCH_CHECK(w.dim() == 4 && w.scalar_type() == at::kByte && w.is_contiguous() && w.size(2) == 8 && w.size(3) == 64,
+              "q8mm: w must be uint8 [N / 16, K / 32, 8, 64]");
+  TORCH_CHECK(x.dim() == 2 && x.scalar_type() == at::kFloat && x.is_contiguous(), "q8mm: x must be float32 [M, K]");
+  TORCH_CHECK(x.size(1) == w.size(1) * kGroup, "q8mm: x has ", x.size(1), " columns, W ", w.size(1) * kGroup,
+              " inputs");
+  TORCH_CHECK(scale.is_contiguous() && scale.scalar_type() == at::kFloat && scale.numel() == w.size(0) * kColumns,
+              "q8mm: scale must be float32 [N]");
+  const Rounded rounded(x);
+  const int64_t rows = x.size(0), blocks = w.size(0), n = blocks * kColumns, groups = rounded.groups;
+  at::Tensor y = at::empty({rows, n}, x.options());
+  const uint8_t* wp = w.data_ptr<uint8_t>();
+  const float* sp = scale.data_ptr<float>();
+  float* yp = y.data_ptr<float>();
+  at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b) {
+      const uint8_t* wb = wp + b * groups * 512;
+      const float* sb = sp + b * kColumns;
+      for (int64_t r = 0; r < rows; r += 4) {  // 4 rows at a time share each block's loads
+        float* yr = yp + r * n + b * kColumns;
+        switch (std::min<int64_t>(4, rows - r)) {
+          case 4: q8_block<4>(rounded, r, wb, sb, yr, n); break;
+          case 3: q8_block<3>(rounded, r, wb, sb, yr, n); break;
+          case 2: q8_block<2>(rounded, r, wb, sb, yr, n); break;
+          default: q8_block<1>(rounded, r, wb, sb, yr, n); break;
+        }
+      }
+    }
+  });
+  return y;
+}
+
+// Attention of one new token per row (a decode step), grouped-query: out [rows, heads * dim] =
+// softmax(q k^T / sqrt(dim)) v over the row's real columns (real: bool [rows, width], or undefined for all).
+// q [rows, heads, 1, dim], keys and values [rows, kv_heads, width, dim], any strides with unit stride along dim.
+at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& keys, const at::Tensor& values,
+                            const std::optional<at::Tensor>& real) {
+  TORCH_CHECK(q.dim() == 4 && keys.dim() == 4 && values.dim() == 4 && q.size(2) == 1, "decode_attention: shapes");
+  TORCH_CHECK(q.scalar_type() == at::kFloat && keys.scalar_type() == at::kFloat && values.scalar_type() == at::kFloat,
+              "decode_attention: float32 inputs");
+  const int64_t rows = q.size(0), heads = q.size(1), dim = q.size(3), kv_heads = keys.size(1), width = keys.size(2);
+  TORCH_CHECK(dim % 16 == 0 && dim <= 256 && heads % kv_heads == 0 && q.stride(3) == 1 && keys.stride(3) == 1 &&
+                  values.stride(3) == 1 && values.sizes() == keys.sizes() && keys.size(0) == rows,
+              "decode_attention: dim a multiple of 16 (at most 256), unit stride along dim");
+  const bool* mask = nullptr;
+  if (real.has_value()) {
+    TORCH_CHECK(real->scalar_type() == at::kBool && real->is_contiguous() && real->size(0) == rows &&
+                    real->size(1) == width, "decode_attention: real must be bool [rows, width]");
+    mask = real->data_ptr<bool>();
+  }
+  const int64_t group = heads / kv_heads, blocks = dim / 16;
+  TORCH_CHECK(group <= 8, "decode_attention: at most 8 query heads per key head");
+  at::Tensor out = at::empty({rows, heads * dim}, q.options());
+  const float* qp = q.data_ptr<float>();
+  const float* kp = keys.data_ptr<float>();
+  const float* vp = values.data_ptr<float>();
+  float* op = out.data_ptr<float>();
+  const float scale = 1.0f / std::sqrt(static_cast<float>(dim));
+  at::parallel_for(0, rows * kv_heads, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> scores(group * width);
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t r = item / kv_heads, c = item % kv_heads;
+      const float* kr = kp + r * keys.stride(0) + c * keys.stride(1);
+      const float* vr = vp + r * values.stride(0) + c * values.stride(1);
+      const bool* mr = mask ? mask + r * width : nullptr;
+      __m512 qv[8][16];
+      for (int64_t g = 0; g < group; ++g)
+        for (int64_t b = 0; b < blocks; ++b)
+          qv[g][b] = _mm512_loadu_ps(qp + r * q.stride(0) + (c * group + g) * q.stride(1) + b * 16);
+      float top[8];
+      std::fill(top, top + 8, -std::numeric_limits<float>::infinity());
+      for (int64_t j = 0; j < width; ++j) {
+        if (mr && !mr[j]) continue;
+        const float* kj = kr + j * keys.stride(2);
+        for (int64_t g = 0; g < group; ++g) {
+          __m512 acc = _mm512_mul_ps(qv[g][0], _mm512_loadu_ps(kj));
+          for (int64_t b = 1; b < blocks; ++b) acc = _mm512_fmadd_ps(qv[g][b], _mm512_loadu_ps(kj + b * 16), acc);
+          const float score = _mm512_reduce_add_ps(acc) * scale;
+          scores[g * width + j] = score;
+          top[g] = std::max(top[g], score);
+        }
+      }
+      __m512 acc[8][16];
+      float total[8] = {};
+      for (int64_t g = 0; g < group; ++g)
+        for (int64_t b = 0; b < blocks; ++b) acc[g][b] = _mm512_setzero_ps();
+      for (int64_t j = 0; j < width; ++j) {
+        if (mr && !mr[j]) continue;
+        const float* vj = vr + j * values.stride(2);
+        for (int64_t g = 0; g < group; ++g) {
+          const float p = std::exp(scores[g * width + j] - top[g]);
+          total[g] += p;
+          const __m512 pv = _mm512_set1_ps(p);
+          for (int64_t b = 0; b < blocks; ++b) acc[g][b] = _mm512_fmadd_ps(pv, _mm512_loadu_ps(vj + b * 16), acc[g][b]);
+        }
+      }
+      for (int64_t g = 0; g < group; ++g) {
+        const __m512 inverse = _mm512_set1_ps(1.0f / total[g]);
+        float* o = op + r * heads * dim + (c * group + g) * dim;
+        for (int64_t b = 0; b < blocks; ++b) _mm512_storeu_ps(o + b * 16, _mm512_mul_ps(acc[g][b], inverse));
+      }
+    }
+  });
+  return out;
+}
+
+}  // namespace
+
+TORCH_LIBRARY(autoqwen, m) {
+  m.def("q8mm(Tensor x, Tensor w, Tensor scale) -> Tensor", &q8mm);
+  m.def("decode_attention(Tensor q, Tensor keys, Tensor values, Tensor? real) -> Tensor", &decode_attention);
+}
