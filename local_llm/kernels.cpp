@@ -44,13 +44,20 @@ struct Rounded {
     d = at::empty({rows, groups}, x.options());
     asum = at::empty({rows, groups}, x.options().dtype(at::kInt));
     const float* xp = x.data_ptr<float>();
+    int8_t* hp = hi.data_ptr<int8_t>();
+    int8_t* lp = lo.data_ptr<int8_t>();
+    float* dp = d.data_ptr<float>();
+    int32_t* sp = asum.data_ptr<int32_t>();
     at::parallel_for(0, rows, 64, [&](int64_t begin, int64_t end) {
       for (int64_t r = begin; r < end; ++r)
-        for (int64_t g = 0; g < groups; ++g) round_group(xp + r * k + g * kGroup, r * groups + g, r * k + g * kGroup);
+        for (int64_t g = 0; g < groups; ++g) {
+          const int64_t at = r * groups + g, offset = r * k + g * kGroup;
+          round_group(xp + offset, hp + offset, lp + offset, dp + at, sp + at);
+        }
     });
   }
 
-  void round_group(const float* in, int64_t at, int64_t offset) {
+  static void round_group(const float* in, int8_t* hi_out, int8_t* lo_out, float* d_out, int32_t* asum_out) {
     const __m512 x0 = _mm512_loadu_ps(in);
     const __m512 x1 = _mm512_loadu_ps(in + 16);
     const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
@@ -62,16 +69,14 @@ struct Rounded {
     const __m512 times = _mm512_set1_ps(254.0f);
     const __m512i l0 = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_sub_ps(y0, _mm512_cvtepi32_ps(h0)), times));
     const __m512i l1 = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_sub_ps(y1, _mm512_cvtepi32_ps(h1)), times));
-    int8_t* out = hi.data_ptr<int8_t>() + offset;
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(out), _mm512_cvtsepi32_epi8(h0));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 16), _mm512_cvtsepi32_epi8(h1));
-    out = lo.data_ptr<int8_t>() + offset;
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(out), _mm512_cvtsepi32_epi8(l0));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 16), _mm512_cvtsepi32_epi8(l1));
-    d.data_ptr<float>()[at] = amax / (127.0f * 254.0f);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(hi_out), _mm512_cvtsepi32_epi8(h0));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(hi_out + 16), _mm512_cvtsepi32_epi8(h1));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(lo_out), _mm512_cvtsepi32_epi8(l0));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(lo_out + 16), _mm512_cvtsepi32_epi8(l1));
+    *d_out = amax / (127.0f * 254.0f);
     const __m512i a = _mm512_add_epi32(_mm512_mullo_epi32(_mm512_add_epi32(h0, h1), _mm512_set1_epi32(254)),
                                        _mm512_add_epi32(l0, l1));
-    asum.data_ptr<int32_t>()[at] = _mm512_reduce_add_epi32(a);
+    *asum_out = _mm512_reduce_add_epi32(a);
   }
 };
 

@@ -35,8 +35,7 @@ log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("kernels.cpp")
 _CPU_FLAGS = {"avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512_vnni"}
-_COMPILE_FLAGS = ["-O3", "-std=c++20", "-fPIC", "-shared", "-mavx512f", "-mavx512bw", "-mavx512dq", "-mavx512vl"]
-_COMPILE_FLAGS += ["-mavx512vnni"]
+_COMPILE_FLAGS = ["-O3", "-std=c++20", "-fPIC", "-shared", *sorted(f"-m{flag.replace('_', '')}" for flag in _CPU_FLAGS)]
 
 
 def load(name: str) -> Callable[..., Any] | None:
