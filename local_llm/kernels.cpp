@@ -1,4 +1,4 @@
-// Our CPU kernels (AVX-512 VNNI, AVX-512 F), loaded by kernels.py.
+// Our CPU kernels (AVX-512 F, BW, VNNI; q4mm also BF16), loaded by kernels.py.
 //
 // q8mm: y = x W^T for an 8-bit W (one int8 row per output, one float32 scale per row), with integer dot products.
 // Each row of x is rounded per group of 32 inputs to two 8-bit integers, x ~ d (254 hi + lo), one d per group: hi
@@ -152,6 +152,124 @@ at::Tensor q8mm(const at::Tensor& x, const at::Tensor& w, const at::Tensor& scal
   return y;
 }
 
+// q4mm: y = x W^T for a 4-bit W, per group of 32 inputs w = (q - 8) scale + zero with q in 0..15 (GGUF's Q4_1 up to
+// the offset; scale and zero in bfloat16, as PyTorch's `_weight_int4pack_mm_for_cpu` takes them), x rounded to
+// bfloat16 as that kernel does. Instead of converting each weight to float32, a q becomes the bfloat16 number
+// 128 + q by setting the exponent bits (0x4300 | q) and vdpbf16ps sums two products per lane; both are exact in
+// float32, and per group sum x w = scale T + (zero - 136 scale) sum x, T = sum x (128 + q). Each row's result comes
+// from that row and W alone, in a fixed order: batching rows changes no bit of it.
+//
+// W is stored in blocks of 32 output columns: q4 uint8 [N / 32, K / 32, 8, 64], per group chunk t holds inputs
+// 4t..4t+3 of the block's two halves of 16 columns (32 bytes each; byte 2c + u: column c, low nibble input 4t + u,
+// high nibble input 4t + 2 + u); scale_zero bfloat16 (as int16) [N / 32, K / 32, 2, 32].
+
+constexpr int64_t kQ4Columns = 32;
+
+#define Q4_TARGET __attribute__((target("avx512f,avx512bw,avx512bf16")))
+
+// x rounded to bfloat16 (nearest even) and, per group of 32, the sum of the rounded values.
+Q4_TARGET void round_bf16(const float* x, uint16_t* out, float* sums, int64_t k) {
+  for (int64_t g = 0; g < k / kGroup; ++g) {
+    __m512 sum = _mm512_setzero_ps();
+    for (int h = 0; h < 2; ++h) {
+      const int64_t at = g * kGroup + h * 16;
+      const __m256i rounded = reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(_mm512_loadu_ps(x + at)));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + at), rounded);
+      sum = _mm512_add_ps(sum, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(rounded), 16)));
+    }
+    sums[g] = _mm512_reduce_add_ps(sum);
+  }
+}
+
+Q4_TARGET inline __m512 bf16_to_float(const int16_t* p) {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), 16));
+}
+
+Q4_TARGET inline __m512bh pair(const uint16_t* x) {
+  int32_t two;
+  std::memcpy(&two, x, sizeof two);
+  return reinterpret_cast<__m512bh>(_mm512_set1_epi32(two));
+}
+
+// ROWS rows of y (row stride n) for one block of 32 columns, from rows of x16 (row stride k).
+template <int ROWS>
+Q4_TARGET void q4_block(const uint16_t* x16, const float* sums, int64_t k, const uint8_t* w, const int16_t* sz,
+                        float* y, int64_t n) {
+  const int64_t groups = k / kGroup;
+  const __m512i nibble = _mm512_set1_epi16(0x000F), exponent = _mm512_set1_epi16(0x4300);
+  __m512 acc[ROWS][2];
+  for (int i = 0; i < ROWS; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+  for (int64_t g = 0; g < groups; ++g) {
+    __m512 t[ROWS][2];
+    for (int i = 0; i < ROWS; ++i) t[i][0] = t[i][1] = _mm512_setzero_ps();
+    const uint8_t* wg = w + g * 512;
+    for (int c = 0; c < 8; ++c) {
+      for (int h = 0; h < 2; ++h) {
+        const __m512i v = _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wg + c * 64 + h * 32)));
+        const __m512bh low = reinterpret_cast<__m512bh>(_mm512_ternarylogic_epi32(v, nibble, exponent, 0xEA));
+        const __m512bh high = reinterpret_cast<__m512bh>(_mm512_or_si512(_mm512_srli_epi16(v, 4), exponent));
+        for (int i = 0; i < ROWS; ++i) {
+          const uint16_t* xi = x16 + i * k + g * kGroup + c * 4;
+          t[i][h] = _mm512_dpbf16_ps(t[i][h], low, pair(xi));
+          t[i][h] = _mm512_dpbf16_ps(t[i][h], high, pair(xi + 2));
+        }
+      }
+    }
+    for (int h = 0; h < 2; ++h) {
+      const __m512 scale = bf16_to_float(sz + g * 64 + h * 16);
+      const __m512 offset = _mm512_fnmadd_ps(_mm512_set1_ps(136.0f), scale, bf16_to_float(sz + g * 64 + 32 + h * 16));
+      for (int i = 0; i < ROWS; ++i) {
+        acc[i][h] = _mm512_fmadd_ps(t[i][h], scale, acc[i][h]);
+        acc[i][h] = _mm512_fmadd_ps(offset, _mm512_set1_ps(sums[i * groups + g]), acc[i][h]);
+      }
+    }
+  }
+  for (int i = 0; i < ROWS; ++i)
+    for (int h = 0; h < 2; ++h) _mm512_storeu_ps(y + i * n + h * 16, acc[i][h]);
+}
+
+Q4_TARGET at::Tensor q4mm(const at::Tensor& x, const at::Tensor& w, const at::Tensor& scale_zero) {
+  TORCH_CHECK(w.dim() == 4 && w.scalar_type() == at::kByte && w.is_contiguous() && w.size(2) == 8 && w.size(3) == 64,
+              "q4mm: w must be uint8 [N / 32, K / 32, 8, 64]");
+  TORCH_CHECK(x.dim() == 2 && x.scalar_type() == at::kFloat && x.is_contiguous(), "q4mm: x must be float32 [M, K]");
+  TORCH_CHECK(x.size(1) == w.size(1) * kGroup, "q4mm: x has ", x.size(1), " columns, W ", w.size(1) * kGroup,
+              " inputs");
+  TORCH_CHECK(scale_zero.scalar_type() == at::kShort && scale_zero.is_contiguous() &&
+                  scale_zero.sizes() == at::IntArrayRef({w.size(0), w.size(1), 2, kQ4Columns}),
+              "q4mm: scale_zero must be bfloat16 bits (int16) [N / 32, K / 32, 2, 32]");
+  const int64_t rows = x.size(0), k = x.size(1), groups = k / kGroup, blocks = w.size(0), n = blocks * kQ4Columns;
+  at::Tensor x16 = at::empty({rows, k}, x.options().dtype(at::kShort));
+  at::Tensor sums = at::empty({rows, groups}, x.options());
+  const float* xp = x.data_ptr<float>();
+  uint16_t* x16p = reinterpret_cast<uint16_t*>(x16.data_ptr<int16_t>());
+  float* sp = sums.data_ptr<float>();
+  at::parallel_for(0, rows, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) round_bf16(xp + r * k, x16p + r * k, sp + r * groups, k);
+  });
+  at::Tensor y = at::empty({rows, n}, x.options());
+  const uint8_t* wp = w.data_ptr<uint8_t>();
+  const int16_t* szp = scale_zero.data_ptr<int16_t>();
+  float* yp = y.data_ptr<float>();
+  at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b) {
+      const uint8_t* wb = wp + b * groups * 512;
+      const int16_t* szb = szp + b * groups * 64;
+      for (int64_t r = 0; r < rows; r += 4) {  // 4 rows at a time share each block's weights
+        const uint16_t* xr = x16p + r * k;
+        const float* sr = sp + r * groups;
+        float* yr = yp + r * n + b * kQ4Columns;
+        switch (std::min<int64_t>(4, rows - r)) {
+          case 4: q4_block<4>(xr, sr, k, wb, szb, yr, n); break;
+          case 3: q4_block<3>(xr, sr, k, wb, szb, yr, n); break;
+          case 2: q4_block<2>(xr, sr, k, wb, szb, yr, n); break;
+          default: q4_block<1>(xr, sr, k, wb, szb, yr, n); break;
+        }
+      }
+    }
+  });
+  return y;
+}
+
 // Attention of one new token per row (a decode step), grouped-query: out [rows, heads * dim] =
 // softmax(q k^T / sqrt(dim)) v over the row's real columns (real: bool [rows, width], or undefined for all).
 // q [rows, heads, 1, dim], keys and values [rows, kv_heads, width, dim], any strides with unit stride along dim.
@@ -230,5 +348,6 @@ at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& keys, const a
 
 TORCH_LIBRARY(autoqwen, m) {
   m.def("q8mm(Tensor x, Tensor w, Tensor scale) -> Tensor", &q8mm);
+  m.def("q4mm(Tensor x, Tensor w, Tensor scale_zero) -> Tensor", &q4mm);
   m.def("decode_attention(Tensor q, Tensor keys, Tensor values, Tensor? real) -> Tensor", &decode_attention);
 }

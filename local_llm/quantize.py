@@ -2,9 +2,9 @@
 offset per group, the layout of GGUF's Q4_1) and an 8-bit output head.
 
 Decoding one token reads every weight once, so on a CPU it is bound by memory traffic: 4-bit weights read 8x
-fewer bytes than float32. The 4-bit products are PyTorch's `_weight_int4pack_mm_for_cpu` (bfloat16 inputs); the
-head is our `q8mm` (`local_llm.kernels`; inputs kept to ~16 bits) where the CPU has AVX-512 VNNI, else PyTorch's
-`_weight_int8pack_mm` (bfloat16 inputs).
+fewer bytes than float32. The products are our kernels (`local_llm.kernels`) where the CPU has AVX-512: `q4mm`
+(bfloat16 inputs, float32 sums) and `q8mm` for the head (inputs kept to ~16 bits); elsewhere PyTorch's
+`_weight_int4pack_mm_for_cpu` and `_weight_int8pack_mm` (bfloat16 inputs) with the same quantised weights.
 
     quantize(model)                            # in place; returns the number of layers replaced
     is_4bit_gguf(Path("model.Q4_1.gguf"))      # True: its linear weights are 4-bit already, so int4 loses little
@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 __all__ = ["GROUP_SIZE", "fuse", "is_4bit_gguf", "quantize"]
 
 GROUP_SIZE = 32
-_PACK_ROWS = 64  # the 4-bit CPU kernel packs weights in blocks of 64 output rows
+_PACK_ROWS = 64  # PyTorch's 4-bit CPU kernel packs weights in blocks of 64 output rows
+_BLOCK = 32  # ours, in blocks of 32 (kernels.cpp)
 _FOUR_BIT = {"Q4_0", "Q4_1", "Q4_K", "IQ4_NL", "IQ4_XS"}
 
 
@@ -63,24 +64,25 @@ def quantize(model: Any) -> int:
 def fuse(linears: list[Any]) -> Callable[[torch.Tensor], torch.Tensor]:
     """One product computing the outputs of `linears` (layers reading the same inputs) side by side.
 
-    The product maps float32 [m, k] to [m, sum of outputs], rounding as the separate layers would; 4-bit products
-    return bfloat16, which float32 arithmetic promotes exactly (one conversion fewer where the result is added).
-    The layers' own weights become views of the fused ones, so fusing takes no memory twice.
+    The product maps float32 [m, k] to [m, sum of outputs], rounding as the separate layers would (PyTorch's 4-bit
+    kernel returns bfloat16, which float32 arithmetic promotes exactly). The layers' own weights become views of
+    the fused ones, so fusing takes no memory twice.
     """
     import torch
     import torch.nn.functional as F
 
     int4_linear, _ = _classes()
-    whole_blocks = all(linear.out_features % _PACK_ROWS == 0 for linear in linears[:-1])
-    if all(isinstance(linear, int4_linear) for linear in linears) and whole_blocks:
-        packed = torch.cat([linear.packed for linear in linears])  # packed in blocks of rows: stacking them stacks rows
-        for linear, part in zip(linears, _rows(packed, linears), strict=True):
-            linear.packed = part
-        scale_zero = torch.cat([linear.scale_zero for linear in linears], dim=1)
-        bias = _bias(linears, torch.bfloat16)
+    if all(isinstance(linear, int4_linear) for linear in linears) and _stackable(linears):
+        kernel = linears[0].q4mm
+        packed = _stacked(linears, "packed")  # packed in blocks of rows: stacking them stacks rows
+        if kernel is not None:  # ours: [blocks, groups, 2, 32], blocks of rows again
+            scale_zero = _stacked(linears, "scale_zero")
+        else:  # PyTorch's: [groups, rows, 2]
+            scale_zero = torch.cat([linear.scale_zero for linear in linears], dim=1)
+        bias = _bias(linears, torch.float32 if kernel is not None else torch.bfloat16)
 
         def int4(x: torch.Tensor) -> torch.Tensor:
-            y = torch._weight_int4pack_mm_for_cpu(x.to(torch.bfloat16), packed, GROUP_SIZE, scale_zero)
+            y = _int4_product(kernel, x, packed, scale_zero)
             return y if bias is None else y + bias
 
         return int4
@@ -92,6 +94,32 @@ def fuse(linears: list[Any]) -> Callable[[torch.Tensor], torch.Tensor]:
         return lambda x: F.linear(x, weight, float_bias)
     # Layers the 4-bit kernel cannot stack, or of mixed kinds (quantize() leaves odd shapes in float32): one by one.
     return lambda x: torch.cat([linear(x) for linear in linears], dim=-1)
+
+
+def _stacked(linears: list[Any], name: str) -> torch.Tensor:
+    """The layers' buffers `name` stacked along the first dimension; each layer's own becomes a view of it."""
+    import torch
+
+    whole = torch.cat([getattr(linear, name) for linear in linears])
+    for linear, part in zip(linears, whole.split([len(getattr(linear, name)) for linear in linears]), strict=True):
+        setattr(linear, name, part)
+    return whole
+
+
+def _stackable(linears: list[Any]) -> bool:
+    """Whether 4-bit layers' packed weights stack into one: the same kernel, and whole blocks of rows."""
+    kernel = linears[0].q4mm
+    rows = _PACK_ROWS if kernel is None else _BLOCK
+    same_kernel = all(linear.q4mm is kernel for linear in linears)
+    return same_kernel and all(linear.out_features % rows == 0 for linear in linears[:-1])
+
+
+def _int4_product(kernel: Callable[..., Any] | None, x: torch.Tensor, packed: Any, scale_zero: Any) -> torch.Tensor:
+    import torch
+
+    if kernel is not None:
+        return kernel(x.float().contiguous(), packed, scale_zero)  # type: ignore[no-any-return]
+    return torch._weight_int4pack_mm_for_cpu(x.to(torch.bfloat16), packed, GROUP_SIZE, scale_zero)
 
 
 def _rows(fused: torch.Tensor, linears: list[Any]) -> list[torch.Tensor]:
@@ -139,22 +167,31 @@ def _classes() -> tuple[type, type]:
         """W in 4 bits: per group of 32 inputs, w = q * scale + min, q in 0..15."""
 
         def __init__(self, linear: torch.nn.Linear) -> None:
-            super().__init__(linear)
+            from local_llm import kernels
+
+            n, k = linear.weight.shape
+            kernel = kernels.load("q4mm") if n % _BLOCK == 0 else None
+            super().__init__(linear, torch.float32 if kernel is not None else torch.bfloat16)
+            self.q4mm = kernel
             w = linear.weight.detach().float()
-            n, k = w.shape
             groups = w.reshape(n, k // GROUP_SIZE, GROUP_SIZE)
             low, high = groups.amin(-1, keepdim=True), groups.amax(-1, keepdim=True)
             scale = ((high - low) / 15).clamp(min=1e-10)
             q = torch.round((groups - low) / scale).clamp(0, 15).reshape(n, k).to(torch.int32)
-            # The kernel computes (q - 8) * scale + zero, so zero = min + 8 * scale; layout [k / group, n, 2].
-            scale_zero = torch.cat([scale, low + 8 * scale], dim=-1).transpose(0, 1).contiguous()
-            self.register_buffer("packed", torch._convert_weight_to_int4pack_for_cpu(q, 2))
-            self.register_buffer("scale_zero", scale_zero.to(torch.bfloat16))
+            # Both kernels compute (q - 8) * scale + zero, so zero = min + 8 * scale; layout [k / group, n, 2].
+            scale_zero = torch.cat([scale, low + 8 * scale], dim=-1).transpose(0, 1).to(torch.bfloat16)
+            if kernel is not None:
+                self.register_buffer("packed", _pack_q4(q))
+                split = scale_zero.reshape(k // GROUP_SIZE, n // _BLOCK, _BLOCK, 2).permute(1, 0, 3, 2)
+                self.register_buffer("scale_zero", split.contiguous().view(torch.int16))
+            else:
+                self.register_buffer("packed", torch._convert_weight_to_int4pack_for_cpu(q, 2))
+                self.register_buffer("scale_zero", scale_zero.contiguous())
 
         def product(self, rows: torch.Tensor) -> torch.Tensor:
-            # One kernel for prompts and decode steps alike: a dense bfloat16 copy would prefill ~1.6x faster but
-            # round the weights differently, so a prompt read from the prefix cache could decode differently.
-            return torch._weight_int4pack_mm_for_cpu(rows.to(torch.bfloat16), self.packed, GROUP_SIZE, self.scale_zero)
+            # One kernel for prompts and decode steps alike: a dense bfloat16 copy would prefill faster but round
+            # the weights differently, so a prompt read from the prefix cache could decode differently.
+            return _int4_product(self.q4mm, rows, self.packed, self.scale_zero)
 
     class Int8Linear(QuantizedLinear):
         """W in 8 bits, one scale per output row."""
@@ -184,3 +221,14 @@ def _classes() -> tuple[type, type]:
             return torch.ops.aten._weight_int8pack_mm(rows.to(torch.bfloat16), self.weight_int8, self.scale)
 
     return Int4Linear, Int8Linear
+
+
+def _pack_q4(q: torch.Tensor) -> torch.Tensor:
+    """4-bit values q [n, k] (int, 0..15) in q4mm's layout: uint8 [n / 32, k / 32, 8, 64] (see kernels.cpp)."""
+    import torch
+
+    n, k = q.shape
+    # Row 32b + 16h + c, input 32g + 4t + 2s + u -> block b, group g, chunk t, byte 32h + 2c + u, nibble s.
+    nibbles = q.to(torch.uint8).view(n // _BLOCK, 2, 16, k // GROUP_SIZE, 8, 2, 2)
+    bytes_ = nibbles[..., 0, :] | (nibbles[..., 1, :] << 4)
+    return bytes_.permute(0, 3, 4, 1, 2, 5).reshape(n // _BLOCK, k // GROUP_SIZE, 8, 64).contiguous()

@@ -76,11 +76,37 @@ def test_8bit_head_product_is_exact_in_integers_and_batch_invariant() -> None:
     assert torch.equal(head(x[2:3]), y[2:3])  # a row's result does not depend on the others
 
 
+@pytest.mark.skipif(kernels.load("q4mm") is None, reason="our 4-bit kernel does not run on this machine")
+def test_4bit_product_is_float32_sums_of_bfloat16_inputs_and_batch_invariant() -> None:
+    int4_linear, _ = _classes()
+    generator = torch.Generator().manual_seed(0)
+    linear = torch.nn.Linear(96, 64)
+    torch.nn.init.normal_(linear.bias, generator=generator)
+    layer = int4_linear(linear)
+    assert layer.q4mm is not None
+    x = torch.randn(6, 96, generator=generator) * torch.tensor([10.0, 0.1]).repeat(48)
+    y = layer(x)
+    # The kernel's arithmetic, in float64: bfloat16 inputs, w = (q - 8) * scale + zero per group of 32.
+    w = linear.weight.detach().view(64, 3, 32)
+    low, high = w.amin(-1, keepdim=True), w.amax(-1, keepdim=True)
+    scale = (high - low) / 15
+    q = torch.round((w - low) / scale)
+    scale16, zero16 = scale.bfloat16().double(), (low + 8 * scale).bfloat16().double()
+    dequantized = ((q.double() - 8) * scale16 + zero16).view(64, 96)
+    expected = x.bfloat16().double() @ dequantized.t() + linear.bias.double()
+    assert torch.allclose(y.double(), expected, rtol=1e-5, atol=1e-4)
+    assert torch.equal(layer(x[4:5]), y[4:5])  # a row's result does not depend on the others
+    assert torch.equal(layer(x[:4]), y[:4])
+
+
 def test_without_our_kernels_pytorch_kernels_serve(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AUTOQWEN_KERNEL", "torch")
-    _, int8_linear = _classes()
+    int4_linear, int8_linear = _classes()
     linear = torch.nn.Linear(64, 32)
-    head = int8_linear(linear)
-    assert head.q8mm is None
+    head, layer = int8_linear(linear), int4_linear(linear)
+    assert head.q8mm is None and layer.q4mm is None
     x = torch.randn(3, 64)
-    assert torch.allclose(head(x), linear(x), atol=0.05)
+    with torch.inference_mode():
+        y = linear(x)
+        assert torch.allclose(head(x), y, atol=0.05)
+        assert (layer(x) - y).abs().max() < 0.15 * y.abs().max()  # 4 bits: 16 levels per group of 32
