@@ -63,13 +63,14 @@ class Decoding:
         self._check_done()
         return forced
 
-    def advance(self, logits: torch.Tensor) -> None:
-        """Sample the next token from `logits` (the vocabulary scores of the last fed position)."""
+    def advance(self, logits: torch.Tensor, argmax: int | None = None) -> None:
+        """Sample the next token from `logits` (the vocabulary scores of the last fed position); `argmax`, if
+        given, is theirs (the engine takes all rows' at once), used where decoding is plain greedy."""
         self.fed.extend(self.pending)
         self.pending = []
         if self.matcher is not None:
-            logits = _mask(logits, self.matcher)
-        token = _sample(logits, self.generated, self.params, self.generator)
+            logits, argmax = _mask(logits, self.matcher), None
+        token = _sample(logits, self.generated, self.params, self.generator, argmax)
         if self.matcher is not None and not self.matcher.consume_token(token):
             raise LocalLLMError(f"the grammar rejected token {token}: {self.matcher.get_error()}")
         if token in self.eos:
@@ -131,11 +132,14 @@ def _mask(logits: torch.Tensor, matcher: Any) -> torch.Tensor:
     return logits.masked_fill(~allowed, float("-inf"))
 
 
-def _sample(logits: torch.Tensor, generated: list[int], p: SamplingParams, generator: torch.Generator) -> int:
+def _sample(
+    logits: torch.Tensor, generated: list[int], p: SamplingParams, generator: torch.Generator, argmax: int | None
+) -> int:
     """Pick the next token: logit bias, presence/frequency penalties, temperature, then nucleus (top_p)."""
     import torch
 
     if p.logit_bias or ((p.presence_penalty or p.frequency_penalty) and generated):
+        argmax = None
         logits = logits.clone()
         for token, bias in p.logit_bias.items():
             if 0 <= token < logits.shape[0]:
@@ -144,7 +148,7 @@ def _sample(logits: torch.Tensor, generated: list[int], p: SamplingParams, gener
             counts = torch.bincount(torch.tensor(generated), minlength=logits.shape[0])[: logits.shape[0]]
             logits -= p.frequency_penalty * counts + p.presence_penalty * (counts > 0)
     if p.temperature == 0:
-        return int(torch.argmax(logits))
+        return argmax if argmax is not None else int(torch.argmax(logits))
     probs = torch.softmax(logits.float() / p.temperature, dim=-1)
     if p.top_p < 1.0:
         sorted_probs, order = torch.sort(probs, descending=True)

@@ -19,6 +19,7 @@ import logging
 import queue
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -81,6 +82,48 @@ class SamplingParams:
 _DONE = object()
 
 
+class _Outbox:
+    """Items for the asyncio queues of one event loop, from the worker thread: one wake-up of the loop per burst
+    (a decode step's tokens for all its streams), not one per item."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._items: list[tuple[asyncio.Queue[Any], object]] = []
+        self._lock = threading.Lock()
+
+    def put(self, target: asyncio.Queue[Any], item: object) -> None:
+        """Deliver `item` to `target` on the loop; RuntimeError if the loop is closed."""
+        if self._loop.is_closed():
+            raise RuntimeError("event loop is closed")
+        with self._lock:
+            self._items.append((target, item))
+            if len(self._items) > 1:
+                return  # a delivery is already scheduled and will take this item too
+        try:
+            self._loop.call_soon_threadsafe(self._deliver)
+        except RuntimeError:
+            with self._lock:
+                self._items.clear()
+            raise
+
+    def _deliver(self) -> None:
+        with self._lock:
+            items, self._items = self._items, []
+        for target, item in items:
+            target.put_nowait(item)
+
+
+_outboxes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Outbox] = weakref.WeakKeyDictionary()
+_outboxes_lock = threading.Lock()
+
+
+def _outbox(loop: asyncio.AbstractEventLoop) -> _Outbox:
+    with _outboxes_lock:
+        if (box := _outboxes.get(loop)) is None:
+            box = _outboxes[loop] = _Outbox(loop)
+        return box
+
+
 class Completion:
     """Handle on one queued generation: iterate it (sync or async) for text pieces, or cancel it.
 
@@ -98,7 +141,7 @@ class Completion:
         self.first_token_at: float | None = None
         self.finished_at: float | None = None
         self._cancelled = threading.Event()
-        self._loop = asyncio.get_running_loop() if async_mode else None
+        self._outbox = _outbox(asyncio.get_running_loop()) if async_mode else None
         self._aqueue: asyncio.Queue[Any] | None = asyncio.Queue() if async_mode else None
         self._queue: queue.Queue[Any] = queue.Queue()
 
@@ -129,9 +172,9 @@ class Completion:
 
     # Called on the worker thread.
     def _push(self, item: object) -> None:
-        if self._loop is not None and self._aqueue is not None:
+        if self._outbox is not None and self._aqueue is not None:
             try:
-                self._loop.call_soon_threadsafe(self._aqueue.put_nowait, item)
+                self._outbox.put(self._aqueue, item)
             except RuntimeError:  # the client's event loop is gone: nobody is listening any more
                 self.cancel()
         else:
@@ -458,10 +501,11 @@ class Engine:
                     batch = Batch(self._model)
                     continue
                 self._count(len(active))
+                greedy = logits.argmax(-1).tolist()  # one operation for all rows; rows that sample ignore theirs
                 for row in reversed(range(len(active))):
                     seq = active[row]
                     try:
-                        seq.advance(logits[row])
+                        seq.advance(logits[row], greedy[row])
                     except LocalLLMError as exc:
                         seq.job._fail(exc)
                         batch.remove(row)

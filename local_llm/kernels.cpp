@@ -32,6 +32,16 @@ namespace {
 constexpr int64_t kGroup = 32;
 constexpr int64_t kColumns = 16;
 
+// f(i, i + 1) for each i in [0, n) on torch's threads (its OpenMP runtime), handed out one at a time: on a small
+// machine that also runs the server and its clients, a thread the OS preempts holds up only the item it is on,
+// not a fixed share of them (with at::parallel_for's fixed shares, the others waited for it).
+template <typename F>
+void parallel_items(int64_t n, const F& f) {
+  const int threads = static_cast<int>(std::min<int64_t>(n, at::get_num_threads()));
+#pragma omp parallel for schedule(guided) num_threads(threads)
+  for (int64_t i = 0; i < n; ++i) f(i, i + 1);
+}
+
 // The rows of x rounded per group of 32: hi and lo (int8), and per group d (the scale) and the sum of 254 hi + lo.
 struct Rounded {
   at::Tensor hi, lo, d, asum;
@@ -134,7 +144,7 @@ at::Tensor q8mm(const at::Tensor& x, const at::Tensor& w, const at::Tensor& scal
   const uint8_t* wp = w.data_ptr<uint8_t>();
   const float* sp = scale.data_ptr<float>();
   float* yp = y.data_ptr<float>();
-  at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
+  parallel_items(blocks, [&](int64_t begin, int64_t end) {
     for (int64_t b = begin; b < end; ++b) {
       const uint8_t* wb = wp + b * groups * 512;
       const float* sb = sp + b * kColumns;
@@ -250,7 +260,7 @@ Q4_TARGET at::Tensor q4mm(const at::Tensor& x, const at::Tensor& w, const at::Te
   const uint8_t* wp = w.data_ptr<uint8_t>();
   const int16_t* szp = scale_zero.data_ptr<int16_t>();
   float* yp = y.data_ptr<float>();
-  at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
+  parallel_items(blocks, [&](int64_t begin, int64_t end) {
     for (int64_t b = begin; b < end; ++b) {
       const uint8_t* wb = wp + b * groups * 512;
       const int16_t* szb = szp + b * groups * 64;
@@ -268,6 +278,18 @@ Q4_TARGET at::Tensor q4mm(const at::Tensor& x, const at::Tensor& w, const at::Te
     }
   });
   return y;
+}
+
+// exp(x) for x <= 0 (x > -inf), 16 at a time: 2^n e^r with |r| <= ln 2 / 2, e^r by its Taylor series to r^7
+// (relative error < 1e-7, about float32's rounding).
+inline __m512 exp_nonpositive(__m512 x) {
+  x = _mm512_max_ps(x, _mm512_set1_ps(-104.0f));  // e^-104 is below float32's smallest subnormal
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);  // ln 2 in two parts: n * hi is exact
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187e-06f), r);
+  __m512 p = _mm512_set1_ps(1.0f / 5040);
+  for (const float c : {1.0f / 720, 1.0f / 120, 1.0f / 24, 1.0f / 6, 0.5f, 1.0f, 1.0f}) p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
+  return _mm512_scalef_ps(p, n);
 }
 
 // Attention of one new token per row (a decode step), grouped-query: out [rows, heads * dim] =
@@ -296,7 +318,7 @@ at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& keys, const a
   const float* vp = values.data_ptr<float>();
   float* op = out.data_ptr<float>();
   const float scale = 1.0f / std::sqrt(static_cast<float>(dim));
-  at::parallel_for(0, rows * kv_heads, 1, [&](int64_t begin, int64_t end) {
+  parallel_items(rows * kv_heads, [&](int64_t begin, int64_t end) {
     std::vector<float> scores(group * width);
     for (int64_t item = begin; item < end; ++item) {
       const int64_t r = item / kv_heads, c = item % kv_heads;
@@ -310,7 +332,10 @@ at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& keys, const a
       float top[8];
       std::fill(top, top + 8, -std::numeric_limits<float>::infinity());
       for (int64_t j = 0; j < width; ++j) {
-        if (mr && !mr[j]) continue;
+        if (mr && !mr[j]) {
+          for (int64_t g = 0; g < group; ++g) scores[g * width + j] = -INFINITY;
+          continue;
+        }
         const float* kj = kr + j * keys.stride(2);
         for (int64_t g = 0; g < group; ++g) {
           __m512 acc = _mm512_mul_ps(qv[g][0], _mm512_loadu_ps(kj));
@@ -320,17 +345,30 @@ at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& keys, const a
           top[g] = std::max(top[g], score);
         }
       }
+      // Weights exp(score - top), 16 columns at a time; holes weigh nothing.
+      float total[8];
+      for (int64_t g = 0; g < group; ++g) {
+        float* sg = scores.data() + g * width;
+        const __m512 shift = _mm512_set1_ps(top[g]);
+        __m512 sum = _mm512_setzero_ps();
+        for (int64_t j = 0; j < width; j += 16) {
+          const __mmask16 in = _cvtu32_mask16(width - j >= 16 ? 0xFFFFu : (1u << (width - j)) - 1);
+          const __m512 x = _mm512_maskz_loadu_ps(in, sg + j);
+          const __m512 p = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, _mm512_set1_ps(-INFINITY), _CMP_NEQ_OQ) & in,
+                                               exp_nonpositive(_mm512_sub_ps(x, shift)));
+          _mm512_mask_storeu_ps(sg + j, in, p);
+          sum = _mm512_add_ps(sum, p);
+        }
+        total[g] = _mm512_reduce_add_ps(sum);
+      }
       __m512 acc[8][16];
-      float total[8] = {};
       for (int64_t g = 0; g < group; ++g)
         for (int64_t b = 0; b < blocks; ++b) acc[g][b] = _mm512_setzero_ps();
       for (int64_t j = 0; j < width; ++j) {
         if (mr && !mr[j]) continue;
         const float* vj = vr + j * values.stride(2);
         for (int64_t g = 0; g < group; ++g) {
-          const float p = std::exp(scores[g * width + j] - top[g]);
-          total[g] += p;
-          const __m512 pv = _mm512_set1_ps(p);
+          const __m512 pv = _mm512_set1_ps(scores[g * width + j]);
           for (int64_t b = 0; b < blocks; ++b) acc[g][b] = _mm512_fmadd_ps(pv, _mm512_loadu_ps(vj + b * 16), acc[g][b]);
         }
       }
