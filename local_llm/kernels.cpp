@@ -10,7 +10,8 @@
 // of 16 output columns and group of 32 inputs, chunk j holds inputs 4j..4j+3, byte 4c + t column c's input 4j + t.
 // The offset comes back out exactly: 128 * sum_k a[k] per group.
 //
-// decode_attention: attention of one new token per row (a decode step), grouped-query, skipping the batch's holes.
+// decode_attention: attention of one new token per row (a decode step), grouped-query, skipping the batch's holes;
+// keys and values in float32 or float16.
 
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
@@ -295,11 +296,15 @@ inline __m512 exp_nonpositive(__m512 x) {
 // Attention of one new token per row (a decode step), grouped-query: out [rows, heads * dim] =
 // softmax(q k^T / sqrt(dim)) v over the row's real columns (real: bool [rows, width], or undefined for all).
 // q [rows, heads, 1, dim], keys and values [rows, kv_heads, width, dim], any strides with unit stride along dim.
-at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& keys, const at::Tensor& values,
-                            const std::optional<at::Tensor>& real) {
-  TORCH_CHECK(q.dim() == 4 && keys.dim() == 4 && values.dim() == 4 && q.size(2) == 1, "decode_attention: shapes");
-  TORCH_CHECK(q.scalar_type() == at::kFloat && keys.scalar_type() == at::kFloat && values.scalar_type() == at::kFloat,
-              "decode_attention: float32 inputs");
+// 16 keys' or values' elements as float32: stored as float32, or as float16 (half the memory traffic).
+inline __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
+inline __m512 load16(const at::Half* p) {
+  return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+}
+
+template <typename T>
+at::Tensor attend(const at::Tensor& q, const at::Tensor& keys, const at::Tensor& values,
+                  const std::optional<at::Tensor>& real) {
   const int64_t rows = q.size(0), heads = q.size(1), dim = q.size(3), kv_heads = keys.size(1), width = keys.size(2);
   TORCH_CHECK(dim % 16 == 0 && dim <= 256 && heads % kv_heads == 0 && q.stride(3) == 1 && keys.stride(3) == 1 &&
                   values.stride(3) == 1 && values.sizes() == keys.sizes() && keys.size(0) == rows,
@@ -314,16 +319,16 @@ at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& keys, const a
   TORCH_CHECK(group <= 8, "decode_attention: at most 8 query heads per key head");
   at::Tensor out = at::empty({rows, heads * dim}, q.options());
   const float* qp = q.data_ptr<float>();
-  const float* kp = keys.data_ptr<float>();
-  const float* vp = values.data_ptr<float>();
+  const T* kp = keys.data_ptr<T>();
+  const T* vp = values.data_ptr<T>();
   float* op = out.data_ptr<float>();
   const float scale = 1.0f / std::sqrt(static_cast<float>(dim));
   parallel_items(rows * kv_heads, [&](int64_t begin, int64_t end) {
     std::vector<float> scores(group * width);
     for (int64_t item = begin; item < end; ++item) {
       const int64_t r = item / kv_heads, c = item % kv_heads;
-      const float* kr = kp + r * keys.stride(0) + c * keys.stride(1);
-      const float* vr = vp + r * values.stride(0) + c * values.stride(1);
+      const T* kr = kp + r * keys.stride(0) + c * keys.stride(1);
+      const T* vr = vp + r * values.stride(0) + c * values.stride(1);
       const bool* mr = mask ? mask + r * width : nullptr;
       __m512 qv[8][16];
       for (int64_t g = 0; g < group; ++g)
@@ -336,10 +341,10 @@ at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& keys, const a
           for (int64_t g = 0; g < group; ++g) scores[g * width + j] = -INFINITY;
           continue;
         }
-        const float* kj = kr + j * keys.stride(2);
+        const T* kj = kr + j * keys.stride(2);
         for (int64_t g = 0; g < group; ++g) {
-          __m512 acc = _mm512_mul_ps(qv[g][0], _mm512_loadu_ps(kj));
-          for (int64_t b = 1; b < blocks; ++b) acc = _mm512_fmadd_ps(qv[g][b], _mm512_loadu_ps(kj + b * 16), acc);
+          __m512 acc = _mm512_mul_ps(qv[g][0], load16(kj));
+          for (int64_t b = 1; b < blocks; ++b) acc = _mm512_fmadd_ps(qv[g][b], load16(kj + b * 16), acc);
           const float score = _mm512_reduce_add_ps(acc) * scale;
           scores[g * width + j] = score;
           top[g] = std::max(top[g], score);
@@ -366,10 +371,10 @@ at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& keys, const a
         for (int64_t b = 0; b < blocks; ++b) acc[g][b] = _mm512_setzero_ps();
       for (int64_t j = 0; j < width; ++j) {
         if (mr && !mr[j]) continue;
-        const float* vj = vr + j * values.stride(2);
+        const T* vj = vr + j * values.stride(2);
         for (int64_t g = 0; g < group; ++g) {
           const __m512 pv = _mm512_set1_ps(scores[g * width + j]);
-          for (int64_t b = 0; b < blocks; ++b) acc[g][b] = _mm512_fmadd_ps(pv, _mm512_loadu_ps(vj + b * 16), acc[g][b]);
+          for (int64_t b = 0; b < blocks; ++b) acc[g][b] = _mm512_fmadd_ps(pv, load16(vj + b * 16), acc[g][b]);
         }
       }
       for (int64_t g = 0; g < group; ++g) {
@@ -380,6 +385,16 @@ at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& keys, const a
     }
   });
   return out;
+}
+
+at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& keys, const at::Tensor& values,
+                            const std::optional<at::Tensor>& real) {
+  TORCH_CHECK(q.dim() == 4 && keys.dim() == 4 && values.dim() == 4 && q.size(2) == 1, "decode_attention: shapes");
+  TORCH_CHECK(q.scalar_type() == at::kFloat && keys.scalar_type() == values.scalar_type(),
+              "decode_attention: q float32, keys and values of one type");
+  if (keys.scalar_type() == at::kHalf) return attend<at::Half>(q, keys, values, real);
+  TORCH_CHECK(keys.scalar_type() == at::kFloat, "decode_attention: keys and values float32 or float16");
+  return attend<float>(q, keys, values, real);
 }
 
 }  // namespace

@@ -3,7 +3,8 @@
 Decoding one token of a small model on a CPU costs as much in per-operation overhead as in the matrix products.
 This runs the model's own weights (float32 or 4-bit) with fewer tensor operations than transformers' modules: the
 query, key and value products are fused into one, and so are gate and up, and no module, hook or mask machinery
-runs per layer. The arithmetic is transformers' own, so the logits are the same, bit for bit, on 4-bit weights.
+runs per layer. The arithmetic is transformers' own (the logits are the same, bit for bit, on 4-bit weights) but
+for two choices made for speed, which tests turn off: float16 keys and values, and our decode-step attention.
 
     lean = Lean.of(model)                      # None when the model's architecture is not one of the above
     logits = lean(ids, cache, mask, positions) # [rows, vocab] at each row's last position; appends KV to cache
@@ -35,6 +36,8 @@ class Lean:
         return model._autoqwen_lean  # type: ignore[no-any-return]
 
     def __init__(self, model: Any) -> None:
+        import torch
+
         config = model.config
         self.heads = config.num_attention_heads
         self.kv_heads = config.num_key_value_heads
@@ -44,6 +47,12 @@ class Lean:
         # mask for the batch's holes, costing 2-4x more at 4 rows (the numbers differ by rounding only, ~1e-7).
         fits = self.head_dim % 16 == 0 and self.head_dim <= 256 and self.heads // self.kv_heads <= 8
         self.decode_attention = kernels.load("decode_attention") if fits else None
+        # With it, keys and values are stored in float16 (as llama.cpp does by default): a decode step reads every
+        # row's whole cache, so at 4 rows of a few hundred tokens that traffic rivals the weights' (4 rows x 1000
+        # tokens: attention 4.9 vs 6.8 ms a step). Every path rounds a token's keys and values before anything
+        # attends to them, so a prompt read from the prefix cache decodes as one computed afresh. float32 keeps
+        # transformers' arithmetic exactly (and spares PyTorch's attention a conversion per layer and step).
+        self.kv_dtype = torch.float16 if self.decode_attention is not None else torch.float32
         inner = model.model
         self.embed = inner.embed_tokens
         self.rotary = inner.rotary_emb
@@ -102,10 +111,11 @@ class Lean:
             qk, v = states.split((heads + kv_heads, kv_heads), dim=2)
             qk = qk * cos + qk.roll(half, -1) * sin  # not addcmul: its fused rounding varies with the tensor's shape
             q, k = qk.transpose(1, 2).split((heads, kv_heads), dim=1)
-            keys, values = layer.update(k, v.transpose(1, 2))
+            keys, values = layer.update(k.to(self.kv_dtype), v.transpose(1, 2).to(self.kv_dtype))
             if attend_decode is not None:
                 attended = attend_decode(q, keys, values, real)  # [rows, heads * d]
             else:
+                keys, values = keys.float(), values.float()
                 attended = (
                     F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, is_causal=causal, enable_gqa=True)
                     .transpose(1, 2)
