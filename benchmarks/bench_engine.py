@@ -2,11 +2,12 @@
 
 1. Multi-turn agent chat (6 turns, growing context): time to first token on turns >= 3 with the prefix cache vs
    without (the cache is emptied before each turn for "without"). Target <= 0.3x.
-2. 4 concurrent streaming clients: aggregate tokens/s vs one client. Target >= 2.5x.
+2. 4 concurrent streaming clients: aggregate tokens/s vs one client, in rounds of 1 then 4. Target >= 2.5x.
 5. Memory: peak RSS of the server process with the model loaded, idle and under 4 clients.
 6. Model ready time: first start (empty converted-model cache) and a later start, each in a fresh process.
 
     python benchmarks/bench_engine.py [--model bundled] [--only chat,concurrent,memory,startup]
+                                      [--tokens 128] [--pairs 5]
 
 Benchmark 3 (server vs in-process) is bench_server.py; 4 (llama.cpp side by side) is bench_llamacpp.py.
 """
