@@ -87,21 +87,22 @@ class _Outbox:
     (a decode step's tokens for all its streams), not one per item."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+        self._loop = weakref.ref(loop)  # weak: the registry below must not keep finished loops alive
         self._items: list[tuple[asyncio.Queue[Any], object]] = []
         self._lock = threading.Lock()
 
     def put(self, target: asyncio.Queue[Any], item: object) -> None:
         """Deliver `item` to `target` on the loop; RuntimeError if the loop is closed."""
-        if self._loop.is_closed():
+        loop = self._loop()
+        if loop is None or loop.is_closed():
             raise RuntimeError("event loop is closed")
         with self._lock:
             self._items.append((target, item))
             if len(self._items) > 1:
                 return  # a delivery is already scheduled and will take this item too
         try:
-            self._loop.call_soon_threadsafe(self._deliver)
-        except RuntimeError:
+            loop.call_soon_threadsafe(self._deliver)
+        except BaseException:  # e.g. the loop closed: nobody is listening; later items must schedule again
             with self._lock:
                 self._items.clear()
             raise

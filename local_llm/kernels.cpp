@@ -38,6 +38,7 @@ constexpr int64_t kColumns = 16;
 // not a fixed share of them (with at::parallel_for's fixed shares, the others waited for it).
 template <typename F>
 void parallel_items(int64_t n, const F& f) {
+  if (n <= 0) return;
   const int threads = static_cast<int>(std::min<int64_t>(n, at::get_num_threads()));
 #pragma omp parallel for schedule(guided) num_threads(threads)
   for (int64_t i = 0; i < n; ++i) f(i, i + 1);
@@ -307,7 +308,8 @@ at::Tensor attend(const at::Tensor& q, const at::Tensor& keys, const at::Tensor&
                   const std::optional<at::Tensor>& real) {
   const int64_t rows = q.size(0), heads = q.size(1), dim = q.size(3), kv_heads = keys.size(1), width = keys.size(2);
   TORCH_CHECK(dim % 16 == 0 && dim <= 256 && heads % kv_heads == 0 && q.stride(3) == 1 && keys.stride(3) == 1 &&
-                  values.stride(3) == 1 && values.sizes() == keys.sizes() && keys.size(0) == rows,
+                  values.stride(3) == 1 && values.sizes() == keys.sizes() && keys.size(0) == rows &&
+                  keys.size(3) == dim,
               "decode_attention: dim a multiple of 16 (at most 256), unit stride along dim");
   const bool* mask = nullptr;
   if (real.has_value()) {
@@ -324,7 +326,8 @@ at::Tensor attend(const at::Tensor& q, const at::Tensor& keys, const at::Tensor&
   float* op = out.data_ptr<float>();
   const float scale = 1.0f / std::sqrt(static_cast<float>(dim));
   parallel_items(rows * kv_heads, [&](int64_t begin, int64_t end) {
-    std::vector<float> scores(group * width);
+    thread_local std::vector<float> scores;
+    scores.resize(group * width);
     for (int64_t item = begin; item < end; ++item) {
       const int64_t r = item / kv_heads, c = item % kv_heads;
       const T* kr = kp + r * keys.stride(0) + c * keys.stride(1);

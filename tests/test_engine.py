@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import asyncio
+import gc
 import threading
 
 import pytest
 
 from local_llm import ContextLengthExceeded, Engine, EngineNotReady, QueueFull, SamplingParams, resolve_model
+from local_llm import engine as engine_module
 
 MESSAGES = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Hello!"}]
 
@@ -20,6 +23,24 @@ def test_chat_template_renders_system_and_turns(tiny_engine: Engine) -> None:
     assert text.index("You are terse.") < text.index("Hello!")
     prompt = tiny_engine._tokenizer.decode(tiny_engine.encode_chat(MESSAGES))
     assert prompt.endswith("<|im_start|>assistant\n")
+
+
+def test_async_streams_get_every_piece_in_order_and_let_their_loop_go(tiny_engine: Engine) -> None:
+    params = SamplingParams(max_tokens=20, temperature=0, ignore_eos=True)
+    expected = tiny_engine.submit(tiny_engine.encode_chat(MESSAGES), params).text()
+
+    async def together() -> list[str]:  # three streams on one loop: their pieces share wake-ups of the loop
+        streams = [tiny_engine.submit(tiny_engine.encode_chat(MESSAGES), params, async_mode=True) for _ in range(3)]
+
+        async def read(stream: object) -> str:
+            return "".join([piece async for piece in stream])  # type: ignore[attr-defined]
+
+        return list(await asyncio.gather(*(read(s) for s in streams)))
+
+    assert asyncio.run(together()) == [expected] * 3
+    tiny_engine.submit(tiny_engine.encode_chat(MESSAGES), params).text()  # the worker lets go of the last job
+    gc.collect()
+    assert not engine_module._outboxes  # a finished loop is not kept alive by its outbox
 
 
 def test_max_tokens_ends_with_length(tiny_engine: Engine) -> None:
