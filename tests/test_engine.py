@@ -3,11 +3,11 @@ from __future__ import annotations
 import asyncio
 import gc
 import threading
+import weakref
 
 import pytest
 
 from local_llm import ContextLengthExceeded, Engine, EngineNotReady, QueueFull, SamplingParams, resolve_model
-from local_llm import engine as engine_module
 
 MESSAGES = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Hello!"}]
 
@@ -29,7 +29,10 @@ def test_async_streams_get_every_piece_in_order_and_let_their_loop_go(tiny_engin
     params = SamplingParams(max_tokens=20, temperature=0, ignore_eos=True)
     expected = tiny_engine.submit(tiny_engine.encode_chat(MESSAGES), params).text()
 
+    loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
+
     async def together() -> list[str]:  # three streams on one loop: their pieces share wake-ups of the loop
+        loops.append(weakref.ref(asyncio.get_running_loop()))
         streams = [tiny_engine.submit(tiny_engine.encode_chat(MESSAGES), params, async_mode=True) for _ in range(3)]
 
         async def read(stream: object) -> str:
@@ -40,7 +43,7 @@ def test_async_streams_get_every_piece_in_order_and_let_their_loop_go(tiny_engin
     assert asyncio.run(together()) == [expected] * 3
     tiny_engine.submit(tiny_engine.encode_chat(MESSAGES), params).text()  # the worker lets go of the last job
     gc.collect()
-    assert not engine_module._outboxes  # a finished loop is not kept alive by its outbox
+    assert loops[0]() is None  # the finished loop is freed: the engine's registry of loops does not hold it
 
 
 def test_max_tokens_ends_with_length(tiny_engine: Engine) -> None:
