@@ -33,15 +33,29 @@ namespace {
 constexpr int64_t kGroup = 32;
 constexpr int64_t kColumns = 16;
 
-// f(i, i + 1) for each i in [0, n) on torch's threads (its OpenMP runtime), handed out one at a time: on a small
-// machine that also runs the server and its clients, a thread the OS preempts holds up only the item it is on,
-// not a fixed share of them (with at::parallel_for's fixed shares, the others waited for it).
+// f(i) for each i in [0, n) on torch's threads (its OpenMP runtime), in shares that shrink as threads come free
+// (guided): on a small machine that also runs the server and its clients, a thread the OS preempts holds up only
+// its current share, not half of the work (at::parallel_for's fixed shares made the others wait for it).
 template <typename F>
 void parallel_items(int64_t n, const F& f) {
   if (n <= 0) return;
   const int threads = static_cast<int>(std::min<int64_t>(n, at::get_num_threads()));
 #pragma omp parallel for schedule(guided) num_threads(threads)
-  for (int64_t i = 0; i < n; ++i) f(i, i + 1);
+  for (int64_t i = 0; i < n; ++i) f(i);
+}
+
+// f.template operator()<R>(r) for each tile of R <= 4 rows from row r: a block's weights, once loaded, serve
+// 4 rows at a time.
+template <typename F>
+void row_tiles(int64_t rows, const F& f) {
+  for (int64_t r = 0; r < rows; r += 4) {
+    switch (std::min<int64_t>(4, rows - r)) {
+      case 4: f.template operator()<4>(r); break;
+      case 3: f.template operator()<3>(r); break;
+      case 2: f.template operator()<2>(r); break;
+      default: f.template operator()<1>(r); break;
+    }
+  }
 }
 
 // The rows of x rounded per group of 32: hi and lo (int8), and per group d (the scale) and the sum of 254 hi + lo.
@@ -146,20 +160,10 @@ at::Tensor q8mm(const at::Tensor& x, const at::Tensor& w, const at::Tensor& scal
   const uint8_t* wp = w.data_ptr<uint8_t>();
   const float* sp = scale.data_ptr<float>();
   float* yp = y.data_ptr<float>();
-  parallel_items(blocks, [&](int64_t begin, int64_t end) {
-    for (int64_t b = begin; b < end; ++b) {
-      const uint8_t* wb = wp + b * groups * 512;
-      const float* sb = sp + b * kColumns;
-      for (int64_t r = 0; r < rows; r += 4) {  // 4 rows at a time share each block's loads
-        float* yr = yp + r * n + b * kColumns;
-        switch (std::min<int64_t>(4, rows - r)) {
-          case 4: q8_block<4>(rounded, r, wb, sb, yr, n); break;
-          case 3: q8_block<3>(rounded, r, wb, sb, yr, n); break;
-          case 2: q8_block<2>(rounded, r, wb, sb, yr, n); break;
-          default: q8_block<1>(rounded, r, wb, sb, yr, n); break;
-        }
-      }
-    }
+  parallel_items(blocks, [&](int64_t b) {
+    const uint8_t* wb = wp + b * groups * 512;
+    const float* sb = sp + b * kColumns;
+    row_tiles(rows, [&]<int R>(int64_t r) { q8_block<R>(rounded, r, wb, sb, yp + r * n + b * kColumns, n); });
   });
   return y;
 }
@@ -194,7 +198,8 @@ Q4_TARGET void round_bf16(const float* x, uint16_t* out, float* sums, int64_t k)
 }
 
 Q4_TARGET inline __m512 bf16_to_float(const int16_t* p) {
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), 16));
+  const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(bits), 16));
 }
 
 Q4_TARGET inline __m512bh pair(const uint16_t* x) {
@@ -217,7 +222,8 @@ Q4_TARGET void q4_block(const uint16_t* x16, const float* sums, int64_t k, const
     const uint8_t* wg = w + g * 512;
     for (int c = 0; c < 8; ++c) {
       for (int h = 0; h < 2; ++h) {
-        const __m512i v = _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wg + c * 64 + h * 32)));
+        const __m256i bytes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wg + c * 64 + h * 32));
+        const __m512i v = _mm512_cvtepu8_epi16(bytes);
         const __m512bh low = reinterpret_cast<__m512bh>(_mm512_ternarylogic_epi32(v, nibble, exponent, 0xEA));
         const __m512bh high = reinterpret_cast<__m512bh>(_mm512_or_si512(_mm512_srli_epi16(v, 4), exponent));
         for (int i = 0; i < ROWS; ++i) {
@@ -262,22 +268,12 @@ Q4_TARGET at::Tensor q4mm(const at::Tensor& x, const at::Tensor& w, const at::Te
   const uint8_t* wp = w.data_ptr<uint8_t>();
   const int16_t* szp = scale_zero.data_ptr<int16_t>();
   float* yp = y.data_ptr<float>();
-  parallel_items(blocks, [&](int64_t begin, int64_t end) {
-    for (int64_t b = begin; b < end; ++b) {
-      const uint8_t* wb = wp + b * groups * 512;
-      const int16_t* szb = szp + b * groups * 64;
-      for (int64_t r = 0; r < rows; r += 4) {  // 4 rows at a time share each block's weights
-        const uint16_t* xr = x16p + r * k;
-        const float* sr = sp + r * groups;
-        float* yr = yp + r * n + b * kQ4Columns;
-        switch (std::min<int64_t>(4, rows - r)) {
-          case 4: q4_block<4>(xr, sr, k, wb, szb, yr, n); break;
-          case 3: q4_block<3>(xr, sr, k, wb, szb, yr, n); break;
-          case 2: q4_block<2>(xr, sr, k, wb, szb, yr, n); break;
-          default: q4_block<1>(xr, sr, k, wb, szb, yr, n); break;
-        }
-      }
-    }
+  parallel_items(blocks, [&](int64_t b) {
+    const uint8_t* wb = wp + b * groups * 512;
+    const int16_t* szb = szp + b * groups * 64;
+    row_tiles(rows, [&]<int R>(int64_t r) {
+      q4_block<R>(x16p + r * k, sp + r * groups, k, wb, szb, yp + r * n + b * kQ4Columns, n);
+    });
   });
   return y;
 }
@@ -286,11 +282,13 @@ Q4_TARGET at::Tensor q4mm(const at::Tensor& x, const at::Tensor& w, const at::Te
 // (relative error < 1e-7, about float32's rounding).
 inline __m512 exp_nonpositive(__m512 x) {
   x = _mm512_max_ps(x, _mm512_set1_ps(-104.0f));  // e^-104 is below float32's smallest subnormal
-  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT);
+  const __m512 log2e = _mm512_set1_ps(1.44269504088896341f);
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, log2e), _MM_FROUND_TO_NEAREST_INT);
   __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);  // ln 2 in two parts: n * hi is exact
   r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187e-06f), r);
   __m512 p = _mm512_set1_ps(1.0f / 5040);
-  for (const float c : {1.0f / 720, 1.0f / 120, 1.0f / 24, 1.0f / 6, 0.5f, 1.0f, 1.0f}) p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
+  for (const float c : {1.0f / 720, 1.0f / 120, 1.0f / 24, 1.0f / 6, 0.5f, 1.0f, 1.0f})
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
   return _mm512_scalef_ps(p, n);
 }
 
@@ -325,66 +323,64 @@ at::Tensor attend(const at::Tensor& q, const at::Tensor& keys, const at::Tensor&
   const T* vp = values.data_ptr<T>();
   float* op = out.data_ptr<float>();
   const float scale = 1.0f / std::sqrt(static_cast<float>(dim));
-  parallel_items(rows * kv_heads, [&](int64_t begin, int64_t end) {
+  parallel_items(rows * kv_heads, [&](int64_t item) {
     thread_local std::vector<float> scores;
     scores.resize(group * width);
-    for (int64_t item = begin; item < end; ++item) {
-      const int64_t r = item / kv_heads, c = item % kv_heads;
-      const T* kr = kp + r * keys.stride(0) + c * keys.stride(1);
-      const T* vr = vp + r * values.stride(0) + c * values.stride(1);
-      const bool* mr = mask ? mask + r * width : nullptr;
-      __m512 qv[8][16];
-      for (int64_t g = 0; g < group; ++g)
-        for (int64_t b = 0; b < blocks; ++b)
-          qv[g][b] = _mm512_loadu_ps(qp + r * q.stride(0) + (c * group + g) * q.stride(1) + b * 16);
-      float top[8];
-      std::fill(top, top + 8, -std::numeric_limits<float>::infinity());
-      for (int64_t j = 0; j < width; ++j) {
-        if (mr && !mr[j]) {
-          for (int64_t g = 0; g < group; ++g) scores[g * width + j] = -INFINITY;
-          continue;
-        }
-        const T* kj = kr + j * keys.stride(2);
-        for (int64_t g = 0; g < group; ++g) {
-          __m512 acc = _mm512_mul_ps(qv[g][0], load16(kj));
-          for (int64_t b = 1; b < blocks; ++b) acc = _mm512_fmadd_ps(qv[g][b], load16(kj + b * 16), acc);
-          const float score = _mm512_reduce_add_ps(acc) * scale;
-          scores[g * width + j] = score;
-          top[g] = std::max(top[g], score);
-        }
+    const int64_t r = item / kv_heads, c = item % kv_heads;
+    const T* kr = kp + r * keys.stride(0) + c * keys.stride(1);
+    const T* vr = vp + r * values.stride(0) + c * values.stride(1);
+    const bool* mr = mask ? mask + r * width : nullptr;
+    __m512 qv[8][16];
+    for (int64_t g = 0; g < group; ++g)
+      for (int64_t b = 0; b < blocks; ++b)
+        qv[g][b] = _mm512_loadu_ps(qp + r * q.stride(0) + (c * group + g) * q.stride(1) + b * 16);
+    float top[8];
+    std::fill(top, top + 8, -std::numeric_limits<float>::infinity());
+    for (int64_t j = 0; j < width; ++j) {
+      if (mr && !mr[j]) {
+        for (int64_t g = 0; g < group; ++g) scores[g * width + j] = -INFINITY;
+        continue;
       }
-      // Weights exp(score - top), 16 columns at a time; holes weigh nothing.
-      float total[8];
+      const T* kj = kr + j * keys.stride(2);
       for (int64_t g = 0; g < group; ++g) {
-        float* sg = scores.data() + g * width;
-        const __m512 shift = _mm512_set1_ps(top[g]);
-        __m512 sum = _mm512_setzero_ps();
-        for (int64_t j = 0; j < width; j += 16) {
-          const __mmask16 in = _cvtu32_mask16(width - j >= 16 ? 0xFFFFu : (1u << (width - j)) - 1);
-          const __m512 x = _mm512_maskz_loadu_ps(in, sg + j);
-          const __m512 p = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, _mm512_set1_ps(-INFINITY), _CMP_NEQ_OQ) & in,
-                                               exp_nonpositive(_mm512_sub_ps(x, shift)));
-          _mm512_mask_storeu_ps(sg + j, in, p);
-          sum = _mm512_add_ps(sum, p);
-        }
-        total[g] = _mm512_reduce_add_ps(sum);
+        __m512 acc = _mm512_mul_ps(qv[g][0], load16(kj));
+        for (int64_t b = 1; b < blocks; ++b) acc = _mm512_fmadd_ps(qv[g][b], load16(kj + b * 16), acc);
+        const float score = _mm512_reduce_add_ps(acc) * scale;
+        scores[g * width + j] = score;
+        top[g] = std::max(top[g], score);
       }
-      __m512 acc[8][16];
-      for (int64_t g = 0; g < group; ++g)
-        for (int64_t b = 0; b < blocks; ++b) acc[g][b] = _mm512_setzero_ps();
-      for (int64_t j = 0; j < width; ++j) {
-        if (mr && !mr[j]) continue;
-        const T* vj = vr + j * values.stride(2);
-        for (int64_t g = 0; g < group; ++g) {
-          const __m512 pv = _mm512_set1_ps(scores[g * width + j]);
-          for (int64_t b = 0; b < blocks; ++b) acc[g][b] = _mm512_fmadd_ps(pv, load16(vj + b * 16), acc[g][b]);
-        }
+    }
+    // Weights exp(score - top), 16 columns at a time; holes weigh nothing.
+    float total[8];
+    for (int64_t g = 0; g < group; ++g) {
+      float* sg = scores.data() + g * width;
+      const __m512 shift = _mm512_set1_ps(top[g]);
+      __m512 sum = _mm512_setzero_ps();
+      for (int64_t j = 0; j < width; j += 16) {
+        const __mmask16 in = _cvtu32_mask16(width - j >= 16 ? 0xFFFFu : (1u << (width - j)) - 1);
+        const __m512 x = _mm512_maskz_loadu_ps(in, sg + j);
+        const __m512 p = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, _mm512_set1_ps(-INFINITY), _CMP_NEQ_OQ) & in,
+                                             exp_nonpositive(_mm512_sub_ps(x, shift)));
+        _mm512_mask_storeu_ps(sg + j, in, p);
+        sum = _mm512_add_ps(sum, p);
       }
+      total[g] = _mm512_reduce_add_ps(sum);
+    }
+    __m512 acc[8][16];
+    for (int64_t g = 0; g < group; ++g)
+      for (int64_t b = 0; b < blocks; ++b) acc[g][b] = _mm512_setzero_ps();
+    for (int64_t j = 0; j < width; ++j) {
+      if (mr && !mr[j]) continue;
+      const T* vj = vr + j * values.stride(2);
       for (int64_t g = 0; g < group; ++g) {
-        const __m512 inverse = _mm512_set1_ps(1.0f / total[g]);
-        float* o = op + r * heads * dim + (c * group + g) * dim;
-        for (int64_t b = 0; b < blocks; ++b) _mm512_storeu_ps(o + b * 16, _mm512_mul_ps(acc[g][b], inverse));
+        const __m512 pv = _mm512_set1_ps(scores[g * width + j]);
+        for (int64_t b = 0; b < blocks; ++b) acc[g][b] = _mm512_fmadd_ps(pv, load16(vj + b * 16), acc[g][b]);
       }
+    }
+    for (int64_t g = 0; g < group; ++g) {
+      const __m512 inverse = _mm512_set1_ps(1.0f / total[g]);
+      float* o = op + r * heads * dim + (c * group + g) * dim;
+      for (int64_t b = 0; b < blocks; ++b) _mm512_storeu_ps(o + b * 16, _mm512_mul_ps(acc[g][b], inverse));
     }
   });
   return out;

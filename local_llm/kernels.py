@@ -11,8 +11,8 @@
 - `decode_attention`: attention of one new token per row, the batch's holes skipped without building a mask.
 
 The source is compiled against the installed torch with `$CXX` (else `c++`; ~10 s) into `<cache dir>/kernels/`,
-keyed by the source, torch version and flags, with OpenMP so that `at::parallel_for` runs on torch's own threads
-(the loader reuses torch's libgomp). Where a kernel cannot run (the CPU lacks its instructions, no compiler,
+keyed by the source, torch version and flags, with OpenMP so that their parallel loops run on torch's own
+threads (the loader reuses torch's libgomp). Where a kernel cannot run (the CPU lacks its instructions, no compiler,
 `AUTOQWEN_KERNEL=torch`), `load()` returns None and callers use PyTorch's kernels.
 
     q8mm = load("q8mm")                        # None: use torch.ops.aten._weight_int8pack_mm
