@@ -301,6 +301,98 @@ inline __m512 load16(const at::Half* p) {
   return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
 }
 
+// The sums of p0, p1, p2 and p3's 16 lanes each, in that order: four keys' scores from their lane-wise products
+// (a horizontal sum per key costs about as much as the products themselves).
+inline __m128 sum4(__m512 p0, __m512 p1, __m512 p2, __m512 p3) {
+  // Per 128-bit lane: a = [p0 p1 p0 p1] and b = [p2 p3 p2 p3], each element the sum of two of that lane's.
+  const __m512 a = _mm512_add_ps(_mm512_unpacklo_ps(p0, p1), _mm512_unpackhi_ps(p0, p1));
+  const __m512 b = _mm512_add_ps(_mm512_unpacklo_ps(p2, p3), _mm512_unpackhi_ps(p2, p3));
+  __m512 s = _mm512_add_ps(_mm512_shuffle_ps(a, b, _MM_SHUFFLE(1, 0, 1, 0)), _mm512_shuffle_ps(a, b, _MM_SHUFFLE(3, 2, 3, 2)));
+  s = _mm512_add_ps(s, _mm512_shuffle_f32x4(s, s, _MM_SHUFFLE(1, 0, 3, 2)));  // then the four lanes
+  s = _mm512_add_ps(s, _mm512_shuffle_f32x4(s, s, _MM_SHUFFLE(2, 3, 0, 1)));
+  return _mm512_castps512_ps128(s);
+}
+
+// One key head's share of a row: its `group` query heads (q, `qs` apart) attend over `width` keys and values
+// (`ks` and `vs` apart; real: which columns hold tokens, or null for all), into out [group, 16 B].
+// B (dim / 16) is a template argument so that keys, products and sums stay in registers.
+template <typename T, int B>
+void attend_heads(const float* q, int64_t qs, const T* keys, int64_t ks, const T* values, int64_t vs, const bool* real,
+                  int64_t width, int64_t group, float* scores, float* out) {
+  const float scale = 1.0f / std::sqrt(16.0f * B);
+  __m128 top[8];
+  for (int64_t g = 0; g < group; ++g) top[g] = _mm_set1_ps(-INFINITY);
+  for (int64_t j = 0; j < width; j += 4) {  // scores, 4 keys at a time
+    const int64_t n = std::min<int64_t>(4, width - j);
+    __mmask8 in = static_cast<__mmask8>((1u << n) - 1);
+    __m512 k[4][B];
+    for (int i = 0; i < 4; ++i) {
+      const int64_t column = std::min(j + i, width - 1);  // past the end: a copy of the last key, not stored
+      if (real && !real[column]) in &= static_cast<__mmask8>(~(1u << i));
+      for (int b = 0; b < B; ++b) k[i][b] = load16(keys + column * ks + 16 * b);
+    }
+    for (int64_t g = 0; g < group; ++g) {
+      const float* qg = q + g * qs;
+      __m512 p[4];
+      for (int i = 0; i < 4; ++i) {
+        p[i] = _mm512_mul_ps(_mm512_loadu_ps(qg), k[i][0]);
+        for (int b = 1; b < B; ++b) p[i] = _mm512_fmadd_ps(_mm512_loadu_ps(qg + 16 * b), k[i][b], p[i]);
+      }
+      const __m128 s = _mm_mask_mov_ps(_mm_set1_ps(-INFINITY), in,  // holes score -inf
+                                       _mm_mul_ps(sum4(p[0], p[1], p[2], p[3]), _mm_set1_ps(scale)));
+      _mm_mask_storeu_ps(scores + g * width + j, static_cast<__mmask8>((1u << n) - 1), s);
+      top[g] = _mm_max_ps(top[g], s);
+    }
+  }
+  // Weights exp(score - top), 16 columns at a time; holes weigh nothing.
+  float total[8];
+  for (int64_t g = 0; g < group; ++g) {
+    float* sg = scores + g * width;
+    __m128 t = _mm_max_ps(top[g], _mm_shuffle_ps(top[g], top[g], _MM_SHUFFLE(1, 0, 3, 2)));
+    t = _mm_max_ps(t, _mm_shuffle_ps(t, t, _MM_SHUFFLE(2, 3, 0, 1)));
+    const __m512 shift = _mm512_broadcastss_ps(t);
+    __m512 sum = _mm512_setzero_ps();
+    for (int64_t j = 0; j < width; j += 16) {
+      const __mmask16 in = _cvtu32_mask16(width - j >= 16 ? 0xFFFFu : (1u << (width - j)) - 1);
+      const __m512 x = _mm512_maskz_loadu_ps(in, sg + j);
+      const __m512 p = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, _mm512_set1_ps(-INFINITY), _CMP_NEQ_OQ) & in,
+                                           exp_nonpositive(_mm512_sub_ps(x, shift)));
+      _mm512_mask_storeu_ps(sg + j, in, p);
+      sum = _mm512_add_ps(sum, p);
+    }
+    total[g] = _mm512_reduce_add_ps(sum);
+  }
+  // The weighted sum of the values, for up to 16 / B query heads at a time (their sums fill 16 registers).
+  constexpr int kHeads = B >= 16 ? 1 : 16 / B;
+  for (int64_t g0 = 0; g0 < group; g0 += kHeads) {
+    __m512 acc[kHeads][B];
+    for (int h = 0; h < kHeads; ++h)
+      for (int b = 0; b < B; ++b) acc[h][b] = _mm512_setzero_ps();
+    for (int64_t j = 0; j < width; ++j) {
+      if (real && !real[j]) continue;
+      __m512 v[B];
+      for (int b = 0; b < B; ++b) v[b] = load16(values + j * vs + 16 * b);
+      for (int h = 0; h < kHeads && g0 + h < group; ++h) {
+        const __m512 w = _mm512_set1_ps(scores[(g0 + h) * width + j]);
+        for (int b = 0; b < B; ++b) acc[h][b] = _mm512_fmadd_ps(w, v[b], acc[h][b]);
+      }
+    }
+    for (int h = 0; h < kHeads && g0 + h < group; ++h) {
+      const __m512 inverse = _mm512_set1_ps(1.0f / total[g0 + h]);
+      for (int b = 0; b < B; ++b) _mm512_storeu_ps(out + (g0 + h) * 16 * B + 16 * b, _mm512_mul_ps(acc[h][b], inverse));
+    }
+  }
+}
+
+// f.template operator()<B>() for the B = blocks in 1..16.
+template <int B = 1, typename F>
+void with_blocks(int64_t blocks, const F& f) {
+  if constexpr (B <= 16) {
+    if (blocks == B) return f.template operator()<B>();
+    with_blocks<B + 1>(blocks, f);
+  }
+}
+
 template <typename T>
 at::Tensor attend(const at::Tensor& q, const at::Tensor& keys, const at::Tensor& values,
                   const std::optional<at::Tensor>& real) {
@@ -315,73 +407,25 @@ at::Tensor attend(const at::Tensor& q, const at::Tensor& keys, const at::Tensor&
                     real->size(1) == width, "decode_attention: real must be bool [rows, width]");
     mask = real->data_ptr<bool>();
   }
-  const int64_t group = heads / kv_heads, blocks = dim / 16;
+  const int64_t group = heads / kv_heads;
   TORCH_CHECK(group <= 8, "decode_attention: at most 8 query heads per key head");
   at::Tensor out = at::empty({rows, heads * dim}, q.options());
+  if (width == 0) return out.zero_();
   const float* qp = q.data_ptr<float>();
   const T* kp = keys.data_ptr<T>();
   const T* vp = values.data_ptr<T>();
   float* op = out.data_ptr<float>();
-  const float scale = 1.0f / std::sqrt(static_cast<float>(dim));
-  parallel_items(rows * kv_heads, [&](int64_t item) {
-    thread_local std::vector<float> scores;
-    scores.resize(group * width);
-    const int64_t r = item / kv_heads, c = item % kv_heads;
-    const T* kr = kp + r * keys.stride(0) + c * keys.stride(1);
-    const T* vr = vp + r * values.stride(0) + c * values.stride(1);
-    const bool* mr = mask ? mask + r * width : nullptr;
-    __m512 qv[8][16];
-    for (int64_t g = 0; g < group; ++g)
-      for (int64_t b = 0; b < blocks; ++b)
-        qv[g][b] = _mm512_loadu_ps(qp + r * q.stride(0) + (c * group + g) * q.stride(1) + b * 16);
-    float top[8];
-    std::fill(top, top + 8, -std::numeric_limits<float>::infinity());
-    for (int64_t j = 0; j < width; ++j) {
-      if (mr && !mr[j]) {
-        for (int64_t g = 0; g < group; ++g) scores[g * width + j] = -INFINITY;
-        continue;
-      }
-      const T* kj = kr + j * keys.stride(2);
-      for (int64_t g = 0; g < group; ++g) {
-        __m512 acc = _mm512_mul_ps(qv[g][0], load16(kj));
-        for (int64_t b = 1; b < blocks; ++b) acc = _mm512_fmadd_ps(qv[g][b], load16(kj + b * 16), acc);
-        const float score = _mm512_reduce_add_ps(acc) * scale;
-        scores[g * width + j] = score;
-        top[g] = std::max(top[g], score);
-      }
-    }
-    // Weights exp(score - top), 16 columns at a time; holes weigh nothing.
-    float total[8];
-    for (int64_t g = 0; g < group; ++g) {
-      float* sg = scores.data() + g * width;
-      const __m512 shift = _mm512_set1_ps(top[g]);
-      __m512 sum = _mm512_setzero_ps();
-      for (int64_t j = 0; j < width; j += 16) {
-        const __mmask16 in = _cvtu32_mask16(width - j >= 16 ? 0xFFFFu : (1u << (width - j)) - 1);
-        const __m512 x = _mm512_maskz_loadu_ps(in, sg + j);
-        const __m512 p = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, _mm512_set1_ps(-INFINITY), _CMP_NEQ_OQ) & in,
-                                             exp_nonpositive(_mm512_sub_ps(x, shift)));
-        _mm512_mask_storeu_ps(sg + j, in, p);
-        sum = _mm512_add_ps(sum, p);
-      }
-      total[g] = _mm512_reduce_add_ps(sum);
-    }
-    __m512 acc[8][16];
-    for (int64_t g = 0; g < group; ++g)
-      for (int64_t b = 0; b < blocks; ++b) acc[g][b] = _mm512_setzero_ps();
-    for (int64_t j = 0; j < width; ++j) {
-      if (mr && !mr[j]) continue;
-      const T* vj = vr + j * values.stride(2);
-      for (int64_t g = 0; g < group; ++g) {
-        const __m512 pv = _mm512_set1_ps(scores[g * width + j]);
-        for (int64_t b = 0; b < blocks; ++b) acc[g][b] = _mm512_fmadd_ps(pv, load16(vj + b * 16), acc[g][b]);
-      }
-    }
-    for (int64_t g = 0; g < group; ++g) {
-      const __m512 inverse = _mm512_set1_ps(1.0f / total[g]);
-      float* o = op + r * heads * dim + (c * group + g) * dim;
-      for (int64_t b = 0; b < blocks; ++b) _mm512_storeu_ps(o + b * 16, _mm512_mul_ps(acc[g][b], inverse));
-    }
+  with_blocks(dim / 16, [&]<int B>() {
+    parallel_items(rows * kv_heads, [&](int64_t item) {
+      thread_local std::vector<float> scores;
+      scores.resize(group * width);
+      const int64_t r = item / kv_heads, c = item % kv_heads;
+      attend_heads<T, B>(qp + r * q.stride(0) + c * group * q.stride(1), q.stride(1),
+                         kp + r * keys.stride(0) + c * keys.stride(1), keys.stride(2),
+                         vp + r * values.stride(0) + c * values.stride(1), values.stride(2),
+                         mask ? mask + r * width : nullptr, width, group, scores.data(),
+                         op + r * heads * dim + c * group * dim);
+    });
   });
   return out;
 }
