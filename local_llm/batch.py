@@ -8,7 +8,7 @@ on what else is in the batch.
     batch = Batch(model)
     row = batch.add(kv)                        # kv from a prefill: one (keys, values) per layer, [1, heads, n, dim]
     logits = batch.step([[token_a], [token_b, forced_1]])   # [rows, vocab], each row's last position
-    kv = batch.remove(row)                     # that row's KV, compacted, e.g. for the prefix cache
+    kv, = batch.remove([row])                  # that row's KV, holes left out, e.g. for the prefix cache
 
 Buffers grow by doubling, so a step copies only its new tokens (transformers' DynamicCache re-concatenates the
 whole cache on every token).
@@ -17,6 +17,7 @@ whole cache on every token).
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from local_llm.llama import Lean
@@ -88,54 +89,55 @@ class Batch:
     def width(self) -> int:
         return 0 if self.real is None else int(self.real.shape[1])
 
-    def add(self, kv: KV) -> int:
-        """Append a row holding `kv` (n positions); returns its row index."""
+    def add(self, kv: KV | None) -> int:
+        """Append a row holding `kv` (n positions; None: none yet); returns its row index."""
         import torch
 
-        n = int(kv[0][0].shape[2])
-        if self.cache is None:
-            self.cache = new_cache(self.model, kv, reserve=64)
-            self.real = torch.ones(1, n, dtype=torch.bool)
-            self.positions = [n]
-            return 0
-        assert self.real is not None
+        n = 0 if kv is None else int(kv[0][0].shape[2])
         width = max(self.width, n)
-        layers: KV = []
-        for layer, (k, v) in zip(self.cache.layers, kv, strict=True):
-            layers.append((_stack(layer.keys, k, width), _stack(layer.values, v, width)))
         real = torch.zeros(self.rows + 1, width, dtype=torch.bool)
-        real[: self.rows, width - self.width :] = self.real
+        if self.real is not None:
+            real[: self.rows, width - self.width :] = self.real
         real[self.rows, width - n :] = True
-        self.cache = new_cache(self.model, layers, reserve=64)
+        before = [(layer.keys, layer.values) for layer in self.cache.layers] if self.width else None
+        layers: KV = []
+        for i in range(len(before or kv or [])):
+            k0, v0 = before[i] if before else (None, None)
+            k1, v1 = kv[i] if kv else (None, None)
+            layers.append((_stack(k0, self.rows, k1, width), _stack(v0, self.rows, v1, width)))
+        self.cache = new_cache(self.model, layers or None, reserve=64)  # no columns yet: the first step sizes them
         self.real = real
         self.positions.append(n)
         return self.rows - 1
 
-    def remove(self, row: int) -> KV:
-        """Drop a row; returns its KV states (contiguous, holes left out). Later rows move up by one."""
+    def remove(self, rows: Sequence[int]) -> list[KV]:
+        """Drop rows; returns each one's KV states (contiguous, holes left out), in the order given. The other rows
+        keep their order; their buffers are rebuilt once, without the columns that only held the dropped rows."""
         import torch
 
         assert self.real is not None
-        mine = self.real[row].nonzero().squeeze(1)
-        kept = [i for i in range(self.rows) if i != row]
-        out: KV = [
-            (layer.keys[row : row + 1, :, mine].contiguous(), layer.values[row : row + 1, :, mine].contiguous())
-            for layer in self.cache.layers
-        ]
-        del self.positions[row]
+        layers = self.cache.layers if self.width else []
+        out: list[KV] = []
+        for row in rows:
+            mine = self.real[row].nonzero().squeeze(1)
+            out.append([(layer.keys[row : row + 1, :, mine], layer.values[row : row + 1, :, mine]) for layer in layers])
+        kept = [i for i in range(self.rows) if i not in set(rows)]
+        self.positions = [self.positions[i] for i in kept]
         if not kept:
             self.cache, self.real = None, None
             return out
         index = torch.tensor(kept)
         real = self.real[index]
-        # Compact: every row right-aligned without holes, the width that of the longest row.
+        # Compact: every row right-aligned without holes, the width that of the longest row. Each row's real
+        # columns in order, holes (-1) sorted first, then one gather per tensor for all rows.
         lengths = real.sum(dim=1)
         width = int(lengths.max())
-        layers: KV = []
-        for layer in self.cache.layers:
-            layers.append((_compact(layer.keys[index], real, width), _compact(layer.values[index], real, width)))
+        columns = torch.where(real, torch.arange(real.shape[1]), -1).sort(dim=1).values[:, real.shape[1] - width :]
         self.real = torch.arange(width)[None, :] >= (width - lengths)[:, None]
-        self.cache = new_cache(self.model, layers, reserve=64)
+        if width:
+            source = columns.clamp(min=0)[:, None, :, None]
+            layers = [(_gather(layer.keys, index, source), _gather(layer.values, index, source)) for layer in layers]
+        self.cache = new_cache(self.model, layers if width else None, reserve=64)
         return out
 
     def step(self, tokens: list[list[int]]) -> torch.Tensor:
@@ -169,27 +171,25 @@ class Batch:
         return forward(self.model, ids, self.cache, attention_mask=mask, position_ids=positions)
 
 
-def _stack(batch: torch.Tensor, row: torch.Tensor, width: int) -> torch.Tensor:
-    """`batch` [rows, h, w, d] with `row` [1, h, n, d] appended, both right-aligned in `width` columns."""
+def _stack(batch: torch.Tensor | None, rows: int, row: torch.Tensor | None, width: int) -> torch.Tensor:
+    """`batch` [rows, h, w, d] with `row` [1, h, n, d] appended, both right-aligned in `width` columns (None: no
+    columns)."""
     import torch
 
-    rows, heads, w, dim = batch.shape
-    out = torch.zeros(rows + 1, heads, width, dim, dtype=batch.dtype)
-    out[:rows, :, width - w :] = batch
-    out[rows, :, width - row.shape[2] :] = row[0]
+    like = row if batch is None else batch
+    assert like is not None
+    out = torch.zeros(rows + 1, like.shape[1], width, like.shape[3], dtype=like.dtype)
+    if batch is not None:
+        out[:rows, :, width - batch.shape[2] :] = batch
+    if row is not None:
+        out[rows, :, width - row.shape[2] :] = row[0]
     return out
 
 
-def _compact(states: torch.Tensor, real: torch.Tensor, width: int) -> torch.Tensor:
-    """Each row's real columns, right-aligned in `width` columns."""
-    import torch
-
-    rows, heads, _, dim = states.shape
-    out = torch.zeros(rows, heads, width, dim, dtype=states.dtype)
-    for i in range(rows):
-        cols = real[i].nonzero().squeeze(1)
-        out[i, :, width - len(cols) :] = states[i, :, cols]
-    return out
+def _gather(states: torch.Tensor, rows: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
+    """states[rows] [r, h, w, d] with each row's columns taken in the order `columns` [r, 1, width, 1] gives."""
+    picked = states[rows]
+    return picked.gather(2, columns.expand(-1, picked.shape[1], -1, picked.shape[3]))
 
 
 def _buffer_layer(kv: tuple[torch.Tensor, torch.Tensor] | None, *, reserve: int) -> Any:

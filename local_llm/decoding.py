@@ -5,6 +5,7 @@ completion and says what to feed the model next:
 
     seq = Decoding(job, decode, eos_ids=eos, limit=128, matcher=None)
     tokens = job.prompt_ids + seq.start()      # tokens a grammar forces before the first sampled one
+    seq.fed, seq.pending = tokens[:-1], tokens[-1:]   # the model holds fed's KV states; the next step feeds pending
     seq.advance(logits)                        # samples; seq.pending holds what to feed next, seq.done when over
 """
 
@@ -48,7 +49,7 @@ class Decoding:
         self.generator = torch.Generator().manual_seed(p.seed if p.seed is not None else secrets.randbits(63))
         self.stream = TextStream(decode, p.stop)
         self.generated: list[int] = []
-        self.fed: list[int] = list(job.prompt_ids)  # tokens whose KV states the model holds for this sequence
+        self.fed: list[int] = []  # tokens whose KV states the model holds for this sequence
         self.pending: list[int] = []  # tokens to feed on the next step
         self.done = False
         self._stopped = False

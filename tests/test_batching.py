@@ -101,6 +101,26 @@ def test_batched_outputs_match_one_at_a_time(uncached: Engine, cached: Engine) -
     assert max(seen) == 4  # the six requests really shared decode steps, four at a time
 
 
+def test_rows_ending_in_one_step_leave_together(uncached: Engine, cached: Engine) -> None:
+    """Requests queued together join one step (a one-token prompt too) and, ending together, leave at once."""
+    cached.prefix_cache.clear()
+    prompts = [uncached.encode("Once")[:1], *(uncached.encode_chat([{"role": "user", "content": w}]) for w in "abc")]
+    params = [SamplingParams(max_tokens=6, temperature=0, ignore_eos=True)] * 4
+    expected = [uncached.submit(p, sp).text() for p, sp in zip(prompts, params, strict=True)]
+    hold, leaving = threading.Event(), []
+    cached._on_prefill = lambda job: hold.wait(10)  # type: ignore[method-assign]
+    retire = cached._retire
+    cached._retire = lambda ended, batch: (leaving.append(len(ended)), retire(ended, batch))[1]  # type: ignore
+    try:
+        completions = [cached.submit(p, sp) for p, sp in zip(prompts, params, strict=True)]
+        hold.set()
+        assert [c.text() for c in completions] == expected
+    finally:
+        del cached._on_prefill, cached._retire
+    assert [n for n in leaving if n] == [4]
+    assert cached.batch_size == 0 and len(cached.prefix_cache) == 4
+
+
 def test_rows_fed_different_token_counts_stay_independent(uncached: Engine, cached: Engine) -> None:
     """A grammar's forced tokens make one row feed several tokens in a step while the others feed one."""
     schema = {

@@ -46,6 +46,20 @@ def test_async_streams_get_every_piece_in_order_and_let_their_loop_go(tiny_engin
     assert loops[0]() is None  # the finished loop is freed: the engine's registry of loops does not hold it
 
 
+def test_text_decoded_between_deliveries_goes_out_as_one_piece(tiny_engine: Engine) -> None:
+    params = SamplingParams(max_tokens=12, temperature=0, ignore_eos=True)
+    prompt = tiny_engine.encode_chat(MESSAGES)
+    try:
+        tiny_engine.stream_interval_ms = 0
+        each = list(tiny_engine.submit(prompt, params))
+        tiny_engine.stream_interval_ms = 60_000
+        held = list(tiny_engine.submit(prompt, params))
+    finally:
+        tiny_engine.stream_interval_ms = 20
+    assert len(each) > 2  # every token's text as it comes
+    assert held == [each[0], "".join(each[1:])]  # the first at once, the rest when the completion ends
+
+
 def test_max_tokens_ends_with_length(tiny_engine: Engine) -> None:
     _, reason, tokens = run(tiny_engine, max_tokens=7, temperature=0, ignore_eos=True)
     assert (reason, tokens) == ("length", 7)

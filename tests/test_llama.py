@@ -85,6 +85,32 @@ def test_batch_with_holes_matches_transformers(monkeypatch: pytest.MonkeyPatch) 
         assert torch.allclose(a, b, atol=1e-4)
 
 
+def test_batch_rows_without_states_and_rows_leaving_together() -> None:
+    model = make("llama")
+    Lean.of(model).kv_dtype = torch.float32  # type: ignore[union-attr]
+    prompt, fresh = ids(9, 1), ids(3, 2)
+    with torch.inference_mode():
+        alone = new_cache(model)  # what the row without states should compute: its tokens from scratch
+        expected = forward(model, fresh, alone)
+        batch = Batch(model)
+        batch.add(None)  # a row whose first tokens come with the first step
+        batch.add(_kv(model, prompt))
+        batch.add(None)
+        logits = batch.step([fresh[0].tolist(), [5], [7]])
+        assert torch.allclose(logits[0], expected[0], atol=1e-4)
+        first, last = batch.remove([0, 2])  # together: one rebuild for the row that stays
+        assert batch.rows == 1 and batch.width == 10  # the columns only the leavers used are gone
+        for (k, v), layer in zip(first, alone.layers, strict=True):
+            assert k.is_contiguous() and torch.allclose(k, layer.keys, atol=1e-5)
+            assert torch.allclose(v, layer.values, atol=1e-5)
+        assert last[0][0].shape[2] == 1
+        again = batch.step([[6]])  # the remaining row goes on as if alone
+        reference = new_cache(model)
+        forward(model, prompt, reference)
+        forward(model, torch.tensor([[5]]), reference)
+        assert torch.allclose(again[0], forward(model, torch.tensor([[6]]), reference)[0], atol=1e-4)
+
+
 def test_int4_lean_equals_transformers_int4() -> None:
     # The same 4-bit products, norms and rotary arithmetic: bit for bit the same logits (with float32 keys and
     # values and PyTorch's attention for decode steps too; our decode attention rounds differently, see below).
@@ -107,10 +133,17 @@ def test_int4_lean_equals_transformers_int4() -> None:
 
 
 @pytest.mark.skipif(kernels.load("decode_attention") is None, reason="our kernels do not run on this machine")
-@pytest.mark.parametrize(("width", "dtype"), [(9, "float32"), (70, "float32"), (300, "float32"), (70, "float16")])
-def test_decode_attention_matches_pytorch(width: int, dtype: str) -> None:
+@pytest.mark.parametrize(
+    ("width", "dtype", "dim", "heads"),
+    # widths not a multiple of the 4 keys scored at once; dims whose value sums take 1 or 2 passes over the heads
+    [
+        *[(9, "float32", 32, 6), (70, "float32", 32, 6), (300, "float32", 32, 6), (70, "float16", 32, 6)],
+        *[(33, "float16", 64, 6), (70, "float32", 128, 6), (21, "float32", 64, 14)],
+    ],
+)
+def test_decode_attention_matches_pytorch(width: int, dtype: str, dim: int, heads: int) -> None:
     attend = kernels.load("decode_attention")
-    rows, heads, kv_heads, dim = 3, 6, 2, 32
+    rows, kv_heads = 3, 2
     generator = torch.Generator().manual_seed(width)
     qk = torch.randn(rows, 1, heads + kv_heads, dim, generator=generator)
     q = qk.transpose(1, 2)[:, :heads]  # strided, as the lean pass hands it over

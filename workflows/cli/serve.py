@@ -50,6 +50,10 @@ def serve(
         Literal["auto", "int4", "none"],
         typer.Option(help="Weights in memory: int4 (fast on CPU), none (float32), auto (int4 for 4-bit GGUF files)."),
     ] = "auto",
+    stream_interval_ms: Annotated[
+        int,
+        typer.Option(min=0, help="Send streamed text at most this often; tokens decoded meanwhile go together."),
+    ] = 20,
 ) -> None:
     """Serve a local chat model over the OpenAI API (/v1/models, /v1/chat/completions, /health, /metrics)."""
     import uvicorn
@@ -57,7 +61,13 @@ def serve(
     from local_llm import Engine, ServerConfig, create_app, resolve_model
 
     quiet_progress_bars()
-    engine = Engine(resolve_model(model), max_batch=max_batch, prefix_cache_mb=prefix_cache_mb, quantize=quantize)
+    engine = Engine(
+        resolve_model(model),
+        max_batch=max_batch,
+        prefix_cache_mb=prefix_cache_mb,
+        quantize=quantize,
+        stream_interval_ms=stream_interval_ms,
+    )
     config = ServerConfig(
         api_key=api_key,
         aliases=tuple(alias or ()),
