@@ -146,17 +146,13 @@ class Batch:
 
         assert self.real is not None and len(tokens) == self.rows
         p = max(len(t) for t in tokens)
-        ids = torch.zeros(self.rows, p, dtype=torch.long)
-        new_real = torch.zeros(self.rows, p, dtype=torch.bool)
-        positions = torch.zeros(self.rows, p, dtype=torch.long)
-        for i, row_tokens in enumerate(tokens):
-            n = len(row_tokens)
-            ids[i, p - n :] = torch.tensor(row_tokens)
-            new_real[i, p - n :] = True
-            start = self.positions[i]
-            positions[i, p - n :] = torch.arange(start, start + n)
-            positions[i, : p - n] = start
-            self.positions[i] = start + n
+        # Built as lists, then one tensor each: a few operations per step rather than a few per row.
+        pads = [p - len(t) for t in tokens]
+        ids = torch.tensor([[0] * pad + t for pad, t in zip(pads, tokens, strict=True)])
+        new_real = torch.tensor([[False] * pad + [True] * (p - pad) for pad in pads])
+        starts = self.positions
+        positions = torch.tensor([[s] * pad + list(range(s, s + p - pad)) for pad, s in zip(pads, starts, strict=True)])
+        self.positions = [s + p - pad for pad, s in zip(pads, starts, strict=True)]
         width = self.width
         real = torch.cat([self.real, new_real], dim=1)
         if p == 1 and bool(real.all()):
