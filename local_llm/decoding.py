@@ -5,8 +5,8 @@ completion and says what to feed the model next:
 
     seq = Decoding(job, decode, eos_ids=eos, limit=128, matcher=None)
     tokens = job.prompt_ids + seq.start()      # tokens a grammar forces before the first sampled one
-    seq.fed, seq.pending = tokens[:-1], tokens[-1:]   # the model holds fed's KV states; the next step feeds pending
-    seq.advance(logits)                        # samples; seq.pending holds what to feed next, seq.done when over
+    seq.fed, seq.pending = tokens[:-1], tokens[-1:]   # the model holds fed's KV states; pending is fed next
+    seq.advance(logits)                        # pending's logits: samples; pending is what to feed next, done when over
 """
 
 from __future__ import annotations

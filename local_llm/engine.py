@@ -536,8 +536,9 @@ class Engine:
                 self._retire(ended, batch)
 
     def _admit(self, job: Completion, batch: Any) -> None:
-        """Add a job to the batch: the KV states of its prompt but the last token (the longest cached prefix, the
-        rest computed now); the batch's next step feeds that token with the other rows' next ones."""
+        """Add a job to the batch. A prompt whose KV states are all cached but for its last token (a repeated prompt)
+        feeds that token in the batch's next step with the other rows; any other is read now, in a forward pass of
+        its own (reusing the longest cached prefix), whose last logits give the first token at once."""
         import torch
 
         from local_llm.batch import forward, new_cache
@@ -560,13 +561,13 @@ class Engine:
                 return
             cached, kv = self.prefix_cache.lookup(tokens)
             job.cached_tokens = min(cached, job.prompt_tokens)
+            seq.fed, seq.pending = tokens[:-1], tokens[-1:]
             if cached < len(tokens) - 1:
                 for other in self._active:  # the others' streams wait for this prefill: send what they hold
                     other.job._send_held()
-                cache = new_cache(self._model, kv, reserve=len(tokens) - cached)
-                forward(self._model, torch.tensor([tokens[cached:-1]]), cache)
+                cache = new_cache(self._model, kv, reserve=64)
+                seq.advance(forward(self._model, torch.tensor([tokens[cached:]]), cache)[0])
                 kv = _kv(cache)
-            batch.add(kv)  # copies
         except LocalLLMError as exc:
             job._fail(exc)
             return
@@ -574,7 +575,12 @@ class Engine:
             log.exception("prefill failed")
             job._fail(LocalLLMError(f"generation failed: {exc}"))
             return
-        seq.fed, seq.pending = tokens[:-1], tokens[-1:]
+        if seq.done:
+            assert kv is not None
+            self.prefix_cache.put(seq.fed, [(k.contiguous(), v.contiguous()) for k, v in kv])
+            seq.finish()
+            return
+        batch.add(kv)  # copies
         self._active.append(seq)
 
     def _score(self, job: Scoring) -> None:

@@ -102,9 +102,8 @@ def test_batched_outputs_match_one_at_a_time(uncached: Engine, cached: Engine) -
 
 
 def test_rows_ending_in_one_step_leave_together(uncached: Engine, cached: Engine) -> None:
-    """Requests queued together join one step (a one-token prompt too) and, ending together, leave at once."""
     cached.prefix_cache.clear()
-    prompts = [uncached.encode("Once")[:1], *(uncached.encode_chat([{"role": "user", "content": w}]) for w in "abc")]
+    prompts = [uncached.encode_chat([{"role": "user", "content": w}]) for w in "abcd"]
     params = [SamplingParams(max_tokens=6, temperature=0, ignore_eos=True)] * 4
     expected = [uncached.submit(p, sp).text() for p, sp in zip(prompts, params, strict=True)]
     hold, leaving = threading.Event(), []
@@ -113,12 +112,23 @@ def test_rows_ending_in_one_step_leave_together(uncached: Engine, cached: Engine
     cached._retire = lambda ended, batch: (leaving.append(len(ended)), retire(ended, batch))[1]  # type: ignore
     try:
         completions = [cached.submit(p, sp) for p, sp in zip(prompts, params, strict=True)]
-        hold.set()
+        hold.set()  # all four are queued: admitted together, they end in the same step
         assert [c.text() for c in completions] == expected
     finally:
         del cached._on_prefill, cached._retire
     assert [n for n in leaving if n] == [4]
     assert cached.batch_size == 0 and len(cached.prefix_cache) == 4
+
+
+def test_repeated_prompts_join_the_running_batch(uncached: Engine, cached: Engine) -> None:
+    """A prompt cached but for its last token feeds it in the batch's next step (a one-token prompt: no KV yet)."""
+    prompts = [uncached.encode("Once")[:1], *(uncached.encode_chat([{"role": "user", "content": w}]) for w in "ab")]
+    params = [SamplingParams(max_tokens=9, temperature=0, ignore_eos=True)] * 3
+    expected = [uncached.submit(p, sp).text() for p, sp in zip(prompts, params, strict=True)]
+    submit_all(cached, prompts[1:], params[1:])  # now cached
+    completions = [cached.submit(p, sp) for p, sp in zip(prompts, params, strict=True)]
+    assert [c.text() for c in completions] == expected
+    assert [c.cached_tokens for c in completions] == [0, len(prompts[1]) - 1, len(prompts[2]) - 1]
 
 
 def test_rows_fed_different_token_counts_stay_independent(uncached: Engine, cached: Engine) -> None:
