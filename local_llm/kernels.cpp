@@ -307,8 +307,10 @@ inline __m128 sum4(__m512 p0, __m512 p1, __m512 p2, __m512 p3) {
   // Per 128-bit lane: a = [p0 p1 p0 p1] and b = [p2 p3 p2 p3], each element the sum of two of that lane's.
   const __m512 a = _mm512_add_ps(_mm512_unpacklo_ps(p0, p1), _mm512_unpackhi_ps(p0, p1));
   const __m512 b = _mm512_add_ps(_mm512_unpacklo_ps(p2, p3), _mm512_unpackhi_ps(p2, p3));
-  __m512 s = _mm512_add_ps(_mm512_shuffle_ps(a, b, _MM_SHUFFLE(1, 0, 1, 0)), _mm512_shuffle_ps(a, b, _MM_SHUFFLE(3, 2, 3, 2)));
-  s = _mm512_add_ps(s, _mm512_shuffle_f32x4(s, s, _MM_SHUFFLE(1, 0, 3, 2)));  // then the four lanes
+  // Per lane [p0 p1 p2 p3], each the sum of the lane's four; then the four lanes are added.
+  __m512 s = _mm512_add_ps(_mm512_shuffle_ps(a, b, _MM_SHUFFLE(1, 0, 1, 0)),
+                           _mm512_shuffle_ps(a, b, _MM_SHUFFLE(3, 2, 3, 2)));
+  s = _mm512_add_ps(s, _mm512_shuffle_f32x4(s, s, _MM_SHUFFLE(1, 0, 3, 2)));
   s = _mm512_add_ps(s, _mm512_shuffle_f32x4(s, s, _MM_SHUFFLE(2, 3, 0, 1)));
   return _mm512_castps512_ps128(s);
 }
@@ -345,27 +347,26 @@ void attend_heads(const float* q, int64_t qs, const T* keys, int64_t ks, const T
     }
   }
   // Weights exp(score - top), 16 columns at a time; holes weigh nothing.
-  float total[8];
   for (int64_t g = 0; g < group; ++g) {
     float* sg = scores + g * width;
     __m128 t = _mm_max_ps(top[g], _mm_shuffle_ps(top[g], top[g], _MM_SHUFFLE(1, 0, 3, 2)));
     t = _mm_max_ps(t, _mm_shuffle_ps(t, t, _MM_SHUFFLE(2, 3, 0, 1)));
     const __m512 shift = _mm512_broadcastss_ps(t);
-    __m512 sum = _mm512_setzero_ps();
     for (int64_t j = 0; j < width; j += 16) {
       const __mmask16 in = _cvtu32_mask16(width - j >= 16 ? 0xFFFFu : (1u << (width - j)) - 1);
       const __m512 x = _mm512_maskz_loadu_ps(in, sg + j);
       const __m512 p = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, _mm512_set1_ps(-INFINITY), _CMP_NEQ_OQ) & in,
                                            exp_nonpositive(_mm512_sub_ps(x, shift)));
       _mm512_mask_storeu_ps(sg + j, in, p);
-      sum = _mm512_add_ps(sum, p);
     }
-    total[g] = _mm512_reduce_add_ps(sum);
   }
-  // The weighted sum of the values, for up to 16 / B query heads at a time (their sums fill 16 registers).
-  constexpr int kHeads = B >= 16 ? 1 : 16 / B;
+  // The weighted sum of the values and the sum of the weights, key after key, skipping holes: the same additions
+  // in the same order wherever the row's tokens sit in the batch. Up to 16 / B query heads at a time (their sums
+  // fill 16 registers).
+  constexpr int kHeads = 16 / B;
   for (int64_t g0 = 0; g0 < group; g0 += kHeads) {
     __m512 acc[kHeads][B];
+    float total[kHeads] = {};
     for (int h = 0; h < kHeads; ++h)
       for (int b = 0; b < B; ++b) acc[h][b] = _mm512_setzero_ps();
     for (int64_t j = 0; j < width; ++j) {
@@ -373,12 +374,14 @@ void attend_heads(const float* q, int64_t qs, const T* keys, int64_t ks, const T
       __m512 v[B];
       for (int b = 0; b < B; ++b) v[b] = load16(values + j * vs + 16 * b);
       for (int h = 0; h < kHeads && g0 + h < group; ++h) {
-        const __m512 w = _mm512_set1_ps(scores[(g0 + h) * width + j]);
+        const float weight = scores[(g0 + h) * width + j];
+        total[h] += weight;
+        const __m512 w = _mm512_set1_ps(weight);
         for (int b = 0; b < B; ++b) acc[h][b] = _mm512_fmadd_ps(w, v[b], acc[h][b]);
       }
     }
     for (int h = 0; h < kHeads && g0 + h < group; ++h) {
-      const __m512 inverse = _mm512_set1_ps(1.0f / total[g0 + h]);
+      const __m512 inverse = _mm512_set1_ps(1.0f / total[h]);
       for (int b = 0; b < B; ++b) _mm512_storeu_ps(out + (g0 + h) * 16 * B + 16 * b, _mm512_mul_ps(acc[h][b], inverse));
     }
   }
@@ -397,7 +400,7 @@ template <typename T>
 at::Tensor attend(const at::Tensor& q, const at::Tensor& keys, const at::Tensor& values,
                   const std::optional<at::Tensor>& real) {
   const int64_t rows = q.size(0), heads = q.size(1), dim = q.size(3), kv_heads = keys.size(1), width = keys.size(2);
-  TORCH_CHECK(dim % 16 == 0 && dim <= 256 && heads % kv_heads == 0 && q.stride(3) == 1 && keys.stride(3) == 1 &&
+  TORCH_CHECK(dim % 16 == 0 && dim >= 16 && dim <= 256 && heads % kv_heads == 0 && q.stride(3) == 1 && keys.stride(3) == 1 &&
                   values.stride(3) == 1 && values.sizes() == keys.sizes() && keys.size(0) == rows &&
                   keys.size(3) == dim,
               "decode_attention: dim a multiple of 16 (at most 256), unit stride along dim");

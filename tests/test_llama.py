@@ -138,7 +138,8 @@ def test_int4_lean_equals_transformers_int4() -> None:
     # widths not a multiple of the 4 keys scored at once; dims whose value sums take 1 or 2 passes over the heads
     [
         *[(9, "float32", 32, 6), (70, "float32", 32, 6), (300, "float32", 32, 6), (70, "float16", 32, 6)],
-        *[(33, "float16", 64, 6), (70, "float32", 128, 6), (21, "float32", 64, 14)],
+        *[(33, "float16", 64, 6), (70, "float32", 128, 6), (21, "float32", 64, 14), (7, "float16", 64, 16)],
+        *[(1, "float32", 64, 6), (3, "float16", 32, 6)],  # only the last, partial block of 4 keys
     ],
 )
 def test_decode_attention_matches_pytorch(width: int, dtype: str, dim: int, heads: int) -> None:
@@ -150,14 +151,32 @@ def test_decode_attention_matches_pytorch(width: int, dtype: str, dim: int, head
     stored = [torch.randn(rows, kv_heads, width + 16, dim, generator=generator).to(getattr(torch, dtype)) for _ in "kv"]
     keys, values = (s.narrow(2, 0, width) for s in stored)  # strided too: a cache buffer with room to grow
     real = torch.ones(rows, width, dtype=torch.bool)
-    real[1, :4] = False  # a shorter row's hole on the left
-    real[2, 5:7] = False  # a hole left by a step that fed other rows several tokens
+    real[1, : min(4, width - 1)] = False  # a shorter row's hole on the left
+    real[2, 5:7] = False  # a hole left by a step that fed other rows several tokens (width 7: in the last block)
     additive = torch.zeros(rows, 1, 1, width).masked_fill_(~real[:, None, None], float("-inf"))
     k32, v32 = keys.float(), values.float()
     expected = F.scaled_dot_product_attention(q, k32, v32, attn_mask=additive, enable_gqa=True)
     assert torch.allclose(attend(q, keys, values, real), expected.transpose(1, 2).reshape(rows, -1), atol=1e-6)
     plain = F.scaled_dot_product_attention(q, k32, v32, enable_gqa=True).transpose(1, 2).reshape(rows, -1)
     assert torch.allclose(attend(q, keys, values, None), plain, atol=1e-6)
+
+
+@pytest.mark.skipif(kernels.load("decode_attention") is None, reason="our kernels do not run on this machine")
+def test_decode_attention_does_not_depend_on_where_a_rows_tokens_sit() -> None:
+    # Compaction and batching move a row's tokens among holes: its result must keep every bit (holes hold NaN
+    # here, which must not leak either).
+    attend = kernels.load("decode_attention")
+    generator = torch.Generator().manual_seed(0)
+    q = torch.randn(1, 6, 1, 64, generator=generator)
+    keys, values = (torch.randn(1, 2, 37, 64, generator=generator).half() for _ in "kv")
+    nan = torch.full((1, 2, 1, 64), float("nan"), dtype=torch.float16)
+
+    def spread(states: torch.Tensor) -> torch.Tensor:  # 11 holes on the left, one inside
+        return torch.cat([nan.expand(1, 2, 11, 64), states[:, :, :9], nan, states[:, :, 9:]], dim=2)
+
+    real = torch.ones(1, 49, dtype=torch.bool)
+    real[0, :11] = real[0, 20] = False
+    assert torch.equal(attend(q, spread(keys), spread(values), real), attend(q, keys, values, None))
 
 
 @pytest.mark.parametrize("names", [("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj")])
