@@ -116,12 +116,13 @@ class Batch:
         import torch
 
         assert self.real is not None
-        layers = self.cache.layers if self.width else []
+        cache_layers = self.cache.layers if self.width else []
         out: list[KV] = []
         for row in rows:
             mine = self.real[row].nonzero().squeeze(1)
-            out.append([(layer.keys[row : row + 1, :, mine], layer.values[row : row + 1, :, mine]) for layer in layers])
-        kept = [i for i in range(self.rows) if i not in set(rows)]
+            out.append([(c.keys[row : row + 1, :, mine], c.values[row : row + 1, :, mine]) for c in cache_layers])
+        gone = set(rows)
+        kept = [i for i in range(self.rows) if i not in gone]
         self.positions = [self.positions[i] for i in kept]
         if not kept:
             self.cache, self.real = None, None
@@ -134,9 +135,8 @@ class Batch:
         width = int(lengths.max())
         columns = torch.where(real, torch.arange(real.shape[1]), -1).sort(dim=1).values[:, real.shape[1] - width :]
         self.real = torch.arange(width)[None, :] >= (width - lengths)[:, None]
-        if width:
-            source = columns.clamp(min=0)[:, None, :, None]
-            layers = [(_gather(layer.keys, index, source), _gather(layer.values, index, source)) for layer in layers]
+        source = columns.clamp(min=0)[:, None, :, None]
+        layers = [(_gather(c.keys, index, source), _gather(c.values, index, source)) for c in cache_layers]
         self.cache = new_cache(self.model, layers if width else None, reserve=64)
         return out
 

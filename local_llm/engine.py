@@ -192,7 +192,11 @@ class Completion:
         if self.first_token_at is None:
             self.first_token_at = now
         self._held.append(piece)
-        if now - self._sent_at >= self._interval:
+        self._send_due(now)
+
+    def _send_due(self, now: float) -> None:
+        """Deliver the held text if the interval since the last delivery is over."""
+        if self._held and now - self._sent_at >= self._interval:
             self._send_held(now)
 
     def _send_held(self, now: float | None = None) -> None:
@@ -506,6 +510,7 @@ class Engine:
                             seq.job._fail(EngineNotReady("the server is shutting down"))
                         return
                     if isinstance(job, Scoring):
+                        self._send_held_text()  # the running streams wait for the scoring
                         self._score(job)
                         continue
                     self._admit(job, batch)
@@ -525,14 +530,20 @@ class Engine:
                 # All rows' argmax at once (rows that sample ignore theirs), by numpy's: ~6x faster than torch's.
                 greedy = logits.numpy().argmax(-1).tolist()
                 ended: dict[int, LocalLLMError | None] = {}
+                now = time.perf_counter()
                 for row, seq in enumerate(active):
                     try:
                         seq.advance(logits[row], greedy[row])
                     except LocalLLMError as exc:
                         ended[row] = exc
+                    except Exception as exc:  # a bug, not the request's fault: fail this row, keep serving
+                        log.exception("sampling failed")
+                        ended[row] = LocalLLMError(f"generation failed: {exc}")
                     else:
                         if seq.done:
                             ended[row] = None
+                        else:  # text held back past the interval (the text stream may have held a token's)
+                            seq.job._send_due(now)
                 self._retire(ended, batch)
 
     def _admit(self, job: Completion, batch: Any) -> None:
@@ -563,8 +574,7 @@ class Engine:
             job.cached_tokens = min(cached, job.prompt_tokens)
             seq.fed, seq.pending = tokens[:-1], tokens[-1:]
             if cached < len(tokens) - 1:
-                for other in self._active:  # the others' streams wait for this prefill: send what they hold
-                    other.job._send_held()
+                self._send_held_text()  # the running streams wait for this prefill
                 cache = new_cache(self._model, kv, reserve=64)
                 seq.advance(forward(self._model, torch.tensor([tokens[cached:]]), cache)[0])
                 kv = _kv(cache)
@@ -605,6 +615,11 @@ class Engine:
         except Exception as exc:
             job.error = LocalLLMError(f"scoring failed: {exc}")
         job.done.set()
+
+    def _send_held_text(self) -> None:
+        """Deliver the text the running streams hold, before work that makes them wait (a prefill, scoring)."""
+        for seq in self._active:
+            seq.job._send_held()
 
     def _on_prefill(self, job: Completion) -> None:
         """Called on the worker as a job's prefill begins (tests replace it to hold the worker)."""

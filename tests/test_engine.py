@@ -7,7 +7,15 @@ import weakref
 
 import pytest
 
-from local_llm import ContextLengthExceeded, Engine, EngineNotReady, QueueFull, SamplingParams, resolve_model
+from local_llm import (
+    ContextLengthExceeded,
+    Engine,
+    EngineNotReady,
+    LocalLLMError,
+    QueueFull,
+    SamplingParams,
+    resolve_model,
+)
 
 MESSAGES = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Hello!"}]
 
@@ -149,6 +157,26 @@ def test_cancel_frees_the_model_early(tiny_engine: Engine) -> None:
     rest = "".join(completion)
     assert completion.completion_tokens < tiny_engine.context_length - completion.prompt_tokens
     assert isinstance(first + rest, str)
+
+
+def test_a_failure_while_sampling_fails_that_request_and_the_engine_goes_on(
+    tiny_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from local_llm import decoding
+
+    sample, calls = decoding._sample, []
+
+    def flaky(*args: object) -> int:
+        calls.append(1)
+        if len(calls) == 3:
+            raise ValueError("probabilities contain NaN")
+        return sample(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(decoding, "_sample", flaky)
+    completion = tiny_engine.submit(tiny_engine.encode_chat(MESSAGES), SamplingParams(max_tokens=8, temperature=0))
+    with pytest.raises(LocalLLMError, match="generation failed: probabilities contain NaN"):
+        completion.text()
+    assert run(tiny_engine, max_tokens=4, temperature=0, ignore_eos=True)[1:] == ("length", 4)
 
 
 def test_forced_text_comes_in_the_tokenizers_own_split(tiny_engine: Engine) -> None:
