@@ -19,10 +19,11 @@ from typing import Any
 
 from local_llm.resolve import ModelSource
 
-__all__ = ["cache_root", "converted_folder", "save_converted"]
+__all__ = ["cache_root", "converted_folder", "gguf_is_4bit", "save_converted"]
 
 log = logging.getLogger(__name__)
 _DONE = "autoqwen-converted.ok"
+_FOUR_BIT = "autoqwen-4bit.txt"
 
 
 def cache_root() -> Path:
@@ -71,3 +72,21 @@ def save_converted(folder: Path, model: Any, tokenizer: Any) -> None:
             shutil.rmtree(staging, ignore_errors=True)
     except Exception as exc:  # caching is an optimisation: never fail a load over it
         log.warning("could not cache the converted model in %s: %s", folder, exc)
+
+
+def gguf_is_4bit(source: ModelSource, folder: Path) -> bool:
+    """Whether most of the GGUF file's matrices are 4-bit, kept in its converted folder once known: reading it
+    from the file parses all of the file's metadata (~2.4 s for the bundled model, a quarter of a later start)."""
+    assert source.gguf_file is not None, "only GGUF sources have GGUF tensor types"
+    marker = folder / _FOUR_BIT
+    if marker.is_file():
+        return marker.read_text().strip() == "yes"
+    from local_llm.quantize import is_4bit_gguf
+
+    answer = is_4bit_gguf(source.path / source.gguf_file)
+    if is_complete(folder):
+        try:
+            marker.write_text("yes\n" if answer else "no\n")
+        except OSError as exc:  # an optimisation: never fail a load over it
+            log.warning("could not write %s: %s", marker, exc)
+    return answer

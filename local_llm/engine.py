@@ -431,7 +431,7 @@ class Engine:
         if self.threads:
             torch.set_num_threads(self.threads)
         src = self.source
-        path, kwargs, convert_to = src.path, {}, None
+        path, kwargs, convert_to, cached = src.path, {}, None, None
         if src.gguf_file:
             cached = cache.converted_folder(src)
             if cache.is_complete(cached):
@@ -450,7 +450,7 @@ class Engine:
         if convert_to is not None:
             self.load_stage = "caching"
             cache.save_converted(convert_to, model, tokenizer)
-        if self._should_quantize():
+        if self._should_quantize(cached):
             self.load_stage = "quantizing"
             from local_llm.quantize import quantize
 
@@ -475,13 +475,10 @@ class Engine:
         self._ready.set()
         log.info("loaded %s (%s) in %.1f s", self.model_id, src.kind, self.load_seconds)
 
-    def _should_quantize(self) -> bool:
+    def _should_quantize(self, converted: Path | None) -> bool:
         if self.quantize != "auto":
             return self.quantize == "int4"
-        from local_llm.quantize import is_4bit_gguf
-
-        src = self.source
-        return src.gguf_file is not None and is_4bit_gguf(src.path / src.gguf_file)
+        return converted is not None and cache.gguf_is_4bit(self.source, converted)
 
     def _matcher(self, grammar: str) -> Any:
         from llguidance import LLMatcher

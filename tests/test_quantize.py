@@ -9,7 +9,7 @@ import pytest
 import torch
 import transformers
 
-from local_llm import Engine, SamplingParams, kernels, resolve_model
+from local_llm import Engine, SamplingParams, cache, kernels, resolve_model
 from local_llm.quantize import _classes, is_4bit_gguf, quantize
 
 
@@ -48,8 +48,20 @@ def test_auto_quantizes_only_4bit_gguf(tiny_model_dir: Path) -> None:
         assert not engine.quantized  # a float32 folder stays as it is
     finally:
         engine.close()
+
+
+def test_whether_a_gguf_is_4bit_is_read_once_and_kept_with_its_conversion(tmp_path: Path) -> None:
     src = resolve_model("bundled")
     assert src.gguf_file is not None and is_4bit_gguf(src.path / src.gguf_file)  # SmolLM2 Q4_1
+    folder = tmp_path / "converted"
+    folder.mkdir()
+    assert cache.gguf_is_4bit(src, folder) and not any(folder.iterdir())  # an unfinished conversion keeps nothing
+    (folder / cache._DONE).write_text("ok\n")
+    assert cache.gguf_is_4bit(src, folder)
+    kept = folder / "autoqwen-4bit.txt"
+    assert kept.read_text() == "yes\n"
+    kept.write_text("no\n")
+    assert not cache.gguf_is_4bit(src, folder)  # later starts read what was kept, not the file (~2.4 s)
 
 
 @pytest.mark.skipif(kernels.load("q8mm") is None, reason="our kernels do not run on this machine")
