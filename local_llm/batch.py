@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Batch", "all_logits", "forward", "new_cache"]
 
+_RESERVE = 64  # columns a batch's buffers keep spare beyond their tokens, at least
+
 
 def new_cache(model: Any, kv: KV | None = None, *, reserve: int = 0) -> Any:
     """A transformers Cache for `model` over growable buffers, holding a copy of `kv` if given."""
@@ -105,7 +107,8 @@ class Batch:
             k0, v0 = before[i] if before else (None, None)
             k1, v1 = kv[i] if kv else (None, None)
             layers.append((_stack(k0, self.rows, k1, width), _stack(v0, self.rows, v1, width)))
-        self.cache = new_cache(self.model, layers or None, reserve=64)  # no columns yet: the first step sizes them
+        # No columns yet: the first step sizes the buffers.
+        self.cache = _cache_over(self.model, layers, width) if width else new_cache(self.model)
         self.real = real
         self.positions.append(n)
         return self.rows - 1
@@ -127,17 +130,23 @@ class Batch:
         if not kept:
             self.cache, self.real = None, None
             return out
-        index = torch.tensor(kept)
-        real = self.real[index]
-        # Compact: every row right-aligned without holes, the width that of the longest row. Each row's real
-        # columns in order, holes (-1) sorted first, then one gather per tensor for all rows.
+        real = self.real[torch.tensor(kept)]
+        # Compact: every row right-aligned without holes, the width that of the longest row.
         lengths = real.sum(dim=1)
-        width = int(lengths.max())
-        columns = torch.where(real, torch.arange(real.shape[1]), -1).sort(dim=1).values[:, real.shape[1] - width :]
+        width, old = int(lengths.max()), real.shape[1]
         self.real = torch.arange(width)[None, :] >= (width - lengths)[:, None]
-        source = columns.clamp(min=0)[:, None, :, None]
-        layers = [(_gather(c.keys, index, source), _gather(c.values, index, source)) for c in cache_layers]
-        self.cache = new_cache(self.model, layers if width else None, reserve=64)
+        if not width:
+            self.cache = new_cache(self.model)
+            return out
+        columns = None  # rows that are right-aligned already keep their last `width` columns as they are
+        if real[:, : old - width].any() or not torch.equal(real[:, old - width :], self.real):
+            # Holes between tokens: each row's real columns in order (holes, -1, sorted first).
+            columns = torch.where(real, torch.arange(old), -1).sort(dim=1).values[:, old - width :]
+            columns = columns.clamp(min=0)[:, None, :, None]
+        layers = [
+            (_compact(c.keys, kept, width, columns), _compact(c.values, kept, width, columns)) for c in cache_layers
+        ]
+        self.cache = _cache_over(self.model, layers, width)
         return out
 
     def step(self, tokens: list[list[int]]) -> torch.Tensor:
@@ -167,25 +176,53 @@ class Batch:
         return forward(self.model, ids, self.cache, attention_mask=mask, position_ids=positions)
 
 
+def _room(width: int) -> int:
+    """Columns to allocate for `width`: spare room for the steps to come (as a cache layer's buffer grows)."""
+    return max(2 * width, width + _RESERVE)
+
+
 def _stack(batch: torch.Tensor | None, rows: int, row: torch.Tensor | None, width: int) -> torch.Tensor:
-    """`batch` [rows, h, w, d] with `row` [1, h, n, d] appended, both right-aligned in `width` columns (None: no
-    columns)."""
+    """A buffer holding `batch` [rows, h, w, d] with `row` [1, h, n, d] appended, both right-aligned in its first
+    `width` columns (None: no columns); the holes are zeros."""
     import torch
 
     like = row if batch is None else batch
     assert like is not None
-    out = torch.zeros(rows + 1, like.shape[1], width, like.shape[3], dtype=like.dtype)
+    out = torch.empty(rows + 1, like.shape[1], _room(width), like.shape[3], dtype=like.dtype)
+    w = 0 if batch is None else batch.shape[2]
+    n = 0 if row is None else row.shape[2]
+    out[:rows, :, : width - w].zero_()
+    out[rows, :, : width - n].zero_()
     if batch is not None:
-        out[:rows, :, width - batch.shape[2] :] = batch
+        out[:rows, :, width - w : width] = batch
     if row is not None:
-        out[rows, :, width - row.shape[2] :] = row[0]
+        out[rows, :, width - n : width] = row[0]
     return out
 
 
-def _gather(states: torch.Tensor, rows: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
-    """states[rows] [r, h, w, d] with each row's columns taken in the order `columns` [r, 1, width, 1] gives."""
-    picked = states[rows]
-    return picked.gather(2, columns.expand(-1, picked.shape[1], -1, picked.shape[3]))
+def _compact(states: torch.Tensor, kept: list[int], width: int, columns: torch.Tensor | None) -> torch.Tensor:
+    """A buffer holding the `kept` rows of states [rows, h, w, d] in its first `width` columns: their last `width`
+    columns (columns None), or each row's columns in the order `columns` [kept, 1, width, 1] gives."""
+    import torch
+
+    out = torch.empty(len(kept), states.shape[1], _room(width), states.shape[3], dtype=states.dtype)
+    if columns is None:
+        for i, row in enumerate(kept):  # one copy each: long contexts make this the cost of a removal
+            out[i, :, :width] = states[row, :, states.shape[2] - width :]
+    else:
+        picked = states[torch.tensor(kept)]
+        out[:, :, :width] = picked.gather(2, columns.expand(-1, picked.shape[1], -1, picked.shape[3]))
+    return out
+
+
+def _cache_over(model: Any, buffers: KV, length: int) -> Any:
+    """A transformers Cache whose layers use `buffers` (per layer keys and values [rows, h, room, d], their first
+    `length` columns filled) as they are, without copying them."""
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=model.config)
+    cache.layers[:] = [_buffer_layer_class()(_RESERVE).adopt(k, v, length) for k, v in buffers]
+    return cache
 
 
 def _buffer_layer(kv: tuple[torch.Tensor, torch.Tensor] | None, *, reserve: int) -> Any:
@@ -230,6 +267,13 @@ def _buffer_layer_class() -> type:
             self.keys, self.values = k.narrow(2, 0, end), v.narrow(2, 0, end)
             self.is_initialized = True
             return self.keys, self.values
+
+        def adopt(self, keys: torch.Tensor, values: torch.Tensor, length: int) -> Any:
+            """Use `keys` and `values` [rows, h, room, d] as the buffers, their first `length` columns filled."""
+            self.buffers, self.length = (keys, values), length
+            self.keys, self.values = keys.narrow(2, 0, length), values.narrow(2, 0, length)
+            self.is_initialized = True
+            return self
 
         def get_seq_length(self) -> int:
             return self.length

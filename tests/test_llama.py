@@ -111,6 +111,23 @@ def test_batch_rows_without_states_and_rows_leaving_together() -> None:
         assert torch.allclose(again[0], forward(model, torch.tensor([[6]]), reference)[0], atol=1e-4)
 
 
+def test_removing_the_longest_row_narrows_the_batch_and_the_others_go_on_as_alone() -> None:
+    model = make("llama")
+    Lean.of(model).kv_dtype = torch.float32  # type: ignore[union-attr]
+    prompts = [ids(7, 1), ids(19, 2), ids(3, 3)]
+    with torch.inference_mode():
+        batch = Batch(model)
+        for prompt in prompts:  # holes on the left only: rows stay right-aligned as the longest leaves
+            batch.add(_kv(model, prompt))
+        (gone,) = batch.remove([1])
+        assert batch.width == 7 and gone[0][0].shape[2] == 19
+        got = batch.step([[5], [6]])
+        for row, (prompt, token) in enumerate([(prompts[0], 5), (prompts[2], 6)]):
+            alone = new_cache(model)
+            forward(model, prompt, alone)
+            assert torch.allclose(got[row], forward(model, torch.tensor([[token]]), alone)[0], atol=1e-4)
+
+
 def test_int4_lean_equals_transformers_int4() -> None:
     # The same 4-bit products, norms and rotary arithmetic: bit for bit the same logits (with float32 keys and
     # values and PyTorch's attention for decode steps too; our decode attention rounds differently, see below).
