@@ -12,6 +12,9 @@
 //
 // decode_attention: attention of one new token per row (a decode step), grouped-query, skipping the batch's holes;
 // keys and values in float32 or float16.
+//
+// rms_norm: x / sqrt(mean(x^2) + eps) * weight per row, in one pass of our own: PyTorch's runs six operations
+// (~25 us a call for a decode step's rows, 61 calls a step).
 
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
@@ -443,10 +446,40 @@ at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& keys, const a
   return attend<float>(q, keys, values, real);
 }
 
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
+  TORCH_CHECK(x.dim() == 2 && x.scalar_type() == at::kFloat && x.is_contiguous(), "rms_norm: x must be float32 [M, N]");
+  const int64_t rows = x.size(0), n = x.size(1);
+  TORCH_CHECK(weight.scalar_type() == at::kFloat && weight.is_contiguous() && weight.numel() == n,
+              "rms_norm: weight must be float32 [N]");
+  at::Tensor y = at::empty({rows, n}, x.options());
+  const float* xp = x.data_ptr<float>();
+  const float* wp = weight.data_ptr<float>();
+  float* yp = y.data_ptr<float>();
+  for (int64_t r = 0; r < rows; ++r) {  // a decode step's few rows: one thread, no parallel region to start
+    const float* xr = xp + r * n;
+    float* yr = yp + r * n;
+    __m512 sum = _mm512_setzero_ps();
+    for (int64_t j = 0; j < n; j += 16) {
+      const __mmask16 in = _cvtu32_mask16(n - j >= 16 ? 0xFFFFu : (1u << (n - j)) - 1);
+      const __m512 v = _mm512_maskz_loadu_ps(in, xr + j);
+      sum = _mm512_fmadd_ps(v, v, sum);
+    }
+    const float mean = _mm512_reduce_add_ps(sum) / static_cast<float>(n);
+    const __m512 inverse = _mm512_set1_ps(1.0f / std::sqrt(mean + static_cast<float>(eps)));
+    for (int64_t j = 0; j < n; j += 16) {
+      const __mmask16 in = _cvtu32_mask16(n - j >= 16 ? 0xFFFFu : (1u << (n - j)) - 1);
+      const __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(in, xr + j), inverse);
+      _mm512_mask_storeu_ps(yr + j, in, _mm512_mul_ps(v, _mm512_maskz_loadu_ps(in, wp + j)));
+    }
+  }
+  return y;
+}
+
 }  // namespace
 
 TORCH_LIBRARY(autoqwen, m) {
   m.def("q8mm(Tensor x, Tensor w, Tensor scale) -> Tensor", &q8mm);
   m.def("q4mm(Tensor x, Tensor w, Tensor scale_zero) -> Tensor", &q4mm);
   m.def("decode_attention(Tensor q, Tensor keys, Tensor values, Tensor? real) -> Tensor", &decode_attention);
+  m.def("rms_norm(Tensor x, Tensor weight, float eps) -> Tensor", &rms_norm);
 }

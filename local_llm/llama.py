@@ -54,6 +54,7 @@ class Lean:
         # afresh. float32 (float weights, or PyTorch's attention) keeps transformers' arithmetic exactly.
         quantized = not isinstance(model.model.layers[0].self_attn.q_proj, torch.nn.Linear)
         self.kv_dtype = torch.float16 if self.decode_attention is not None and quantized else torch.float32
+        self.rms_norm = kernels.load("rms_norm")  # one call where PyTorch's runs six operations
         inner = model.model
         self.embed = inner.embed_tokens
         self.rotary = inner.rotary_emb
@@ -106,9 +107,16 @@ class Lean:
         if mask is not None and attend_decode is None:  # as attention would turn it into, once, not in every layer
             mask = torch.zeros(mask.shape).masked_fill_(~mask, float("-inf"))
         heads, kv_heads, d, width = self.heads, self.kv_heads, self.head_dim, h.shape[-1]
+        eps, ours = self.eps, self.rms_norm
+
+        def norm(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+            if ours is None:
+                return torch.rms_norm(x, (width,), weight, eps)
+            return ours(x.reshape(-1, width).contiguous(), weight, eps).view(x.shape)  # type: ignore[no-any-return]
+
         h = h.view(rows * n, width)  # the residual stream, one row per token
         for (norm1, qkv, out, norm2, gate_up, down), layer in zip(self.layers, cache.layers, strict=True):
-            states = qkv(torch.rms_norm(h, (width,), norm1, self.eps)).float().view(rows, n, heads + 2 * kv_heads, d)
+            states = qkv(norm(h, norm1)).float().view(rows, n, heads + 2 * kv_heads, d)
             qk, v = states.split((heads + kv_heads, kv_heads), dim=2)
             qk = qk * cos + qk.roll(half, -1) * sin  # not addcmul: its fused rounding varies with the tensor's shape
             q, k = qk.transpose(1, 2).split((heads, kv_heads), dim=1)
@@ -123,12 +131,12 @@ class Lean:
                     .reshape(rows * n, heads * d)
                 )
             h = h + out(attended)
-            g, u = gate_up(torch.rms_norm(h, (width,), norm2, self.eps)).chunk(2, dim=-1)
+            g, u = gate_up(norm(h, norm2)).chunk(2, dim=-1)
             h = h + down(F.silu(g.float()) * u)
         h = h.view(rows, n, width)
         if last_only:
             h = h[:, -1]
-        return self.head(torch.rms_norm(h, (width,), self.norm, self.eps)).float()
+        return self.head(norm(h, self.norm)).float()
 
 
 def _supported(config: Any) -> bool:

@@ -130,12 +130,12 @@ def test_removing_the_longest_row_narrows_the_batch_and_the_others_go_on_as_alon
 
 def test_int4_lean_equals_transformers_int4() -> None:
     # The same 4-bit products, norms and rotary arithmetic: bit for bit the same logits (with float32 keys and
-    # values and PyTorch's attention for decode steps too; our decode attention rounds differently, see below).
+    # values, PyTorch's attention for decode steps and its norm too; ours round differently, see below).
     model = make("llama")
     quantize(model)
     lean = Lean.of(model)
     assert lean is not None
-    lean.decode_attention, lean.kv_dtype = None, torch.float32
+    lean.decode_attention, lean.kv_dtype, lean.rms_norm = None, torch.float32, None
     reference = copy.copy(model)
     reference._autoqwen_lean = None  # transformers' forward for the reference
     tokens = ids(48)
@@ -194,6 +194,16 @@ def test_decode_attention_does_not_depend_on_where_a_rows_tokens_sit() -> None:
     real = torch.ones(1, 49, dtype=torch.bool)
     real[0, :11] = real[0, 20] = False
     assert torch.equal(attend(q, spread(keys), spread(values), real), attend(q, keys, values, None))
+
+
+@pytest.mark.skipif(kernels.load("rms_norm") is None, reason="our kernels do not run on this machine")
+@pytest.mark.parametrize(("rows", "width"), [(1, 576), (4, 64), (3, 40), (256, 576)])  # 40: a partial block of 16
+def test_rms_norm_matches_pytorch(rows: int, width: int) -> None:
+    norm = kernels.load("rms_norm")
+    generator = torch.Generator().manual_seed(rows)
+    x, weight = torch.randn(rows, width, generator=generator) * 3, torch.randn(width, generator=generator)
+    expected = torch.rms_norm(x, (width,), weight, 1e-5)
+    assert torch.allclose(norm(x, weight, 1e-5), expected, rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("names", [("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj")])
