@@ -403,9 +403,9 @@ template <typename T>
 at::Tensor attend(const at::Tensor& q, const at::Tensor& keys, const at::Tensor& values,
                   const std::optional<at::Tensor>& real) {
   const int64_t rows = q.size(0), heads = q.size(1), dim = q.size(3), kv_heads = keys.size(1), width = keys.size(2);
-  TORCH_CHECK(dim % 16 == 0 && dim >= 16 && dim <= 256 && heads % kv_heads == 0 && q.stride(3) == 1 && keys.stride(3) == 1 &&
-                  values.stride(3) == 1 && values.sizes() == keys.sizes() && keys.size(0) == rows &&
-                  keys.size(3) == dim,
+  TORCH_CHECK(dim % 16 == 0 && dim >= 16 && dim <= 256 && heads % kv_heads == 0 && q.stride(3) == 1 &&
+                  keys.stride(3) == 1 && values.stride(3) == 1 && values.sizes() == keys.sizes() &&
+                  keys.size(0) == rows && keys.size(3) == dim,
               "decode_attention: dim a multiple of 16 (at most 256), unit stride along dim");
   const bool* mask = nullptr;
   if (real.has_value()) {
@@ -447,7 +447,8 @@ at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& keys, const a
 }
 
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
-  TORCH_CHECK(x.dim() == 2 && x.scalar_type() == at::kFloat && x.is_contiguous(), "rms_norm: x must be float32 [M, N]");
+  TORCH_CHECK(x.dim() == 2 && x.scalar_type() == at::kFloat && x.is_contiguous(),
+              "rms_norm: x must be contiguous float32 [M, N]");
   const int64_t rows = x.size(0), n = x.size(1);
   TORCH_CHECK(weight.scalar_type() == at::kFloat && weight.is_contiguous() && weight.numel() == n,
               "rms_norm: weight must be float32 [N]");
@@ -455,23 +456,26 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
   const float* xp = x.data_ptr<float>();
   const float* wp = weight.data_ptr<float>();
   float* yp = y.data_ptr<float>();
-  for (int64_t r = 0; r < rows; ++r) {  // a decode step's few rows: one thread, no parallel region to start
-    const float* xr = xp + r * n;
-    float* yr = yp + r * n;
-    __m512 sum = _mm512_setzero_ps();
-    for (int64_t j = 0; j < n; j += 16) {
-      const __mmask16 in = _cvtu32_mask16(n - j >= 16 ? 0xFFFFu : (1u << (n - j)) - 1);
-      const __m512 v = _mm512_maskz_loadu_ps(in, xr + j);
-      sum = _mm512_fmadd_ps(v, v, sum);
+  // A decode step's few rows run inline on this thread (no parallel region to start); a prompt's, on all threads.
+  at::parallel_for(0, rows, 64, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const float* xr = xp + r * n;
+      float* yr = yp + r * n;
+      __m512 sum = _mm512_setzero_ps();
+      for (int64_t j = 0; j < n; j += 16) {
+        const __mmask16 in = _cvtu32_mask16(n - j >= 16 ? 0xFFFFu : (1u << (n - j)) - 1);
+        const __m512 v = _mm512_maskz_loadu_ps(in, xr + j);
+        sum = _mm512_fmadd_ps(v, v, sum);
+      }
+      const float mean = _mm512_reduce_add_ps(sum) / static_cast<float>(n);
+      const __m512 inverse = _mm512_set1_ps(1.0f / std::sqrt(mean + static_cast<float>(eps)));
+      for (int64_t j = 0; j < n; j += 16) {
+        const __mmask16 in = _cvtu32_mask16(n - j >= 16 ? 0xFFFFu : (1u << (n - j)) - 1);
+        const __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(in, xr + j), inverse);
+        _mm512_mask_storeu_ps(yr + j, in, _mm512_mul_ps(v, _mm512_maskz_loadu_ps(in, wp + j)));
+      }
     }
-    const float mean = _mm512_reduce_add_ps(sum) / static_cast<float>(n);
-    const __m512 inverse = _mm512_set1_ps(1.0f / std::sqrt(mean + static_cast<float>(eps)));
-    for (int64_t j = 0; j < n; j += 16) {
-      const __mmask16 in = _cvtu32_mask16(n - j >= 16 ? 0xFFFFu : (1u << (n - j)) - 1);
-      const __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(in, xr + j), inverse);
-      _mm512_mask_storeu_ps(yr + j, in, _mm512_mul_ps(v, _mm512_maskz_loadu_ps(in, wp + j)));
-    }
-  }
+  });
   return y;
 }
 

@@ -110,7 +110,7 @@ class Lean:
         eps, ours = self.eps, self.rms_norm
 
         def norm(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-            if ours is None:
+            if ours is None or x.dtype != torch.float32:
                 return torch.rms_norm(x, (width,), weight, eps)
             return ours(x.reshape(-1, width).contiguous(), weight, eps).view(x.shape)  # type: ignore[no-any-return]
 
