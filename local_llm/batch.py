@@ -176,9 +176,9 @@ class Batch:
         return forward(self.model, ids, self.cache, attention_mask=mask, position_ids=positions)
 
 
-def _room(width: int) -> int:
-    """Columns to allocate for `width`: spare room for the steps to come (as a cache layer's buffer grows)."""
-    return max(2 * width, width + _RESERVE)
+def _room(width: int, reserve: int = _RESERVE) -> int:
+    """Columns to allocate for `width` tokens: room to grow into (double, and at least `reserve` spare)."""
+    return max(2 * width, width + reserve)
 
 
 def _stack(batch: torch.Tensor | None, rows: int, row: torch.Tensor | None, width: int) -> torch.Tensor:
@@ -254,7 +254,7 @@ def _buffer_layer_class() -> type:
             end = self.length + key_states.shape[2]
             if self.buffers is None or end > self.buffers[0].shape[2]:
                 rows, heads, _, dim = key_states.shape
-                room = max(end * 2, end + self.reserve)
+                room = _room(end, self.reserve)
                 grown = tuple(torch.empty(rows, heads, room, dim, dtype=s.dtype) for s in (key_states, value_states))
                 if self.buffers is not None:
                     for new, old in zip(grown, self.buffers, strict=True):
