@@ -5,9 +5,9 @@ Agents reach the model only over the OpenAI HTTP API: the embedded local_llm ser
 
 from __future__ import annotations
 
-from agents.build import AgentContext, Endpoint, HumanMode, build_agent, external_endpoint, model_client
-from agents.errors import AgentBuildError, AgentError, ModelEndpointError
-from agents.spec import AgentSpec, EmbeddedModel, ExternalModel, ModelSpec
+from autoqwen.agents.build import AgentContext, Endpoint, HumanMode, build_agent, external_endpoint, model_client
+from autoqwen.agents.errors import AgentBuildError, AgentError, ModelEndpointError
+from autoqwen.agents.spec import AgentSpec, EmbeddedModel, ExternalModel, ModelSpec
 
 __all__ = [
     "AgentBuildError",

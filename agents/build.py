@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from agents.errors import AgentBuildError, ModelEndpointError
-from agents.spec import AgentSpec, ExternalModel
-from skills import SkillError, SkillRegistry
+from autoqwen.agents.errors import AgentBuildError, ModelEndpointError
+from autoqwen.agents.spec import AgentSpec, ExternalModel
+from autoqwen.skills import SkillError, SkillRegistry
 
 if TYPE_CHECKING:
     from autogen_agentchat.base import ChatAgent
@@ -99,7 +99,7 @@ def build_agent(spec: AgentSpec, ctx: AgentContext) -> ChatAgent:
 def _assistant(spec: AgentSpec, ctx: AgentContext) -> ChatAgent:
     from autogen_agentchat.agents import AssistantAgent
 
-    from skills import as_tool
+    from autoqwen.skills import as_tool
 
     try:
         tools = [as_tool(ctx.skills.get(name)) for name in spec.skills]

@@ -114,7 +114,7 @@ def main() -> None:
     import openai
     import torch
 
-    from local_llm import EmbeddedServer, Engine, resolve_model
+    from autoqwen.local_llm import EmbeddedServer, Engine, resolve_model
 
     print(f"model: {args.model}  threads: {torch.get_num_threads()}  cores: {os.cpu_count()}")
     if "startup" in only:

@@ -77,7 +77,7 @@ def decode(base_url: str, banned: dict[str, int]) -> tuple[float, float]:
 
 def workflow(base_url: str, model: str) -> tuple[float, dict[str, float]]:
     """Wall time of one `autoqwen run` process against the server, and the run's own totals (its `end` event)."""
-    cmd = [sys.executable, "-m", "workflows.cli", "run", *WORKFLOW, "--json", "--base-url", base_url, "--model", model]
+    cmd = [sys.executable, "-m", "autoqwen", "run", *WORKFLOW, "--json", "--base-url", base_url, "--model", model]
     t0 = time.perf_counter()
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     wall = time.perf_counter() - t0
@@ -112,7 +112,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="rounds, each: one decode and one workflow per server")
     args = parser.parse_args()
 
-    from local_llm import resolve_model
+    from autoqwen.local_llm import resolve_model
 
     source = resolve_model("bundled")
     assert source.gguf_file is not None
@@ -123,7 +123,7 @@ def main() -> None:
     servers = {
         "llama.cpp": ([args.llama_python, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
                        "--n_ctx", "8192", "--n_threads", str(args.threads), "--model_alias", "bundled"], "/v1/models"),
-        "autoqwen": ([sys.executable, "-m", "workflows.cli", "serve", "--model", "bundled", "--alias", "bundled"],
+        "autoqwen": ([sys.executable, "-m", "autoqwen", "serve", "--model", "bundled", "--alias", "bundled"],
                      "/health"),
     }  # fmt: skip
     procs, urls, ready = {}, {}, {}

@@ -72,7 +72,7 @@ def main() -> None:
     import openai
     import torch
 
-    from local_llm import EmbeddedServer, Engine, SamplingParams, resolve_model
+    from autoqwen.local_llm import EmbeddedServer, Engine, SamplingParams, resolve_model
 
     started = time.perf_counter()
     server = EmbeddedServer(Engine(resolve_model(args.model))).start()

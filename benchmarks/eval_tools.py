@@ -198,7 +198,7 @@ def main() -> None:
 
     import openai
 
-    from local_llm import EmbeddedServer, Engine, ServerConfig, resolve_model
+    from autoqwen.local_llm import EmbeddedServer, Engine, ServerConfig, resolve_model
 
     prompts = list({p.tool: p for p in reversed(PROMPTS)}.values()) if args.quick else PROMPTS
     tasks = TASKS[::4] if args.quick else TASKS

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from local_llm.embedded import EmbeddedServer
-from local_llm.engine import Completion, Engine, SamplingParams
-from local_llm.errors import (
+from autoqwen.local_llm.embedded import EmbeddedServer
+from autoqwen.local_llm.engine import Completion, Engine, SamplingParams
+from autoqwen.local_llm.errors import (
     ContextLengthExceeded,
     EngineNotReady,
     InvalidRequest,
@@ -12,8 +12,8 @@ from local_llm.errors import (
     ModelLoadError,
     QueueFull,
 )
-from local_llm.resolve import AUTO, BUNDLED, DEFAULT_HUB_ID, ModelSource, bundled_gguf, resolve_model
-from local_llm.server import ServerConfig, create_app
+from autoqwen.local_llm.resolve import AUTO, BUNDLED, DEFAULT_HUB_ID, ModelSource, bundled_gguf, resolve_model
+from autoqwen.local_llm.server import ServerConfig, create_app
 
 __all__ = [
     "AUTO",

@@ -20,8 +20,8 @@ import functools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from local_llm.llama import Lean
-from local_llm.prefix_cache import KV
+from autoqwen.local_llm.llama import Lean
+from autoqwen.local_llm.prefix_cache import KV
 
 if TYPE_CHECKING:
     import torch

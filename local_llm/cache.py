@@ -11,28 +11,19 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from local_llm.resolve import ModelSource
+from autoqwen.local_llm.resolve import ModelSource
+from autoqwen.paths import cache_dir
 
-__all__ = ["cache_root", "converted_folder", "gguf_is_4bit", "save_converted"]
+__all__ = ["converted_folder", "gguf_is_4bit", "save_converted"]
 
 log = logging.getLogger(__name__)
 _DONE = "autoqwen-converted.ok"
 _FOUR_BIT = "autoqwen-4bit.txt"
-
-
-def cache_root() -> Path:
-    """Where converted models live: `AUTOQWEN_CACHE_DIR`, else the platform's user cache dir."""
-    if folder := os.environ.get("AUTOQWEN_CACHE_DIR"):
-        return Path(folder).expanduser()
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("autoqwen", appauthor=False)) / "models"
 
 
 def converted_folder(source: ModelSource) -> Path:
@@ -42,7 +33,7 @@ def converted_folder(source: ModelSource) -> Path:
     with open(source.path / source.gguf_file, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
-    return cache_root() / f"{Path(source.gguf_file).stem}-{digest.hexdigest()[:16]}"
+    return cache_dir() / f"{Path(source.gguf_file).stem}-{digest.hexdigest()[:16]}"
 
 
 def is_complete(folder: Path) -> bool:
@@ -81,7 +72,7 @@ def gguf_is_4bit(source: ModelSource, folder: Path) -> bool:
     marker = folder / _FOUR_BIT
     if marker.is_file():
         return marker.read_text().strip() == "yes"
-    from local_llm.quantize import is_4bit_gguf
+    from autoqwen.local_llm.quantize import is_4bit_gguf
 
     answer = is_4bit_gguf(source.path / source.gguf_file)
     if is_complete(folder):

@@ -15,13 +15,13 @@ import secrets
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from local_llm.errors import LocalLLMError
-from local_llm.textstream import TextStream
+from autoqwen.local_llm.errors import LocalLLMError
+from autoqwen.local_llm.textstream import TextStream
 
 if TYPE_CHECKING:
     import torch
 
-    from local_llm.engine import Completion, SamplingParams
+    from autoqwen.local_llm.engine import Completion, SamplingParams
 
 __all__ = ["Decoding"]
 

@@ -14,8 +14,8 @@ from types import TracebackType
 
 import uvicorn
 
-from local_llm.engine import Engine
-from local_llm.server import ServerConfig, create_app
+from autoqwen.local_llm.engine import Engine
+from autoqwen.local_llm.server import ServerConfig, create_app
 
 __all__ = ["EmbeddedServer"]
 

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from local_llm import cache
-from local_llm.errors import (
+from autoqwen.local_llm import cache
+from autoqwen.local_llm.errors import (
     ContextLengthExceeded,
     EngineNotReady,
     InvalidRequest,
@@ -36,12 +36,12 @@ from local_llm.errors import (
     ModelLoadError,
     QueueFull,
 )
-from local_llm.llama import Lean
-from local_llm.prefix_cache import KV, PrefixCache
-from local_llm.resolve import ModelSource
+from autoqwen.local_llm.llama import Lean
+from autoqwen.local_llm.prefix_cache import KV, PrefixCache
+from autoqwen.local_llm.resolve import ModelSource
 
 if TYPE_CHECKING:
-    from local_llm.decoding import Decoding
+    from autoqwen.local_llm.decoding import Decoding
 
 __all__ = ["Completion", "Engine", "SamplingParams", "Scoring"]
 
@@ -452,7 +452,7 @@ class Engine:
             cache.save_converted(convert_to, model, tokenizer)
         if self._should_quantize(cached):
             self.load_stage = "quantizing"
-            from local_llm.quantize import quantize
+            from autoqwen.local_llm.quantize import quantize
 
             quantize(model)
             self.quantized = True
@@ -492,7 +492,7 @@ class Engine:
         """Admit queued jobs into the batch (up to max_batch, in arrival order) and step it until all are done."""
         import torch
 
-        from local_llm.batch import Batch
+        from autoqwen.local_llm.batch import Batch
 
         batch, active = Batch(self._model), self._active
         with torch.inference_mode():
@@ -549,8 +549,8 @@ class Engine:
         its own (reusing the longest cached prefix), whose last logits give the first token at once."""
         import torch
 
-        from local_llm.batch import forward, new_cache
-        from local_llm.decoding import Decoding
+        from autoqwen.local_llm.batch import forward, new_cache
+        from autoqwen.local_llm.decoding import Decoding
 
         if job.cancelled:
             job._finish("stop", 0)
@@ -593,7 +593,7 @@ class Engine:
     def _score(self, job: Scoring) -> None:
         import torch
 
-        from local_llm.batch import all_logits, new_cache
+        from autoqwen.local_llm.batch import all_logits, new_cache
 
         try:
             for prefix, continuation in job.pairs:

@@ -32,7 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from local_llm.cache import cache_root
+from autoqwen.paths import cache_dir
 
 __all__ = ["load"]
 
@@ -96,7 +96,7 @@ def _build() -> Path:
         raise OSError(f"no C++ compiler ({compiler!r}) on PATH")
     digest = hashlib.sha256(SOURCE.read_bytes())
     digest.update(" ".join([torch.__version__, compiler, *_COMPILE_FLAGS]).encode())
-    target = cache_root() / "kernels" / f"kernels-{digest.hexdigest()[:16]}.so"
+    target = cache_dir() / "kernels" / f"kernels-{digest.hexdigest()[:16]}.so"
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from local_llm import kernels
-from local_llm.quantize import fuse
+from autoqwen.local_llm import kernels
+from autoqwen.local_llm.quantize import fuse
 
 if TYPE_CHECKING:
     import torch

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 if TYPE_CHECKING:
-    from local_llm.engine import Engine
+    from autoqwen.local_llm.engine import Engine
 
 __all__ = ["CountRequests", "ServerMetrics"]
 

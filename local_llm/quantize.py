@@ -167,7 +167,7 @@ def _classes() -> tuple[type, type]:
         """W in 4 bits: per group of 32 inputs, w = q * scale + min, q in 0..15."""
 
         def __init__(self, linear: torch.nn.Linear) -> None:
-            from local_llm import kernels
+            from autoqwen.local_llm import kernels
 
             n, k = linear.weight.shape
             kernel = kernels.load("q4mm") if n % _BLOCK == 0 else None
@@ -197,7 +197,7 @@ def _classes() -> tuple[type, type]:
         """W in 8 bits, one scale per output row."""
 
         def __init__(self, linear: torch.nn.Linear) -> None:
-            from local_llm import kernels
+            from autoqwen.local_llm import kernels
 
             n, k = linear.weight.shape
             kernel = kernels.load("q8mm") if n % 16 == 0 and k % GROUP_SIZE == 0 else None

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from local_llm.errors import ModelLoadError
+from autoqwen.local_llm.errors import ModelLoadError
 
 __all__ = ["AUTO", "BUNDLED", "DEFAULT_HUB_ID", "ModelSource", "bundled_gguf", "resolve_model"]
 

@@ -25,16 +25,16 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from local_llm.engine import Completion, Engine, SamplingParams
-from local_llm.errors import (
+from autoqwen.local_llm.engine import Completion, Engine, SamplingParams
+from autoqwen.local_llm.errors import (
     ContextLengthExceeded,
     EngineNotReady,
     InvalidRequest,
     LocalLLMError,
     QueueFull,
 )
-from local_llm.metrics import CountRequests, ServerMetrics
-from local_llm.protocol import (
+from autoqwen.local_llm.metrics import CountRequests, ServerMetrics
+from autoqwen.local_llm.protocol import (
     ChatCompletion,
     ChatCompletionChunk,
     ChatCompletionRequest,
@@ -50,7 +50,7 @@ from local_llm.protocol import (
     ToolCall,
     Usage,
 )
-from local_llm.tools import (
+from autoqwen.local_llm.tools import (
     NAME_PREFIX,
     TOOL_OPEN,
     AutoToolChoice,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from local_llm.protocol import Tool
+from autoqwen.local_llm.protocol import Tool
 
 __all__ = ["signature", "type_text"]
 

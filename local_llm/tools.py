@@ -22,8 +22,8 @@ import secrets
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal
 
-from local_llm.errors import InvalidRequest
-from local_llm.protocol import (
+from autoqwen.local_llm.errors import InvalidRequest
+from autoqwen.local_llm.protocol import (
     ChatCompletionRequest,
     ChatMessage,
     FunctionCall,
@@ -32,7 +32,7 @@ from local_llm.protocol import (
     Tool,
     ToolCall,
 )
-from local_llm.signatures import signature
+from autoqwen.local_llm.signatures import signature
 
 __all__ = [
     "NAME_PREFIX",

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import typing as _typing
 
-from skills._arguments import parse_arguments
-from skills._folder import SkillFileChange, add_skill_file, remove_skill
-from skills._paths import data_dir, session_files_dir, use_session_dir, user_skills_dir
-from skills._registry import (
+from autoqwen.paths import current_work_dir, use_work_dir, user_skills_dir
+from autoqwen.skills._arguments import parse_arguments
+from autoqwen.skills._folder import SkillFileChange, add_skill_file, remove_skill
+from autoqwen.skills._registry import (
     BUILTIN_MODULES,
     ENTRY_POINT_GROUP,
     Registration,
@@ -23,9 +23,9 @@ from skills._registry import (
     import_skill_file,
     load_skills,
 )
-from skills._schema import Injected
-from skills._skill import Skill, check_secrets, skill
-from skills.errors import (
+from autoqwen.skills._schema import Injected
+from autoqwen.skills._skill import Skill, check_secrets, skill
+from autoqwen.skills.errors import (
     MissingSecret,
     SkillArgumentError,
     SkillClash,
@@ -38,7 +38,7 @@ from skills.errors import (
 )
 
 if _typing.TYPE_CHECKING:
-    from skills._tool import SkillTool, as_tool
+    from autoqwen.skills._tool import SkillTool, as_tool
 
 __all__ = [
     "BUILTIN_MODULES",
@@ -64,14 +64,13 @@ __all__ = [
     "as_tool",
     "check_secrets",
     "collect_skills",
-    "data_dir",
+    "current_work_dir",
     "import_skill_file",
     "load_skills",
     "parse_arguments",
     "remove_skill",
-    "session_files_dir",
     "skill",
-    "use_session_dir",
+    "use_work_dir",
     "user_skills_dir",
 ]
 
@@ -79,7 +78,7 @@ __all__ = [
 def __getattr__(name: str) -> _typing.Any:
     # autogen_core takes a fifth of a second to import: load it only when a tool is asked for, so the CLI starts fast.
     if name in ("SkillTool", "as_tool"):
-        from skills import _tool
+        from autoqwen.skills import _tool
 
         return getattr(_tool, name)
-    raise AttributeError(f"module 'skills' has no attribute {name!r}")
+    raise AttributeError(f"module 'autoqwen.skills' has no attribute {name!r}")

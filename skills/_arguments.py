@@ -6,8 +6,8 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from skills._skill import Skill
-from skills.errors import SkillArgumentError
+from autoqwen.skills._skill import Skill
+from autoqwen.skills.errors import SkillArgumentError
 
 __all__ = ["parse_arguments"]
 

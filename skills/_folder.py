@@ -8,10 +8,10 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from skills._paths import user_skills_dir
-from skills._registry import collect_skills, import_skill_file, load_skills
-from skills._skill import Skill
-from skills.errors import SkillClash, SkillExists, SkillLoadError, SkillNotFound, SkillNotRemovable
+from autoqwen.paths import user_skills_dir
+from autoqwen.skills._registry import collect_skills, import_skill_file, load_skills
+from autoqwen.skills._skill import Skill
+from autoqwen.skills.errors import SkillClash, SkillExists, SkillLoadError, SkillNotFound, SkillNotRemovable
 
 __all__ = ["SkillFileChange", "add_skill_file", "remove_skill"]
 
@@ -84,7 +84,7 @@ def remove_skill(name: str, *, user_dir: Path | None = None) -> SkillFileChange:
 
 def _check_tools(found: list[Skill], source: Path) -> None:
     """Build each AutoGen tool once, so a file that AutoGen would reject never lands in the folder."""
-    from skills._tool import as_tool
+    from autoqwen.skills._tool import as_tool
 
     for item in found:
         try:

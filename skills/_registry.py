@@ -20,9 +20,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from skills._paths import user_skills_dir
-from skills._skill import Skill
-from skills.errors import SkillLoadError, SkillNotFound
+from autoqwen.paths import user_skills_dir
+from autoqwen.skills._skill import Skill
+from autoqwen.skills.errors import SkillLoadError, SkillNotFound
 
 __all__ = [
     "BUILTIN_MODULES",
@@ -36,11 +36,11 @@ __all__ = [
     "load_skills",
 ]
 
-logger = logging.getLogger("skills")
+logger = logging.getLogger("autoqwen.skills")
 
 ENTRY_POINT_GROUP = "autoqwen.skills"
 # Builtins load through the same loader as plugins, first, so no plugin or user file can shadow them.
-BUILTIN_MODULES = ("skills.builtins.web", "skills.builtins.arxiv", "skills.builtins.chart")
+BUILTIN_MODULES = ("autoqwen.skills.builtins.web", "autoqwen.skills.builtins.arxiv", "autoqwen.skills.builtins.chart")
 _USER_MODULE_PREFIX = "autoqwen_user_skills"
 
 

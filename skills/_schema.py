@@ -11,7 +11,7 @@ from typing import Annotated, Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, create_model
 from pydantic.fields import FieldInfo
 
-from skills.errors import SkillDefinitionError
+from autoqwen.skills.errors import SkillDefinitionError
 
 __all__ = ["Injected", "build_args_model", "injected_names", "parameters_schema"]
 

@@ -12,8 +12,8 @@ from typing import Any, overload
 
 from pydantic import BaseModel, ValidationError
 
-from skills._schema import build_args_model, parameters_schema
-from skills.errors import MissingSecret, SkillArgumentError, SkillDefinitionError
+from autoqwen.skills._schema import build_args_model, parameters_schema
+from autoqwen.skills.errors import MissingSecret, SkillArgumentError, SkillDefinitionError
 
 __all__ = ["Skill", "check_secrets", "skill"]
 

@@ -9,7 +9,7 @@ from typing import Any
 from autogen_core import CancellationToken
 from autogen_core.tools import BaseTool, FunctionTool, ToolSchema
 
-from skills._skill import Skill
+from autoqwen.skills._skill import Skill
 
 __all__ = ["SkillTool", "as_tool"]
 

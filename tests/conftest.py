@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from local_llm import EmbeddedServer, Engine, ModelSource, resolve_model
+from autoqwen.local_llm import EmbeddedServer, Engine, ModelSource, resolve_model
 
 CHATML = (
     "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n'}}"

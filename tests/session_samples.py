@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 
-from workflows import Session, SessionStore
+from autoqwen.workflows import Session, SessionStore
 
 HOSTILE = "<script>alert(1)</script>"
 # A 1x1 PNG.
@@ -57,7 +57,7 @@ def make_session(store: SessionStore, title: str = "Research on agents", *, fini
         completion_tokens=60,
     )
     store.append_message(sid, "system", {"event": "termination", "reason": "TERMINATE"}, type="other")
-    folder = store.session_dir(sid)
+    folder = store.work_dir(sid)
     (folder / "chart.png").write_bytes(PNG)
     (folder / "notes").mkdir()
     (folder / "notes" / "report draft.txt").write_text("draft\n", encoding="utf-8")

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from local_llm import EmbeddedServer, Engine, SamplingParams, resolve_model
-from local_llm.protocol import ResponseFormat
-from local_llm.tools import json_grammar
+from autoqwen.local_llm import EmbeddedServer, Engine, SamplingParams, resolve_model
+from autoqwen.local_llm.protocol import ResponseFormat
+from autoqwen.local_llm.tools import json_grammar
 
 TURNS = ["Hello there!", "Tell me about the sea.", "And the mountains?", "Which one is colder?"]
 

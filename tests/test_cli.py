@@ -6,15 +6,15 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from local_llm import EmbeddedServer, Engine, resolve_model
-from workflows.cli import app
+from autoqwen.cli import app
+from autoqwen.local_llm import EmbeddedServer, Engine, resolve_model
 
 runner = CliRunner()
 
 
 def test_help_does_not_import_torch() -> None:
     code = (
-        "import sys\nfrom typer.testing import CliRunner\nfrom workflows.cli import app\n"
+        "import sys\nfrom typer.testing import CliRunner\nfrom autoqwen.cli import app\n"
         "for args in (['--help'], ['serve', '--help'], ['chat', '--help']):\n"
         "    r = CliRunner().invoke(app, args)\n    assert r.exit_code == 0, r.output\n"
         "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'heavy import'\n"
@@ -41,7 +41,7 @@ def test_chat_one_shot_on_a_local_folder(tiny_model_dir: Path) -> None:
 
 
 def test_chat_interactive_keeps_history_and_resets(tiny_model_dir: Path, monkeypatch: object) -> None:
-    from local_llm.chat import ChatSession
+    from autoqwen.local_llm.chat import ChatSession
 
     seen: list[int] = []
     original = ChatSession.send

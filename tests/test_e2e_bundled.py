@@ -7,7 +7,7 @@ import asyncio
 import openai
 import pytest
 
-from local_llm import EmbeddedServer
+from autoqwen.local_llm import EmbeddedServer
 
 pytestmark = pytest.mark.model
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from local_llm import EmbeddedServer, Engine, ModelSource
+from autoqwen.local_llm import EmbeddedServer, Engine, ModelSource
 
 pytestmark = pytest.mark.model
 

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 from skill_sites import ARTICLE, DATA, FakeArxiv, send, serve
 
-from local_llm import EmbeddedServer
-from skills import load_skills
-from workflows.catalog import find_workflow
-from workflows.loader import load_workflow
-from workflows.records import Message
-from workflows.runner import RunOptions, RunResult, run_workflow
-from workflows.store import SessionStore
+from autoqwen.local_llm import EmbeddedServer
+from autoqwen.skills import load_skills
+from autoqwen.workflows.catalog import find_workflow
+from autoqwen.workflows.loader import load_workflow
+from autoqwen.workflows.records import Message
+from autoqwen.workflows.runner import RunOptions, RunResult, run_workflow
+from autoqwen.workflows.store import SessionStore
 
 pytestmark = pytest.mark.model
 
@@ -103,7 +103,7 @@ def test_embedded_server_path_starts_its_own_model(tmp_path: Path) -> None:
 
 
 def test_second_load_uses_the_converted_cache(bundled_server: EmbeddedServer, _model_cache: Path) -> None:
-    from local_llm import Engine, SamplingParams, resolve_model
+    from autoqwen.local_llm import Engine, SamplingParams, resolve_model
 
     assert bundled_server.engine.loaded_from is not None
     cached = [p for p in _model_cache.iterdir() if p.name.startswith("SmolLM2-135M-Instruct")]

@@ -7,7 +7,7 @@ import weakref
 
 import pytest
 
-from local_llm import (
+from autoqwen.local_llm import (
     ContextLengthExceeded,
     Engine,
     EngineNotReady,
@@ -162,7 +162,7 @@ def test_cancel_frees_the_model_early(tiny_engine: Engine) -> None:
 def test_a_failure_while_sampling_fails_that_request_and_the_engine_goes_on(
     tiny_engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from local_llm import decoding
+    from autoqwen.local_llm import decoding
 
     sample, calls = decoding._sample, []
 

@@ -11,8 +11,15 @@ from pathlib import Path
 import pytest
 from session_samples import HOSTILE, PNG, make_session
 
-from workflows import GalleryError, SessionExists, SessionNotFound, SessionStore, export_sessions, import_session
-from workflows.gallery import read_index
+from autoqwen.workflows import (
+    GalleryError,
+    SessionExists,
+    SessionNotFound,
+    SessionStore,
+    export_sessions,
+    import_session,
+)
+from autoqwen.workflows.gallery import read_index
 
 
 @pytest.fixture
@@ -73,7 +80,7 @@ def test_export_import_export_gives_the_same_session_json(store: SessionStore, t
 
     imported = import_session(store, first)
     assert imported == session
-    assert (store.session_dir(session.id) / "notes" / "report draft.txt").read_text() == "draft\n"
+    assert (store.work_dir(session.id) / "notes" / "report draft.txt").read_text() == "draft\n"
     [second] = export_sessions(store, [session.id], tmp_path / "two")
     assert (second / "session.json").read_bytes() == (first / "session.json").read_bytes()
     assert (second / "index.html").read_bytes() == (first / "index.html").read_bytes()
@@ -84,7 +91,7 @@ def test_import_into_another_store_and_conflicts(store: SessionStore, tmp_path: 
     [folder] = export_sessions(store, [session.id], tmp_path / "g")
     with pytest.raises(SessionExists, match="--replace"):
         import_session(store, folder)
-    (store.session_dir(session.id) / "stale.txt").write_text("gone after replace")
+    (store.work_dir(session.id) / "stale.txt").write_text("gone after replace")
     assert import_session(store, folder, replace=True) == session
     assert [f.path for f in store.session_files(session.id)] == ["chart.png", "notes/report draft.txt"]
     with SessionStore(tmp_path / "other-machine") as other:

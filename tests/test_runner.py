@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from local_llm import EmbeddedServer
-from skills import load_skills
-from workflows.cli import app
-from workflows.errors import RunError
-from workflows.loader import load_workflow
-from workflows.runner import RunOptions, run_workflow
-from workflows.store import SessionStore
+from autoqwen.cli import app
+from autoqwen.local_llm import EmbeddedServer
+from autoqwen.skills import load_skills
+from autoqwen.workflows.errors import RunError
+from autoqwen.workflows.loader import load_workflow
+from autoqwen.workflows.runner import RunOptions, run_workflow
+from autoqwen.workflows.store import SessionStore
 
 PAIR = """\
 name: pair
@@ -134,7 +134,7 @@ def test_code_runs_in_the_session_folder_when_enabled(tmp_path: Path, tiny_serve
     result, store = run(tmp_path, CODE, tiny_server, human="always", input_func=lambda _: PROGRAM, execute_code=True)
     reply = [m for m in store.get_messages(result.session_id) if m.source == "executor"]  # type: ignore[attr-defined]
     assert "42" in reply[-1].text()
-    assert (store.session_dir(result.session_id) / "made.txt").read_text() == "hi"  # type: ignore[attr-defined]
+    assert (store.work_dir(result.session_id) / "made.txt").read_text() == "hi"  # type: ignore[attr-defined]
 
 
 TOOLS = """\
@@ -147,7 +147,7 @@ task: Pick a colour.
 """
 PICK = '''
 from typing import Literal
-from skills import skill
+from autoqwen.skills import skill
 
 @skill
 def pick(color: Literal["red", "green"]) -> str:
@@ -157,7 +157,7 @@ def pick(color: Literal["red", "green"]) -> str:
 
 
 def test_an_assistant_calls_a_skill_and_answers(tmp_path: Path, tiny_server: EmbeddedServer) -> None:
-    from skills import user_skills_dir
+    from autoqwen.skills import user_skills_dir
 
     user_skills_dir().mkdir(parents=True)
     (user_skills_dir() / "pick.py").write_text(PICK)
@@ -255,7 +255,7 @@ def test_ctrl_c_stops_cleanly_and_keeps_the_session(tmp_path: Path, tiny_server:
 
     text = PAIR.replace("max_turns: 2", "max_turns: 100").replace("max_tokens: 4", "max_tokens: 30")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "workflows.cli", "run", str(flow(tmp_path, text)), "--base-url", tiny_server.base_url],
+        [sys.executable, "-m", "autoqwen", "run", str(flow(tmp_path, text)), "--base-url", tiny_server.base_url],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from local_llm import Engine, ServerConfig, create_app, resolve_model
+from autoqwen.local_llm import Engine, ServerConfig, create_app, resolve_model
 
 URL = "/v1/chat/completions"
 
@@ -191,7 +191,7 @@ def test_health_reports_a_failed_load(tmp_path: Any) -> None:
 
 
 def test_queue_full_is_503_with_retry_after(tiny_model_dir: object, monkeypatch: pytest.MonkeyPatch) -> None:
-    from local_llm import QueueFull
+    from autoqwen.local_llm import QueueFull
 
     engine = Engine(resolve_model(str(tiny_model_dir))).start().wait_ready(60)
 

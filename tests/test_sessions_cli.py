@@ -10,8 +10,8 @@ from pathlib import Path
 from session_samples import HOSTILE, make_session
 from typer.testing import CliRunner
 
-from workflows import SessionStore
-from workflows.cli import app
+from autoqwen.cli import app
+from autoqwen.workflows import SessionStore
 
 runner = CliRunner()
 
@@ -95,7 +95,7 @@ def test_export_then_import(tmp_path: Path) -> None:
 
 def test_help_of_the_new_commands_does_not_import_torch() -> None:
     code = (
-        "import sys\nfrom typer.testing import CliRunner\nfrom workflows.cli import app\n"
+        "import sys\nfrom typer.testing import CliRunner\nfrom autoqwen.cli import app\n"
         "for args in (['sessions', '--help'], ['sessions', 'list', '--help'], ['export', '--help'],"
         " ['gallery', 'import', '--help']):\n"
         "    r = CliRunner().invoke(app, args)\n    assert r.exit_code == 0, r.output\n"

@@ -8,8 +8,8 @@ import httpx
 import pytest
 from skill_sites import DATA, FakeArxiv, serve
 
-from skills.builtins import arxiv
-from skills.builtins.arxiv import RateLimiter, paper_search, parse_feed
+from autoqwen.skills.builtins import arxiv
+from autoqwen.skills.builtins.arxiv import RateLimiter, paper_search, parse_feed
 
 
 @pytest.fixture

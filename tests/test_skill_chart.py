@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from skills import session_files_dir, use_session_dir
-from skills.builtins.chart import make_chart
+from autoqwen.skills import current_work_dir, use_work_dir
+from autoqwen.skills.builtins.chart import make_chart
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -40,7 +40,7 @@ def test_a_line_chart_is_a_png_in_the_default_files_folder(tmp_path: Path) -> No
     ],
 )
 def test_every_kind_draws(tmp_path: Path, kind: str, y: object, x: object) -> None:
-    with use_session_dir(tmp_path / "session"):
+    with use_work_dir(tmp_path / "session"):
         path = saved_path(make_chart(y, x=x, kind=kind, filename=f"{kind} chart.png"))  # type: ignore[arg-type]
     assert path.parent == tmp_path / "session" and path.name == f"{kind}-chart.png"
     assert path.read_bytes().startswith(PNG)
@@ -50,7 +50,7 @@ def test_the_session_folder_comes_from_the_env_and_files_are_never_overwritten(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("AUTOQWEN_SESSION_DIR", str(tmp_path / "s1"))
-    assert session_files_dir() == tmp_path / "s1"
+    assert current_work_dir() == tmp_path / "s1"
     first = saved_path(make_chart([1, 2], filename="../../escape"))
     second = saved_path(make_chart([1, 2], filename="../../escape"))
     assert (first.name, second.name) == ("escape.png", "escape-2.png")

@@ -12,17 +12,17 @@ from autogen_core import CancellationToken
 from autogen_core.tools import FunctionTool
 from pydantic import BaseModel, Field
 
-from skills import (
+from autoqwen.skills import (
     Injected,
     MissingSecret,
     SkillArgumentError,
     SkillDefinitionError,
     as_tool,
     check_secrets,
+    current_work_dir,
     parse_arguments,
-    session_files_dir,
     skill,
-    use_session_dir,
+    use_work_dir,
 )
 
 
@@ -162,10 +162,10 @@ def test_sync_skills_run_by_autogen_see_the_session_folder(tmp_path: Path) -> No
     @skill
     def where() -> str:
         """Say where files go."""
-        return str(session_files_dir())
+        return str(current_work_dir())
 
     async def main() -> object:
-        with use_session_dir(tmp_path / "session-7"):
+        with use_work_dir(tmp_path / "session-7"):
             return await as_tool(where).run_json({}, CancellationToken())
 
     assert run(main()) == str(tmp_path / "session-7")

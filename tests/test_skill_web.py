@@ -8,7 +8,7 @@ import httpx
 import pytest
 from skill_sites import serve, site_routes
 
-from skills.builtins.web import web_fetch
+from autoqwen.skills.builtins.web import web_fetch
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from session_samples import HOSTILE, make_session
 
-from workflows import SessionNotFound, SessionRunning, SessionStore, StoreError
-from workflows.migrations import MIGRATIONS, SCHEMA_VERSION
+from autoqwen.workflows import SessionNotFound, SessionRunning, SessionStore, StoreError
+from autoqwen.workflows.migrations import MIGRATIONS, SCHEMA_VERSION
 
 
 @pytest.fixture
@@ -30,8 +30,8 @@ def test_store_lives_in_the_data_dir(store: SessionStore) -> None:
     home = Path(os.environ["AUTOQWEN_HOME"])
     assert store.path == home / "sessions.db"
     session = store.create_session("w")
-    assert store.session_dir(session.id) == home / "sessions" / session.id / "files"
-    assert store.session_dir(session.id).is_dir()
+    assert store.work_dir(session.id) == home / "sessions" / session.id / "files"
+    assert store.work_dir(session.id).is_dir()
     with sqlite3.connect(store.path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
@@ -76,7 +76,7 @@ def test_list_is_newest_first_with_counts(store: SessionStore) -> None:
 
 def test_delete_removes_messages_and_files(store: SessionStore) -> None:
     session = make_session(store)
-    folder = store.session_dir(session.id).parent
+    folder = store.work_dir(session.id).parent
     store.delete_session(session.id)
     assert not folder.exists()
     with pytest.raises(SessionNotFound, match=session.id):
@@ -93,7 +93,7 @@ def test_unknown_and_bad_ids_are_session_not_found(store: SessionStore) -> None:
     with pytest.raises(SessionNotFound):
         store.append_message("nope", "a", "b")
     with pytest.raises(SessionNotFound):
-        store.session_dir("../escape")
+        store.work_dir("../escape")
 
 
 def test_a_live_run_cannot_be_deleted_and_running_is_not_an_end(store: SessionStore) -> None:
@@ -110,8 +110,8 @@ def test_files_skip_symlinks(store: SessionStore, tmp_path: Path) -> None:
     session = store.create_session("w")
     secret = tmp_path / "secret.txt"
     secret.write_text("do not export")
-    (store.session_dir(session.id) / "link.txt").symlink_to(secret)
-    (store.session_dir(session.id) / "out.txt").write_text("ok")
+    (store.work_dir(session.id) / "link.txt").symlink_to(secret)
+    (store.work_dir(session.id) / "out.txt").write_text("ok")
     assert [f.path for f in store.session_files(session.id)] == ["out.txt"]
 
 
@@ -141,7 +141,7 @@ def test_one_writer_thread_and_readers_elsewhere(store: SessionStore) -> None:
 
 
 KILL_SCRIPT = """
-from workflows import SessionStore
+from autoqwen.workflows import SessionStore
 store = SessionStore()
 session = store.create_session("loop", title="killed mid-run")
 print(session.id, flush=True)

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from local_llm.textstream import TextStream
+from autoqwen.local_llm.textstream import TextStream
 
 
 def chars(ids: list[int]) -> str:

@@ -10,10 +10,10 @@ import jsonschema
 import pytest
 from fastapi.testclient import TestClient
 
-from local_llm import Engine, ServerConfig, create_app
-from local_llm.protocol import ChatCompletionRequest, Tool
-from local_llm.signatures import signature
-from local_llm.tools import (
+from autoqwen.local_llm import Engine, ServerConfig, create_app
+from autoqwen.local_llm.protocol import ChatCompletionRequest, Tool
+from autoqwen.local_llm.signatures import signature
+from autoqwen.local_llm.tools import (
     NAME_PREFIX,
     ToolCallStream,
     answer_grammar,
@@ -436,12 +436,12 @@ def test_engine_scores_continuations_by_their_log_probability(tiny_engine: Engin
 def test_engine_scoring_reads_a_known_prefix_from_the_cache(
     tiny_engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import local_llm.batch
+    import autoqwen.local_llm.batch
 
     read: list[int] = []
-    all_logits = local_llm.batch.all_logits
+    all_logits = autoqwen.local_llm.batch.all_logits
     monkeypatch.setattr(
-        local_llm.batch, "all_logits", lambda m, ids, c: read.append(ids.shape[1]) or all_logits(m, ids, c)
+        autoqwen.local_llm.batch, "all_logits", lambda m, ids, c: read.append(ids.shape[1]) or all_logits(m, ids, c)
     )
     prefix, continuation = tiny_engine.encode("Tool: plan_trip - plans a trip"), tiny_engine.encode(" To Rome?")
     tiny_engine.prefix_cache.clear()

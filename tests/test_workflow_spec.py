@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from skills import load_skills
-from workflows.catalog import BUILTIN_DIR, find_workflow, list_workflows, user_workflows_dir
-from workflows.cli import app
-from workflows.errors import SpecError, WorkflowNotFound
-from workflows.loader import load_workflow
-from workflows.spec import WorkflowSpec
+from autoqwen.cli import app
+from autoqwen.paths import user_workflows_dir
+from autoqwen.skills import load_skills
+from autoqwen.workflows.catalog import BUILTIN_DIR, find_workflow, list_workflows
+from autoqwen.workflows.errors import SpecError, WorkflowNotFound
+from autoqwen.workflows.loader import load_workflow
+from autoqwen.workflows.spec import WorkflowSpec
 
 GOOD = """\
 name: demo

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from workflows.errors import (
+from autoqwen.workflows.errors import (
     GalleryError,
     SessionExists,
     SessionNotFound,
@@ -10,9 +10,8 @@ from workflows.errors import (
     StoreError,
     WorkflowError,
 )
-from workflows.gallery import export_sessions, import_session
-from workflows.paths import data_dir
-from workflows.records import (
+from autoqwen.workflows.gallery import export_sessions, import_session
+from autoqwen.workflows.records import (
     FileEntry,
     Message,
     MessageType,
@@ -22,7 +21,7 @@ from workflows.records import (
     ToolCall,
     ToolResult,
 )
-from workflows.store import SessionStore
+from autoqwen.workflows.store import SessionStore
 
 __all__ = [
     "FileEntry",
@@ -40,7 +39,6 @@ __all__ = [
     "ToolCall",
     "ToolResult",
     "WorkflowError",
-    "data_dir",
     "export_sessions",
     "import_session",
 ]

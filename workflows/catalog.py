@@ -12,10 +12,10 @@ from typing import Literal
 
 import yaml
 
-from workflows.errors import WorkflowNotFound
-from workflows.paths import data_dir
+from autoqwen.paths import user_workflows_dir
+from autoqwen.workflows.errors import WorkflowNotFound
 
-__all__ = ["BUILTIN_DIR", "WorkflowEntry", "find_workflow", "list_workflows", "user_workflows_dir"]
+__all__ = ["BUILTIN_DIR", "WorkflowEntry", "find_workflow", "list_workflows"]
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +31,6 @@ class WorkflowEntry:
     source: Literal["builtin", "user"]
     description: str
     problem: str | None = None
-
-
-def user_workflows_dir() -> Path:
-    """Where users keep their own workflow files."""
-    return data_dir() / "workflows"
 
 
 def list_workflows() -> list[WorkflowEntry]:

@@ -28,9 +28,9 @@ from urllib.parse import quote
 import jinja2
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from workflows.errors import GalleryError
-from workflows.records import RECORD_SCHEMA_VERSION, SESSION_ID_PATTERN, FileEntry, Session, SessionRecord
-from workflows.store import SessionStore
+from autoqwen.workflows.errors import GalleryError
+from autoqwen.workflows.records import RECORD_SCHEMA_VERSION, SESSION_ID_PATTERN, FileEntry, Session, SessionRecord
+from autoqwen.workflows.store import SessionStore
 
 __all__ = [
     "GALLERY_INDEX_VERSION",
@@ -128,7 +128,7 @@ def import_session(store: SessionStore, folder: Path, *, replace: bool = False) 
             raise GalleryError(f"{folder} lists files/{entry.path} but it is missing", path=folder)
         sources.append((entry, source))
     store.restore(record, replace=replace)
-    target = store.session_dir(record.session.id)
+    target = store.work_dir(record.session.id)
     with _gallery_errors(folder):
         for entry, source in sources:
             destination = target / entry.path
@@ -181,7 +181,7 @@ def _stage(store: SessionStore, record: SessionRecord, gallery_dir: Path) -> Pat
     staging = gallery_dir / f".{session.id}.{secrets.token_hex(4)}.tmp"
     (staging / "files").mkdir(parents=True)
     try:
-        source = store.session_dir(session.id)
+        source = store.work_dir(session.id)
         for entry in record.files:
             destination = staging / "files" / entry.path
             destination.parent.mkdir(parents=True, exist_ok=True)
@@ -284,7 +284,7 @@ def _render(template: str, **context: Any) -> str:
 @cache
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
-        loader=jinja2.PackageLoader("workflows", "templates"),
+        loader=jinja2.PackageLoader("autoqwen.workflows", "templates"),
         autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default=False),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,

@@ -11,10 +11,10 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from agents import AgentSpec
-from skills import SkillRegistry
-from workflows.errors import SpecError
-from workflows.spec import WorkflowSpec
+from autoqwen.agents import AgentSpec
+from autoqwen.skills import SkillRegistry
+from autoqwen.workflows.errors import SpecError
+from autoqwen.workflows.spec import WorkflowSpec
 
 __all__ = ["load_agent", "load_workflow"]
 

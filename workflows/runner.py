@@ -20,18 +20,19 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from agents import AgentContext, AgentError, Endpoint, ExternalModel, HumanMode, build_agent, external_endpoint
-from agents import model_client as make_model_client
-from skills import SkillError, check_secrets, load_skills, use_session_dir
-from workflows.errors import RunError
-from workflows.records import Message, MessageType
-from workflows.spec import WorkflowSpec
-from workflows.store import SessionStore
+from autoqwen.agents import AgentContext, AgentError, Endpoint, ExternalModel, HumanMode, build_agent, external_endpoint
+from autoqwen.agents import model_client as make_model_client
+from autoqwen.paths import use_work_dir
+from autoqwen.skills import SkillError, check_secrets, load_skills
+from autoqwen.workflows.errors import RunError
+from autoqwen.workflows.records import Message, MessageType
+from autoqwen.workflows.spec import WorkflowSpec
+from autoqwen.workflows.store import SessionStore
 
 if TYPE_CHECKING:
     from autogen_agentchat.base import ChatAgent, TerminationCondition
 
-    from local_llm import Engine
+    from autoqwen.local_llm import Engine
 
 __all__ = ["RunOptions", "RunResult", "resume_workflow", "run_workflow"]
 
@@ -71,12 +72,17 @@ class RunResult:
 
 def run_workflow(
     spec: WorkflowSpec,
-    options: RunOptions,
+    options: RunOptions | None = None,
     *,
-    store: SessionStore,
+    store: SessionStore | None = None,
     on_message: Callable[[Message], None] | None = None,
 ) -> RunResult:
-    """Run `spec` to its end (termination, cap or Ctrl-C), storing the session as it goes."""
+    """Run `spec` to its end (termination, cap or Ctrl-C), storing the session as it goes (in the default store
+    under the data dir unless `store` is given)."""
+    options = options or RunOptions()
+    if store is None:
+        with SessionStore() as default_store:
+            return run_workflow(spec, options, store=default_store, on_message=on_message)
     try:
         task = spec.render_task(options.inputs)
     except KeyError as exc:
@@ -100,9 +106,9 @@ def run_workflow(
 
 def resume_workflow(
     session_id: str,
-    options: RunOptions,
+    options: RunOptions | None = None,
     *,
-    store: SessionStore,
+    store: SessionStore | None = None,
     on_message: Callable[[Message], None] | None = None,
 ) -> RunResult:
     """Continue a stored session (stopped, interrupted, failed or finished) with its workflow as it was then.
@@ -110,6 +116,10 @@ def resume_workflow(
     AutoGen teams keep no state between processes here, so the team is rebuilt and given the session's
     conversation (its text and handoff messages) as the task; new messages are appended to the same session.
     """
+    options = options or RunOptions()
+    if store is None:
+        with SessionStore() as default_store:
+            return resume_workflow(session_id, options, store=default_store, on_message=on_message)
     session = store.get_session(session_id)
     try:
         spec = WorkflowSpec.model_validate(session.spec)
@@ -144,7 +154,7 @@ def _drive(
         ctx = AgentContext(
             endpoint=endpoint,
             skills=registry,
-            work_dir=store.session_dir(session_id),
+            work_dir=store.work_dir(session_id),
             human=options.human or spec.human_input,
             input_func=options.input_func,
             code_execution=spec.code_execution or options.execute_code,
@@ -156,7 +166,7 @@ def _drive(
                 on_message(message)
 
         try:
-            with use_session_dir(ctx.work_dir):
+            with use_work_dir(ctx.work_dir):
                 stop_reason, by_cap = asyncio.run(_run_team(spec, options, ctx, task, store, session_id, record))
         except KeyboardInterrupt:
             store.finish_session(session_id, "stopped", stop_reason="stopped by the user (Ctrl-C)")
@@ -193,7 +203,7 @@ def _endpoint(spec: WorkflowSpec, options: RunOptions) -> Iterator[Endpoint]:
     if isinstance(spec.model, ExternalModel):
         yield external_endpoint(spec.model)
         return
-    from local_llm import EmbeddedServer, Engine, resolve_model
+    from autoqwen.local_llm import EmbeddedServer, Engine, resolve_model
 
     with EmbeddedServer(Engine(resolve_model(options.model or spec.model.model))) as server:
         if options.on_loading is not None:

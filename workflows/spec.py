@@ -19,7 +19,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from agents import AgentSpec, EmbeddedModel, HumanMode, ModelSpec
+from autoqwen.agents import AgentSpec, EmbeddedModel, HumanMode, ModelSpec
 
 __all__ = ["InputSpec", "TeamSpec", "TerminationSpec", "WorkflowSpec"]
 

@@ -26,11 +26,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from workflows.errors import SessionExists, SessionNotFound, SessionRunning, StoreError
-from workflows.migrations import migrate
-from workflows.paths import data_dir, session_files_dir, sessions_db
-from workflows.process import process_alive, process_token
-from workflows.records import (
+from autoqwen.paths import data_dir, session_work_dir, sessions_db
+from autoqwen.workflows.errors import SessionExists, SessionNotFound, SessionRunning, StoreError
+from autoqwen.workflows.migrations import migrate
+from autoqwen.workflows.process import process_alive, process_token
+from autoqwen.workflows.records import (
     SESSION_ID_PATTERN,
     Content,
     FileEntry,
@@ -125,7 +125,7 @@ class SessionStore:
                 if isinstance(exc.__cause__, sqlite3.IntegrityError):
                     continue  # the same id in the same second: draw another
                 raise
-            self.session_dir(session_id)
+            self.work_dir(session_id)
             return self.get_session(session_id)
         raise StoreError("could not draw a unique session id", path=self.path)
 
@@ -231,22 +231,22 @@ class SessionStore:
             row = self._require(conn, session_id)
             _refuse_live(row)
             conn.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
-        folder = session_files_dir(session_id, self.home).parent
+        folder = session_work_dir(session_id, self.home).parent
         with self._errors():
             if folder.exists():
                 shutil.rmtree(folder)
 
-    def session_dir(self, session_id: str) -> Path:
+    def work_dir(self, session_id: str) -> Path:
         """The work folder of a session (created if missing): files the agents produce go here."""
         _check_id(session_id)
-        folder = session_files_dir(session_id, self.home)
+        folder = session_work_dir(session_id, self.home)
         with self._errors():
             folder.mkdir(parents=True, exist_ok=True)
         return folder
 
     def session_files(self, session_id: str) -> list[FileEntry]:
         """The regular files in a session's work folder (symlinks skipped), sorted by relative path."""
-        root = session_files_dir(session_id, self.home)
+        root = session_work_dir(session_id, self.home)
         entries = []
         with self._errors():
             for folder, dirs, names in os.walk(root):
@@ -288,7 +288,7 @@ class SessionStore:
                 ),
             )
             self._insert_messages(conn, session.id, record.messages)
-        folder = self.session_dir(session.id)
+        folder = self.work_dir(session.id)
         with self._errors():
             shutil.rmtree(folder)
             folder.mkdir()

@@ -15,7 +15,7 @@ from rich.rule import Rule
 from rich.table import Table
 from rich.text import Text
 
-from workflows.records import Message, Session, SessionRecord
+from autoqwen.workflows.records import Message, Session, SessionRecord
 
 __all__ = ["STATUS_STYLES", "print_record", "render_message", "render_session"]
 

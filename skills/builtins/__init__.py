@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from skills.builtins.arxiv import paper_search
-from skills.builtins.chart import make_chart
-from skills.builtins.web import web_fetch
+from autoqwen.skills.builtins.arxiv import paper_search
+from autoqwen.skills.builtins.chart import make_chart
+from autoqwen.skills.builtins.web import web_fetch
 
 __all__ = ["make_chart", "paper_search", "web_fetch"]

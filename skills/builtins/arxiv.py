@@ -13,8 +13,8 @@ from typing import Annotated, Literal
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
-from skills._schema import Injected
-from skills._skill import skill
+from autoqwen.skills._schema import Injected
+from autoqwen.skills._skill import skill
 
 __all__ = [
     "ARXIV_RATE_LIMIT",

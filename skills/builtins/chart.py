@@ -6,8 +6,8 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from skills._paths import session_files_dir
-from skills._skill import skill
+from autoqwen.paths import current_work_dir
+from autoqwen.skills._skill import skill
 
 __all__ = ["make_chart"]
 
@@ -36,7 +36,7 @@ def make_chart(
         return f"Error: x has {len(x)} values but y has {count}; give one x value per number."
     if kind == "pie" and (len(series) > 1 or any(v < 0 for v in next(iter(series.values())))):
         return "Error: a pie chart takes one list of numbers, none negative."
-    path = _free_path(session_files_dir(), filename)
+    path = _free_path(current_work_dir(), filename)
     _draw(series, x, kind, title, x_label, y_label, path)
     return f"Saved the {kind} chart to {path}"
 

@@ -9,9 +9,9 @@ from typing import Annotated
 import httpx
 from pydantic import Field
 
-from skills._schema import Injected
-from skills._skill import skill
-from skills.builtins._html import html_to_markdown
+from autoqwen.skills._schema import Injected
+from autoqwen.skills._skill import skill
+from autoqwen.skills.builtins._html import html_to_markdown
 
 __all__ = ["DEFAULT_TIMEOUT", "MAX_BYTES", "MAX_REDIRECTS", "USER_AGENT", "Page", "download", "web_fetch"]
 

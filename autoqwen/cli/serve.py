@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 
 if TYPE_CHECKING:
-    from local_llm.engine import Engine
+    from autoqwen.local_llm.engine import Engine
 
 console = Console(stderr=True)
 
@@ -58,7 +58,7 @@ def serve(
     """Serve a local chat model over the OpenAI API (/v1/models, /v1/chat/completions, /health, /metrics)."""
     import uvicorn
 
-    from local_llm import Engine, ServerConfig, create_app, resolve_model
+    from autoqwen.local_llm import Engine, ServerConfig, create_app, resolve_model
 
     quiet_progress_bars()
     engine = Engine(
@@ -116,8 +116,8 @@ def chat(
     """Chat with the model in the terminal, streaming, with history (/reset clears it, /exit or Ctrl-D quits)."""
     import openai
 
-    from local_llm import EmbeddedServer, Engine, resolve_model
-    from local_llm.chat import ChatSession
+    from autoqwen.local_llm import EmbeddedServer, Engine, resolve_model
+    from autoqwen.local_llm.chat import ChatSession
 
     server = None
     if base_url is None:
@@ -154,7 +154,7 @@ def chat(
 
 
 def _reply(session: object, text: str, out: Console) -> None:
-    from local_llm.chat import ChatSession
+    from autoqwen.local_llm.chat import ChatSession
 
     assert isinstance(session, ChatSession)
     for piece in session.send(text):

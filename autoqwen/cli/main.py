@@ -1,4 +1,4 @@
-"""The `autoqwen` command line: a thin typer layer over the library; one module per command group."""
+"""The root `autoqwen` command: the one place where known errors become a message, and the command groups."""
 
 from __future__ import annotations
 
@@ -10,18 +10,23 @@ import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
-from agents.errors import AgentError
-from local_llm.errors import LocalLLMError
-from skills.errors import SkillError
-from workflows.cli import export, run, serve, sessions, skills
-from workflows.errors import WorkflowError
+from autoqwen.cli import export, run, serve, sessions, skills
 
-__all__ = ["app"]
+__all__ = ["app", "user_facing_errors"]
 
 err_console = Console(stderr=True)
 
-# Errors whose message is meant for the user: printed without a traceback (unless --debug), exit code 1.
-USER_FACING_ERRORS: tuple[type[Exception], ...] = (LocalLLMError, WorkflowError, SkillError, AgentError)
+
+def user_facing_errors() -> tuple[type[Exception], ...]:
+    """The root errors whose message is meant for the user: printed without a traceback (unless --debug), exit 1.
+
+    Imported when an error happens, not at start-up, so `autoqwen --help` loads no layer's package."""
+    from autoqwen.agents.errors import AgentError
+    from autoqwen.local_llm.errors import LocalLLMError
+    from autoqwen.skills.errors import SkillError
+    from autoqwen.workflows.errors import WorkflowError
+
+    return (LocalLLMError, WorkflowError, SkillError, AgentError)
 
 
 class _Group(TyperGroup):
@@ -30,8 +35,8 @@ class _Group(TyperGroup):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except USER_FACING_ERRORS as exc:
-            if ctx.params.get("debug"):
+        except Exception as exc:
+            if not isinstance(exc, user_facing_errors()) or ctx.params.get("debug"):
                 raise
             err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from skills import SkillSource, add_skill_file, load_skills, parse_arguments, remove_skill
+if TYPE_CHECKING:
+    from autoqwen.skills import SkillSource
 
 __all__ = ["app"]
 
@@ -31,6 +32,8 @@ def source_label(source: SkillSource) -> str:
 @app.command("list")
 def list_skills() -> None:
     """List every skill: name, source and what it does (problems loading skills are shown after)."""
+    from autoqwen.skills import load_skills
+
     registry = load_skills(warn=False)
     table = Table("name", "source", "description", box=None, pad_edge=False)
     for entry in registry:
@@ -43,6 +46,8 @@ def list_skills() -> None:
 @app.command()
 def show(name: Annotated[str, typer.Argument(help="Skill name.")]) -> None:
     """Show a skill's source, description, needed secrets and tool JSON schema."""
+    from autoqwen.skills import load_skills
+
     entry = load_skills().registration(name)
     console.print(f"[bold]{entry.skill.name}[/]  ({entry.source})", highlight=False)
     console.print(entry.skill.description, markup=False, highlight=False)
@@ -57,6 +62,8 @@ def add(
     force: Annotated[bool, typer.Option("--force", "-f", help="Replace a user skill file of the same name.")] = False,
 ) -> None:
     """Check a skill file (it imports, has skills, their schemas build) and copy it into the user skills folder."""
+    from autoqwen.skills import add_skill_file
+
     change = add_skill_file(file, force=force)
     verb = "Replaced" if change.replaced else "Added"
     console.print(f"{verb} {change.path} with skills: {', '.join(change.skills)}", highlight=False)
@@ -65,6 +72,8 @@ def add(
 @app.command()
 def remove(name: Annotated[str, typer.Argument(help="Skill name (or user file name).")]) -> None:
     """Delete the user skill file that defines NAME; builtins and installed-package skills cannot be removed."""
+    from autoqwen.skills import remove_skill
+
     change = remove_skill(name)
     what = f" (skills: {', '.join(change.skills)})" if change.skills else ""
     console.print(f"Removed {change.path}{what}", highlight=False)
@@ -78,6 +87,8 @@ def run(
     ] = None,
 ) -> None:
     """Call a skill by hand, as a model would, and print what it returns."""
+    from autoqwen.skills import load_skills, parse_arguments
+
     skill = load_skills().get(name)
     result = skill.call(parse_arguments(skill, arg or []))
     if isinstance(result, str):

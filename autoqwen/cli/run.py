@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from workflows.cli.serve import MODEL_HELP, quiet_progress_bars, wait_for_model
+from autoqwen.cli.serve import MODEL_HELP, quiet_progress_bars, wait_for_model
 
 workflows_app = typer.Typer(help="Named workflows: list, show, validate, and the YAML schema.", no_args_is_help=True)
 console = Console()
@@ -40,12 +40,12 @@ def run(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON event per line.")] = False,
 ) -> None:
     """Run a workflow: stream every message as it happens, store the session, print a summary line."""
-    from skills import load_skills
-    from workflows.catalog import find_workflow
-    from workflows.loader import load_workflow
-    from workflows.runner import RunOptions, resume_workflow, run_workflow
-    from workflows.store import SessionStore
-    from workflows.transcript import render_message
+    from autoqwen.skills import load_skills
+    from autoqwen.workflows.catalog import find_workflow
+    from autoqwen.workflows.loader import load_workflow
+    from autoqwen.workflows.runner import RunOptions, resume_workflow, run_workflow
+    from autoqwen.workflows.store import SessionStore
+    from autoqwen.workflows.transcript import render_message
 
     if (name is None) == (resume is None):
         raise typer.BadParameter("give a workflow NAME, or --resume SESSION_ID (not both)", param_hint="NAME")
@@ -103,8 +103,8 @@ def _pairs(items: list[str]) -> dict[str, str]:
 @workflows_app.command("list")
 def list_workflows() -> None:
     """List the named workflows: builtin ones and those in your workflows folder."""
-    from workflows.catalog import list_workflows as entries
-    from workflows.catalog import user_workflows_dir
+    from autoqwen.paths import user_workflows_dir
+    from autoqwen.workflows.catalog import list_workflows as entries
 
     table = Table(box=None, header_style="bold")
     for column in ("name", "source", "description"):
@@ -120,7 +120,7 @@ def list_workflows() -> None:
 @workflows_app.command("show")
 def show(name: Annotated[str, typer.Argument(help="A workflow name or a .yaml path.")]) -> None:
     """Print a workflow's YAML."""
-    from workflows.catalog import find_workflow
+    from autoqwen.workflows.catalog import find_workflow
 
     typer.echo(find_workflow(name).read_text(encoding="utf-8"))
 
@@ -128,9 +128,9 @@ def show(name: Annotated[str, typer.Argument(help="A workflow name or a .yaml pa
 @workflows_app.command("validate")
 def validate(names: Annotated[list[str], typer.Argument(help="Workflow names or .yaml paths.")]) -> None:
     """Check workflow files: YAML, fields, agent refs, skill names. Errors name the file, line and field."""
-    from skills import load_skills
-    from workflows.catalog import find_workflow
-    from workflows.loader import load_workflow
+    from autoqwen.skills import load_skills
+    from autoqwen.workflows.catalog import find_workflow
+    from autoqwen.workflows.loader import load_workflow
 
     registry = load_skills()
     for name in names:
@@ -144,7 +144,7 @@ def validate(names: Annotated[list[str], typer.Argument(help="Workflow names or 
 @workflows_app.command("schema")
 def schema(output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file.")] = None) -> None:
     """Print the JSON Schema of the workflow YAML format (for editor completion)."""
-    from workflows.spec import WorkflowSpec
+    from autoqwen.workflows.spec import WorkflowSpec
 
     text = json.dumps(WorkflowSpec.model_json_schema(), indent=2)
     if output is None:

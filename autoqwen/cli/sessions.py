@@ -26,8 +26,8 @@ def list_sessions(
     as_json: JsonOption = False,
 ) -> None:
     """List sessions, newest first: id, workflow, status, start time, turns and tokens."""
-    from workflows.store import SessionStore
-    from workflows.transcript import STATUS_STYLES
+    from autoqwen.workflows.store import SessionStore
+    from autoqwen.workflows.transcript import STATUS_STYLES
 
     with SessionStore() as store:
         sessions = store.list_sessions(limit=limit)
@@ -59,8 +59,8 @@ def show_session(
     as_json: JsonOption = False,
 ) -> None:
     """Show a session's transcript: each message with its agent; tool calls and results marked."""
-    from workflows.store import SessionStore
-    from workflows.transcript import print_record
+    from autoqwen.workflows.store import SessionStore
+    from autoqwen.workflows.transcript import print_record
 
     with SessionStore() as store:
         record = store.get_record(session_id)
@@ -76,7 +76,7 @@ def delete_session(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Delete a session, its messages and its files."""
-    from workflows.store import SessionStore
+    from autoqwen.workflows.store import SessionStore
 
     with SessionStore() as store:
         session = store.get_session(session_id)

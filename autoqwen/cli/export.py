@@ -25,8 +25,8 @@ def export(
     ],
 ) -> None:
     """Export sessions to a gallery folder of static files that opens in a browser without a server."""
-    from workflows.gallery import export_sessions
-    from workflows.store import SessionStore
+    from autoqwen.workflows.gallery import export_sessions
+    from autoqwen.workflows.store import SessionStore
 
     with SessionStore() as store:
         folders = export_sessions(store, session_ids, gallery)
@@ -42,8 +42,8 @@ def import_session(
     replace: Annotated[bool, typer.Option("--replace", help="Overwrite a session with the same id.")] = False,
 ) -> None:
     """Import an exported session (its messages and files) into the store, keeping its id."""
-    from workflows.gallery import import_session as import_folder
-    from workflows.store import SessionStore
+    from autoqwen.workflows.gallery import import_session as import_folder
+    from autoqwen.workflows.store import SessionStore
 
     with SessionStore() as store:
         session = import_folder(store, folder, replace=replace)

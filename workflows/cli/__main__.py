@@ -1,3 +1,0 @@
-from workflows.cli import app
-
-app(prog_name="autoqwen")
