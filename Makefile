@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install browser demo test test-fast bench bench-llamacpp eval-tools lint serve
+.PHONY: install browser demo test test-fast bench bench-llamacpp eval-tools lint typecheck serve
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -25,12 +25,11 @@ browser:
 demo: install
 	$(BIN)/autoqwen run write-review --max-turns 2 --seed 0
 
-test: install browser
-	$(BIN)/ruff check .
-	$(BIN)/python -m pytest
+test: lint typecheck browser
+	$(BIN)/pytest
 
 test-fast: install
-	$(BIN)/python -m pytest -m "not model"
+	$(BIN)/pytest -m "not model"
 
 bench: install
 	$(BIN)/python benchmarks/bench_server.py
@@ -46,6 +45,10 @@ eval-tools: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# mypy on the package, each folder under its import name (see scripts/typecheck.py).
+typecheck: install
+	$(BIN)/python scripts/typecheck.py
 
 serve: install
 	$(BIN)/autoqwen serve

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from autoqwen.agents.errors import AgentBuildError, ModelEndpointError
-from autoqwen.agents.spec import AgentSpec, ExternalModel
+from autoqwen.agents.spec import AgentSpec, AssistantSpec, CodeExecutorSpec, ExternalModel, UserProxySpec
 from autoqwen.skills import SkillError, SkillRegistry
 
 if TYPE_CHECKING:
@@ -84,19 +84,14 @@ class AgentContext:
 
 def build_agent(spec: AgentSpec, ctx: AgentContext) -> ChatAgent:
     """The AutoGen agent for one spec."""
-    if spec.kind == "assistant":
+    if isinstance(spec, AssistantSpec):
         return _assistant(spec, ctx)
-    if spec.kind == "user_proxy":
-        from autogen_agentchat.agents import UserProxyAgent
-
-        def reply(prompt: str) -> str:
-            return ctx.input_func(prompt) if ctx.human == "always" else spec.auto_reply
-
-        return UserProxyAgent(spec.name, description=spec.description or "A human user", input_func=reply)
+    if isinstance(spec, UserProxySpec):
+        return _user_proxy(spec, ctx)
     return _code_executor(spec, ctx)
 
 
-def _assistant(spec: AgentSpec, ctx: AgentContext) -> ChatAgent:
+def _assistant(spec: AssistantSpec, ctx: AgentContext) -> ChatAgent:
     from autogen_agentchat.agents import AssistantAgent
 
     from autoqwen.skills import as_tool
@@ -123,7 +118,16 @@ def _assistant(spec: AgentSpec, ctx: AgentContext) -> ChatAgent:
     )
 
 
-def _code_executor(spec: AgentSpec, ctx: AgentContext) -> ChatAgent:
+def _user_proxy(spec: UserProxySpec, ctx: AgentContext) -> ChatAgent:
+    from autogen_agentchat.agents import UserProxyAgent
+
+    def reply(prompt: str) -> str:
+        return ctx.input_func(prompt) if ctx.human == "always" else spec.auto_reply
+
+    return UserProxyAgent(spec.name, description=spec.description or "A human user", input_func=reply)
+
+
+def _code_executor(spec: CodeExecutorSpec, ctx: AgentContext) -> ChatAgent:
     from autogen_agentchat.agents import ApprovalRequest, ApprovalResponse, CodeExecutorAgent
     from autogen_ext.code_executors.local import LocalCommandLineCodeExecutor
 

@@ -1,20 +1,32 @@
 """Agent and model specs, as written in workflow YAML files (validated with pydantic).
 
 agents:
-  - name: researcher
-    kind: assistant
+  - name: researcher                  # kind: assistant, the default
     system_message: You find papers and summarise them.
     skills: [paper_search]
+  - {name: you, kind: user_proxy, auto_reply: Go on.}
+  - {name: runner, kind: code_executor, timeout_s: 30}
 model: embedded                       # or: {base_url: http://127.0.0.1:11434/v1, model: qwen:0.5b}
+
+Each agent kind takes its own fields, so a field of another kind (`timeout_s` on an assistant) is an error.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-__all__ = ["AgentSpec", "EmbeddedModel", "ExternalModel", "ModelSpec"]
+__all__ = [
+    "AGENT_KINDS",
+    "AgentSpec",
+    "AssistantSpec",
+    "CodeExecutorSpec",
+    "EmbeddedModel",
+    "ExternalModel",
+    "ModelSpec",
+    "UserProxySpec",
+]
 
 _SPEC = ConfigDict(extra="forbid", frozen=True)
 
@@ -43,23 +55,60 @@ ModelSpec = Annotated[EmbeddedModel | ExternalModel, Field(discriminator="kind")
 AgentName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="a Python identifier")]
 
 
-class AgentSpec(BaseModel):
-    """One agent of a workflow."""
+class _Agent(BaseModel):
+    """The fields every agent kind has."""
 
     model_config = _SPEC
     name: AgentName
-    kind: Literal["assistant", "user_proxy", "code_executor"] = Field(
-        default="assistant", description="assistant (an LLM agent), user_proxy (a human), code_executor"
-    )
+    kind: str
     description: str = Field(default="", description="what the agent does; the selector team reads it")
-    system_message: str | None = Field(default=None, description="assistant: its instructions")
-    skills: tuple[str, ...] = Field(default=(), description="assistant: names of skills it may call as tools")
-    reflect_on_tool_use: bool = Field(default=True, description="assistant: answer in text after its tool calls")
-    max_tool_iterations: int = Field(default=1, ge=1, le=10, description="assistant: tool rounds per turn")
-    temperature: float | None = Field(default=None, ge=0, le=2, description="assistant: sampling temperature")
-    max_tokens: int | None = Field(default=None, ge=1, description="assistant: cap on each reply")
+
+
+class AssistantSpec(_Agent):
+    """An LLM agent: instructions, skills it may call as tools, sampling settings."""
+
+    kind: Literal["assistant"] = Field(default="assistant", description="an LLM agent (the default kind)")
+    system_message: str | None = Field(default=None, description="its instructions")
+    skills: tuple[str, ...] = Field(default=(), description="names of skills it may call as tools")
+    reflect_on_tool_use: bool = Field(default=True, description="answer in text after its tool calls")
+    max_tool_iterations: int = Field(default=1, ge=1, le=10, description="tool rounds per turn")
+    temperature: float | None = Field(default=None, ge=0, le=2, description="sampling temperature")
+    max_tokens: int | None = Field(default=None, ge=1, description="cap on each reply")
+
+
+class UserProxySpec(_Agent):
+    """A human in the team: asked for input from the CLI or the browser, or answering by itself."""
+
+    kind: Literal["user_proxy"] = Field(description="a human")
     auto_reply: str = Field(
         default="Please continue. Reply TERMINATE when the task is done.",
-        description="user_proxy: what it says when no human is asked (human_input never)",
+        description="what it says when no human is asked (human_input never)",
     )
-    timeout_s: int = Field(default=60, ge=1, le=3600, description="code_executor: time limit of one code block")
+
+
+class CodeExecutorSpec(_Agent):
+    """Runs the code blocks it receives, in the session's work folder, when the run allows code execution."""
+
+    kind: Literal["code_executor"] = Field(description="runs the code blocks it receives")
+    timeout_s: int = Field(default=60, ge=1, le=3600, description="time limit of one code block")
+
+
+AGENT_KINDS: dict[str, type[BaseModel]] = {
+    "assistant": AssistantSpec,
+    "user_proxy": UserProxySpec,
+    "code_executor": CodeExecutorSpec,
+}
+
+
+def _default_kind(data: Any) -> Any:
+    # A discriminated union needs its tag present; an agent without `kind` has always been an assistant.
+    if isinstance(data, dict) and "kind" not in data:
+        return {**data, "kind": "assistant"}
+    return data
+
+
+AgentSpec = Annotated[
+    Annotated[AssistantSpec | UserProxySpec | CodeExecutorSpec, Field(discriminator="kind")],
+    BeforeValidator(_default_kind),
+]
+"""One agent of a workflow: a union on `kind` (assistant, the default; user_proxy; code_executor)."""

@@ -77,7 +77,7 @@ class SamplingParams:
     frequency_penalty: float = 0.0
     logit_bias: Mapping[int, float] = field(default_factory=dict)
     ignore_eos: bool = False
-    grammar: str | None = None  # llguidance (Lark) grammar the output must follow; see local_llm.tools
+    grammar: str | None = None  # llguidance (Lark) grammar the output must follow; see local_llm.grammars
 
 
 _DONE = object()

@@ -2,9 +2,9 @@
 
     get_weather(city: string (City name), unit?: "celsius" | "fahrenheit" = "celsius"): Get the weather.
 
-Measured on SmolLM2-135M with 7 tools (benchmarks/eval_tools.py): the tool list takes ~2.5x fewer tokens than
-the JSON-schema listing, so each request reads its prompt ~2.5x faster, and the model picks the right tool
-more often. The grammar, not the prompt, guarantees that arguments match the schema.
+A signature takes far fewer tokens than the tool's JSON schema, so each request reads its prompt faster, and a
+small model picks the right tool more often (docs: tool calling). The grammar, not the prompt, guarantees that
+arguments match the schema.
 """
 
 from __future__ import annotations

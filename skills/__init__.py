@@ -10,7 +10,7 @@ from __future__ import annotations
 import typing as _typing
 
 from autoqwen.paths import current_work_dir, use_work_dir, user_skills_dir
-from autoqwen.skills._arguments import parse_arguments
+from autoqwen.skills._arguments import parse_arguments, split_pairs
 from autoqwen.skills._folder import SkillFileChange, add_skill_file, remove_skill
 from autoqwen.skills._registry import (
     BUILTIN_MODULES,
@@ -70,6 +70,7 @@ __all__ = [
     "parse_arguments",
     "remove_skill",
     "skill",
+    "split_pairs",
     "use_work_dir",
     "user_skills_dir",
 ]

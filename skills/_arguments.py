@@ -1,4 +1,8 @@
-"""Turn `k=v` strings from the command line into JSON-style skill arguments, guided by the skill's schema."""
+"""Turn `KEY=VALUE` strings from the command line into values: the one parser of `--arg`, `--input` and the like.
+
+split_pairs(["topic=owls", "q=a=b"])           # [("topic", "owls"), ("q", "a=b")]
+parse_arguments(skill, ["max_length=100"])     # {"max_length": 100}, typed by the skill's schema
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,22 @@ from typing import Any
 from autoqwen.skills._skill import Skill
 from autoqwen.skills.errors import SkillArgumentError
 
-__all__ = ["parse_arguments"]
+__all__ = ["parse_arguments", "split_pairs"]
+
+
+def split_pairs(items: Iterable[str]) -> list[tuple[str, str]]:
+    """`["a=1", "b=x=y"]` → `[("a", "1"), ("b", "x=y")]`, in order; the key is stripped, the value kept as is.
+
+    Raises ValueError("expected KEY=VALUE, got 'x'") for an item with no `=` or an empty key; callers add which
+    option or skill it was given to.
+    """
+    pairs = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"expected KEY=VALUE, got {item!r}")
+        pairs.append((key.strip(), value))
+    return pairs
 
 
 def parse_arguments(skill: Skill, pairs: Iterable[str]) -> dict[str, Any]:
@@ -20,11 +39,11 @@ def parse_arguments(skill: Skill, pairs: Iterable[str]) -> dict[str, Any]:
     """
     properties: dict[str, Any] = skill.parameters["properties"]
     arguments: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, text = pair.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise SkillArgumentError(f"expected KEY=VALUE, got {pair!r}", skill=skill.name)
+    try:
+        split = split_pairs(pairs)
+    except ValueError as exc:
+        raise SkillArgumentError(f"skill {skill.name!r}: {exc}", skill=skill.name) from None
+    for key, text in split:
         if key not in properties:
             known = ", ".join(properties) or "none"
             raise SkillArgumentError(

@@ -45,7 +45,10 @@ def add_skill_file(source: Path, *, force: bool = False, user_dir: Path | None =
     registry = load_skills(user_dir=folder, warn=False)
     own = [s for s in found if not (s.name in registry and registry.get(s.name) is s)]
     if not own:
-        raise SkillLoadError(f"{source}: defines no skills (mark typed functions with @skill)", path=source)
+        raise SkillLoadError(
+            f"{source}: defines no skills (mark typed functions with @skill, from `from autoqwen.skills import skill`)",
+            path=source,
+        )
     _check_tools(own, source)
     for item in own:
         if item.name in registry and registry.registration(item.name).source.path != dest:

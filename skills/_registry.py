@@ -141,6 +141,10 @@ def collect_skills(obj: object) -> list[Skill]:
     raise TypeError(f"expected a module, a skill or a list of skills, got {type(obj).__name__}")
 
 
+# Top-level names older versions installed; a skill file importing one gets a hint instead of a bare error.
+_OLD_PACKAGES = {"skills", "agents", "workflows", "local_llm"}
+
+
 def import_skill_file(path: Path, *, module_name: str | None = None) -> ModuleType:
     """Import a skill file as a fresh module; `SkillLoadError` names the file and the error."""
     name = module_name or f"{_USER_MODULE_PREFIX}.{re.sub(r'[^0-9A-Za-z_]', '_', path.stem)}"
@@ -155,7 +159,10 @@ def import_skill_file(path: Path, *, module_name: str | None = None) -> ModuleTy
         sys.modules.pop(name, None)
         lines = [f.lineno for f in traceback.extract_tb(exc.__traceback__) if Path(f.filename) == path]
         where = f"{path}, line {lines[-1]}" if lines and not isinstance(exc, SyntaxError) else str(path)
-        raise SkillLoadError(f"{where}: {type(exc).__name__}: {exc}", path=path) from exc
+        hint = ""
+        if isinstance(exc, ModuleNotFoundError) and exc.name in _OLD_PACKAGES:
+            hint = " (autoqwen's packages live under `autoqwen`: write `from autoqwen.skills import skill`)"
+        raise SkillLoadError(f"{where}: {type(exc).__name__}: {exc}{hint}", path=path) from exc
     return module
 
 

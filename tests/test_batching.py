@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from autoqwen.local_llm import EmbeddedServer, Engine, SamplingParams, resolve_model
+from autoqwen.local_llm.grammars import json_grammar
 from autoqwen.local_llm.protocol import ResponseFormat
-from autoqwen.local_llm.tools import json_grammar
 
 TURNS = ["Hello there!", "Tell me about the sea.", "And the mountains?", "Which one is colder?"]
 

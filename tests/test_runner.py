@@ -212,7 +212,7 @@ def test_cli_run_prints_the_transcript_and_a_summary(tmp_path: Path, tiny_server
     assert result.exit_code == 0, result.output
     assert "alice" in result.output and "finished after 2 turns" in result.output and "session: " in result.output
     bad = CliRunner().invoke(app, ["run", str(flow(tmp_path, PAIR)), "--input", "nokey"])
-    assert bad.exit_code == 2 and "key=value" in bad.output
+    assert bad.exit_code == 2 and "--input" in bad.output and "expected KEY=VALUE, got 'nokey'" in bad.output
 
 
 def test_resume_continues_a_stopped_session(tmp_path: Path, tiny_server: EmbeddedServer) -> None:
@@ -273,3 +273,33 @@ def test_ctrl_c_stops_cleanly_and_keeps_the_session(tmp_path: Path, tiny_server:
     assert "stopped" in output and "Traceback" not in output
     session = store.list_sessions()[0]
     assert session.status == "stopped" and session.turns >= 2
+
+
+def test_autogen_messages_are_stored_by_their_type() -> None:
+    from autogen_agentchat import messages as m
+    from autogen_core import FunctionCall
+    from autogen_core.models import FunctionExecutionResult
+
+    from autoqwen.workflows.runner import _content, _kind
+
+    call = m.ToolCallRequestEvent(content=[FunctionCall(id="1", name="pick", arguments="{}")], source="a")
+    done = m.ToolCallExecutionEvent(
+        content=[FunctionExecutionResult(call_id="1", name="pick", content="red", is_error=False)], source="a"
+    )
+    assert (_kind(call), _content(call)) == ("tool_call", [{"id": "1", "name": "pick", "arguments": "{}"}])
+    assert (_kind(done), _content(done)) == (
+        "tool_result",
+        [{"call_id": "1", "name": "pick", "content": "red", "is_error": False}],
+    )
+    kinds = [
+        (m.TextMessage(content="hi", source="a"), "text"),
+        (m.ToolCallSummaryMessage(content="red", source="a", tool_calls=[], results=[]), "text"),
+        (m.HandoffMessage(content="yours", target="b", source="a"), "handoff"),
+        (m.StopMessage(content="done", source="a"), "system"),
+        (m.ThoughtEvent(content="hmm", source="a"), "other"),
+        (m.ModelClientStreamingChunkEvent(content="h", source="a"), None),  # parts of a message stored whole
+        (m.UserInputRequestedEvent(request_id="r", source="a"), None),
+    ]
+    for event, kind in kinds:
+        assert _kind(event) == kind, type(event).__name__
+    assert _content(m.TextMessage(content="hi", source="a")) == "hi"

@@ -24,6 +24,7 @@ from autoqwen.skills import (
     add_skill_file,
     load_skills,
     remove_skill,
+    split_pairs,
     user_skills_dir,
 )
 
@@ -238,12 +239,22 @@ def test_cli_add_list_show_run_remove(tmp_path: Path) -> None:
     assert ran.exit_code == 0 and ran.output.strip() == "Hello, Ada!"
     bad = runner.invoke(app, ["skills", "run", "greet", "--arg", "nome=Ada"])
     assert bad.exit_code == 1 and "has no parameter 'nome'" in bad.output
+    no_value = runner.invoke(app, ["skills", "run", "greet", "--arg", "Ada"])
+    assert no_value.exit_code == 1 and "skill 'greet': expected KEY=VALUE, got 'Ada'" in no_value.output
     removed = runner.invoke(app, ["skills", "remove", "greet"])
     assert removed.exit_code == 0 and "Removed" in removed.output
     builtin = runner.invoke(app, ["skills", "remove", "web_fetch"])
     assert builtin.exit_code == 1 and "builtin" in builtin.output
     missing = runner.invoke(app, ["skills", "show", "web_fetc"])
     assert missing.exit_code == 1 and "did you mean web_fetch" in missing.output
+
+
+def test_key_value_pairs_are_split_in_one_place() -> None:
+    # The parser behind `skills run --arg` and `run --input`.
+    assert split_pairs(["topic=owls", " q =a=b", "empty="]) == [("topic", "owls"), ("q", "a=b"), ("empty", "")]
+    for bad in ("owls", "=owls", " =x"):
+        with pytest.raises(ValueError, match=f"expected KEY=VALUE, got {bad!r}"):
+            split_pairs([bad])
 
 
 def test_cli_run_web_fetch_against_a_loopback_site() -> None:

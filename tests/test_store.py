@@ -18,6 +18,7 @@ from session_samples import HOSTILE, make_session
 
 from autoqwen.workflows import SessionNotFound, SessionRunning, SessionStore, StoreError
 from autoqwen.workflows.migrations import MIGRATIONS, SCHEMA_VERSION
+from autoqwen.workflows.process import process_alive, process_token
 
 
 @pytest.fixture
@@ -104,6 +105,20 @@ def test_a_live_run_cannot_be_deleted_and_running_is_not_an_end(store: SessionSt
         store.finish_session(session.id, "running")
     assert store.finish_session(session.id, "failed", error="boom").error == "boom"
     store.delete_session(session.id)
+
+
+def test_a_writer_is_alive_only_with_its_own_start_time() -> None:
+    me = os.getpid()
+    token = process_token(me)
+    assert process_alive(me, token) and process_alive(me, "")  # no token: the pid alone decides
+    assert not process_alive(me, repr(float(token) - 3600))  # the pid of a writer that died, reused since
+    assert not process_alive(None, "") and not process_alive(0, "")
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    if hasattr(os, "waitid"):
+        os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)  # it has exited and is not reaped: a zombie
+        assert not process_alive(child.pid, "")
+    child.wait()
+    assert not process_alive(child.pid, "")
 
 
 def test_files_skip_symlinks(store: SessionStore, tmp_path: Path) -> None:

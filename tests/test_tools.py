@@ -11,18 +11,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from autoqwen.local_llm import Engine, ServerConfig, create_app
+from autoqwen.local_llm.grammars import NAME_PREFIX, answer_grammar, conversation_urls, tool_grammar
 from autoqwen.local_llm.protocol import ChatCompletionRequest, Tool
 from autoqwen.local_llm.signatures import signature
-from autoqwen.local_llm.tools import (
-    NAME_PREFIX,
-    ToolCallStream,
-    answer_grammar,
-    channel_pairs,
-    conversation_urls,
-    parse_reply,
-    render_messages,
-    tool_grammar,
-)
+from autoqwen.local_llm.tool_choice import channel_pairs
+from autoqwen.local_llm.tool_parse import ToolCallStream, parse_reply
+from autoqwen.local_llm.tool_prompt import render_messages
 
 URL = "/v1/chat/completions"
 

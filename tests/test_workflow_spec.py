@@ -1,4 +1,4 @@
-"""Workflow YAML: loading, every error path (file, line, field), the catalog and the JSON Schema."""
+"""Workflow YAML: loading, every error path (file, line, field), agent kinds, team types, catalog, JSON Schema."""
 
 from __future__ import annotations
 
@@ -6,16 +6,20 @@ import json
 import os
 from pathlib import Path
 
+import jsonschema
 import pytest
+import yaml
+from pydantic import ValidationError
 from typer.testing import CliRunner
 
+from autoqwen.agents import AssistantSpec, CodeExecutorSpec
 from autoqwen.cli import app
 from autoqwen.paths import user_workflows_dir
 from autoqwen.skills import load_skills
 from autoqwen.workflows.catalog import BUILTIN_DIR, find_workflow, list_workflows
 from autoqwen.workflows.errors import SpecError, WorkflowNotFound
 from autoqwen.workflows.loader import load_workflow
-from autoqwen.workflows.spec import WorkflowSpec
+from autoqwen.workflows.spec import RoundRobinTeam, WorkflowSpec
 
 GOOD = """\
 name: demo
@@ -63,6 +67,24 @@ def test_a_good_file_loads_with_its_agent_ref(tmp_path: Path) -> None:
         (("max_turns: 2}", "max_turns: 500}"), ":10: team.max_turns: Input should be less than or equal to 100"),
         (("  - name: writer", "  - name: 'bad name'"), ":6: agents.0.name: String should match pattern"),
         (("type: two_agent", "type: pairs"), ":10: team.type: Input should be 'two_agent', 'round_robin' or"),
+        # A field of another agent kind or team type, named at its own line with the kind that has it.
+        (
+            ("    skills: [web_fetch]\n", "    skills: [web_fetch]\n    timeout_s: 30\n"),
+            ":9: agents.0.timeout_s: unknown field for kind assistant (it belongs to kind code_executor)",
+        ),
+        (
+            ("  - name: writer\n", "  - name: writer\n    kind: code_executor\n"),
+            ":8: agents.0.system_message: unknown field for kind code_executor (it belongs to kind assistant)",
+        ),
+        (
+            ("    skills: [web_fetch]\n", "    timout_s: 30\n"),
+            ":8: agents.0.timout_s: unknown field for kind assistant",
+        ),
+        (
+            ("max_turns: 2}", "max_turns: 2, selector_prompt: Pick one.}"),
+            ":10: team.selector_prompt: unknown field for type two_agent (it belongs to type selector)",
+        ),
+        (("  - name: writer", "  - name: writer\n    kind: robot"), ":7: agents.0.kind: Input should be 'assistant',"),
     ],
 )
 def test_errors_name_file_line_and_field(tmp_path: Path, change: tuple[str, str], expected: str) -> None:
@@ -71,6 +93,47 @@ def test_errors_name_file_line_and_field(tmp_path: Path, change: tuple[str, str]
         load_workflow(path, skills=load_skills())
     assert str(info.value).startswith(str(path))
     assert expected in str(info.value)
+
+
+def test_kind_and_type_have_defaults(tmp_path: Path) -> None:
+    text = GOOD.replace("team: {type: two_agent, max_turns: 2}", "team: {max_turns: 3}")
+    spec = load_workflow(write(tmp_path, text))
+    assert [a.kind for a in spec.agents] == ["assistant", "assistant"]
+    assert isinstance(spec.agents[0], AssistantSpec) and spec.agents[0].skills == ("web_fetch",)
+    assert isinstance(spec.team, RoundRobinTeam) and spec.team.max_turns == 3
+    bare = WorkflowSpec.model_validate({"name": "x", "agents": [{"name": "a"}], "task": "t"})
+    assert isinstance(bare.team, RoundRobinTeam) and isinstance(bare.agents[0], AssistantSpec)
+
+
+def test_a_field_of_another_team_type_is_refused_without_a_file() -> None:
+    with pytest.raises(ValidationError, match=r"team\.round_robin\.selector_prompt\s+Extra inputs"):
+        WorkflowSpec.model_validate(
+            {"name": "x", "agents": [{"name": "a"}], "team": {"selector_prompt": "p"}, "task": "t"}
+        )
+
+
+def test_a_wrong_field_in_an_agent_file_names_that_file_and_line(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD)
+    (tmp_path / "agents" / "critic.yaml").write_text("name: critic\nsystem_message: You review.\nauto_reply: ok\n")
+    with pytest.raises(SpecError, match=r"critic\.yaml:3: auto_reply: unknown field for kind assistant \(it belongs"):
+        load_workflow(path)
+
+
+def test_old_flat_snapshots_still_resume() -> None:
+    # What sessions stored before agent kinds had fields of their own: every field on every agent and team.
+    flat = {"description": "", "system_message": None, "skills": [], "reflect_on_tool_use": True}
+    flat |= {"max_tool_iterations": 1, "temperature": None, "max_tokens": None, "auto_reply": "Go on.", "timeout_s": 60}
+    snapshot = {
+        "name": "old",
+        "agents": [{**flat, "name": "coder", "kind": "assistant"}, {**flat, "name": "run", "kind": "code_executor"}],
+        "team": {"type": "two_agent", "max_turns": 4, "selector_prompt": None},
+        "task": "Go.",
+    }
+    with pytest.raises(ValidationError):
+        WorkflowSpec.model_validate(snapshot)
+    spec = WorkflowSpec.from_snapshot(snapshot)
+    assert isinstance(spec.agents[1], CodeExecutorSpec) and spec.agents[1].timeout_s == 60
+    assert WorkflowSpec.from_snapshot(spec.model_dump(mode="json")) == spec
 
 
 def test_two_agent_team_needs_two_agents(tmp_path: Path) -> None:
@@ -115,6 +178,16 @@ def test_json_schema_describes_the_format(tmp_path: Path) -> None:
     assert {"name", "agents", "team", "termination", "task"} <= set(schema["properties"])
     result = CliRunner().invoke(app, ["workflows", "schema", "-o", str(tmp_path / "s.json")])
     assert result.exit_code == 0 and json.loads((tmp_path / "s.json").read_text()) == schema
+    validator = jsonschema.Draft202012Validator(schema)
+    validator.check_schema(schema)
+    for path in BUILTIN_DIR.glob("*.yaml"):  # what the loader accepts, an editor accepts too
+        validator.validate(yaml.safe_load(path.read_text()))
+    one = {"name": "x", "task": "t", "agents": [{"name": "a", "timeout_s": 5}]}
+    assert not validator.is_valid(one)
+    assert validator.is_valid({**one, "agents": [{"name": "a", "kind": "code_executor", "timeout_s": 5}]})
+    assert not validator.is_valid(
+        {**one, "agents": [{"name": "a"}], "team": {"type": "two_agent", "selector_prompt": "p"}}
+    )
 
 
 def test_cli_validate_show_and_list(tmp_path: Path) -> None:

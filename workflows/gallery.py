@@ -16,7 +16,6 @@ import os
 import re
 import secrets
 import shutil
-import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -26,6 +25,7 @@ from typing import Any
 from urllib.parse import quote
 
 import jinja2
+from filelock import FileLock
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from autoqwen.workflows.errors import GalleryError
@@ -104,7 +104,7 @@ def export_sessions(store: SessionStore, ids: Iterable[str], gallery_dir: Path) 
         try:
             for record in records:
                 staged.append(_stage(store, record, gallery_dir))
-            with _locked(gallery_dir):
+            with FileLock(gallery_dir / ".lock"):  # released by the OS if the process dies
                 for record, staging in zip(records, staged, strict=True):
                     _swap_in(staging, gallery_dir / record.session.id)
                 entries = _merged_entries(gallery_dir, [GalleryEntry.of(record.session) for record in records])
@@ -243,28 +243,6 @@ def _write_atomic(path: Path, text: str) -> None:
     temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     temporary.write_text(text, encoding="utf-8")
     os.replace(temporary, path)
-
-
-@contextmanager
-def _locked(gallery_dir: Path) -> Iterator[None]:
-    """Hold the gallery's lock file (released by the OS if the process dies)."""
-    with open(gallery_dir / ".lock", "a+b") as handle:
-        if sys.platform == "win32":
-            import msvcrt
-
-            msvcrt.locking(handle.fileno(), msvcrt.LK_LOCK, 1)
-        else:
-            import fcntl
-
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            if sys.platform == "win32":
-                handle.seek(0)
-                msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)
-            else:
-                fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @contextmanager

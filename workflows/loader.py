@@ -5,21 +5,33 @@ spec = load_workflow(Path("my-flow.yaml"), skills=load_skills())
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic_core import ErrorDetails
 
-from autoqwen.agents import AgentSpec
+from autoqwen.agents import AGENT_KINDS, AgentSpec, AssistantSpec, EmbeddedModel, ExternalModel
 from autoqwen.skills import SkillRegistry
 from autoqwen.workflows.errors import SpecError
-from autoqwen.workflows.spec import WorkflowSpec
+from autoqwen.workflows.spec import TEAM_TYPES, WorkflowSpec
 
 __all__ = ["load_agent", "load_workflow"]
 
 Loc = tuple[str | int, ...]
-M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
+
+# The tagged unions of the format, by the field that tells their members apart. Pydantic puts the tag in the
+# location of an error inside a member (agents.0.assistant.timeout_s); the messages leave it out and name it instead.
+_UNIONS: tuple[tuple[str, Mapping[str, type[BaseModel]]], ...] = (
+    ("kind", AGENT_KINDS),
+    ("type", TEAM_TYPES),
+    ("kind", {"embedded": EmbeddedModel, "external": ExternalModel}),
+)
+_WORKFLOW = TypeAdapter(WorkflowSpec)
+_AGENT: TypeAdapter[AgentSpec] = TypeAdapter(AgentSpec)
 
 
 def load_workflow(path: Path, *, skills: SkillRegistry | None = None) -> WorkflowSpec:
@@ -27,10 +39,10 @@ def load_workflow(path: Path, *, skills: SkillRegistry | None = None) -> Workflo
     data, lines = _read(path)
     if isinstance(data, dict) and isinstance(data.get("agents"), list):
         data["agents"] = [_resolve_ref(item, path, lines, i) for i, item in enumerate(data["agents"])]
-    spec = _validate(WorkflowSpec, data, path, lines)
+    spec = _validate(_WORKFLOW, data, path, lines)
     if skills is not None:
         for i, agent in enumerate(spec.agents):
-            for j, name in enumerate(agent.skills):
+            for j, name in enumerate(agent.skills if isinstance(agent, AssistantSpec) else ()):
                 if name not in skills:
                     known = ", ".join(skills.names()) or "none"
                     raise _error(path, lines, ("agents", i, "skills", j), f"unknown skill {name!r} (known: {known})")
@@ -40,7 +52,7 @@ def load_workflow(path: Path, *, skills: SkillRegistry | None = None) -> Workflo
 def load_agent(path: Path) -> AgentSpec:
     """Read and validate one agent file."""
     data, lines = _read(path)
-    return _validate(AgentSpec, data, path, lines)
+    return _validate(_AGENT, data, path, lines)
 
 
 def _read(path: Path) -> tuple[Any, dict[Loc, int]]:
@@ -73,18 +85,68 @@ def _index(node: yaml.Node | None, loc: Loc, lines: dict[Loc, int]) -> None:
             _index(item, (*loc, i), lines)
 
 
-def _validate(model: type[M], data: Any, path: Path, lines: dict[Loc, int]) -> M:
+def _validate(adapter: TypeAdapter[T], data: Any, path: Path, lines: dict[Loc, int]) -> T:
     try:
-        return model.model_validate(data)
+        return adapter.validate_python(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = tuple(part for part in first["loc"] if not (isinstance(part, str) and part[:1].isupper()))
-        message = first["msg"].removeprefix("Value error, ")
-        if first["type"] == "extra_forbidden":
-            message = "unknown field"
-        elif first["type"] == "missing":
-            message = "field required"
+        loc, message = _explain(exc.errors()[0], data)
         raise _error(path, lines, loc, message) from None
+
+
+def _explain(error: ErrorDetails, data: Any) -> tuple[Loc, str]:
+    """The location (as written in the file) and the message of a pydantic error."""
+    loc, tag = _untagged(error["loc"], data)
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = "unknown field"
+        if tag is not None:
+            message = _unknown_for(tag, str(loc[-1]))
+    elif error["type"] == "missing":
+        message = "field required"
+    elif error["type"] == "union_tag_invalid":  # a bad `kind:` or `type:`, reported at its mapping
+        context = error.get("ctx", {})
+        loc = (*loc, str(context.get("discriminator", "")).strip("'"))
+        expected = str(context.get("expected_tags", ""))
+        first, _, last = expected.rpartition(", ")
+        message = f"Input should be {first} or {last}" if first else f"Input should be {expected}"
+    return loc, message
+
+
+def _untagged(loc: Loc, data: Any) -> tuple[Loc, tuple[str, str] | None]:
+    """`loc` without pydantic's union tags and class names, and the last tag it held as (field, tag)."""
+    kept: list[str | int] = []
+    tag: tuple[str, str] | None = None
+    node = data
+    for n, part in enumerate(loc):
+        if isinstance(part, str) and part[:1].isupper():
+            continue  # a member of an untagged union, named by its class
+        member = _member(part)
+        # A tag is never a key of the data there (the data holds it as the value of `kind:` or `type:`); the
+        # last part of a location may be a missing key, so it is never a tag.
+        if member is not None and n < len(loc) - 1 and not (isinstance(node, dict) and part in node):
+            tag = (member, str(part))
+            continue
+        kept.append(part)
+        node = node.get(part) if isinstance(node, dict) else node[part] if _indexable(node, part) else None
+    return tuple(kept), tag
+
+
+def _member(part: str | int) -> str | None:
+    """The field that holds `part` when it is the tag of one of the format's unions."""
+    return next((field for field, members in _UNIONS if part in members), None)
+
+
+def _indexable(node: Any, part: str | int) -> bool:
+    return isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+
+
+def _unknown_for(tag: tuple[str, str], key: str) -> str:
+    """`unknown field for kind assistant (it belongs to kind code_executor)`."""
+    field, value = tag
+    members = next(members for name, members in _UNIONS if name == field and value in members)
+    owners = [name for name, model in members.items() if key in model.model_fields and name != value]
+    hint = f" (it belongs to {field} {' or '.join(owners)})" if owners else ""
+    return f"unknown field for {field} {value}{hint}"
 
 
 def _error(path: Path, lines: dict[Loc, int], loc: Loc, message: str) -> SpecError:

@@ -16,9 +16,10 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from autoqwen.agents import AgentContext, AgentError, Endpoint, ExternalModel, HumanMode, build_agent, external_endpoint
 from autoqwen.agents import model_client as make_model_client
@@ -26,11 +27,11 @@ from autoqwen.paths import use_work_dir
 from autoqwen.skills import SkillError, check_secrets, load_skills
 from autoqwen.workflows.errors import RunError
 from autoqwen.workflows.records import Message, MessageType
-from autoqwen.workflows.spec import WorkflowSpec
+from autoqwen.workflows.spec import SelectorTeam, WorkflowSpec
 from autoqwen.workflows.store import SessionStore
 
 if TYPE_CHECKING:
-    from autogen_agentchat.base import ChatAgent, TerminationCondition
+    from autogen_agentchat.base import ChatAgent, Team, TerminationCondition
 
     from autoqwen.local_llm import Engine
 
@@ -122,7 +123,7 @@ def resume_workflow(
             return resume_workflow(session_id, options, store=default_store, on_message=on_message)
     session = store.get_session(session_id)
     try:
-        spec = WorkflowSpec.model_validate(session.spec)
+        spec = WorkflowSpec.from_snapshot(session.spec)
     except ValidationError as exc:
         raise RunError(f"session {session_id} has no usable workflow snapshot to resume: {exc}") from exc
     history = [m for m in store.get_messages(session_id) if m.type in ("text", "handoff")]
@@ -145,7 +146,7 @@ def _drive(
     """Reach the model, open the session with `start`, run the team on `task`, and close the session."""
     registry = load_skills()
     try:
-        check_secrets([registry.get(name) for agent in spec.agents for name in agent.skills])
+        check_secrets([registry.get(name) for name in spec.skill_names()])
     except SkillError as exc:
         raise RunError(str(exc)) from exc
     started = time.monotonic()
@@ -237,13 +238,13 @@ async def _run_team(
     from autogen_agentchat.base import TaskResult
     from autogen_agentchat.teams import RoundRobinGroupChat, SelectorGroupChat
 
-    agents: list[ChatAgent] = [build_agent(agent, ctx) for agent in spec.agents]
+    agents: list[ChatAgent | Team] = [build_agent(agent, ctx) for agent in spec.agents]
     if ctx.human == "always" and not any(a.kind == "user_proxy" for a in spec.agents):
         agents.append(UserProxyAgent("user", input_func=ctx.input_func))
     max_turns = options.max_turns or spec.team.max_turns
     termination = _termination(spec, [a.name for a in agents])
-    if spec.team.type == "selector":
-        extra = {"selector_prompt": spec.team.selector_prompt} if spec.team.selector_prompt else {}
+    if isinstance(spec.team, SelectorTeam):
+        extra: dict[str, Any] = {"selector_prompt": spec.team.selector_prompt} if spec.team.selector_prompt else {}
         team: Any = SelectorGroupChat(
             agents,
             make_model_client(ctx.endpoint, temperature=0, max_tokens=64, seed=ctx.seed),  # a name, not an essay
@@ -334,32 +335,41 @@ def _termination(spec: WorkflowSpec, agent_names: Sequence[str]) -> TerminationC
     combined = conditions[0]
     for condition in conditions[1:]:
         combined = combined | condition
-    return combined  # type: ignore[no-any-return]
+    return combined
 
 
-_KINDS: dict[str, MessageType] = {
-    "TextMessage": "text",
-    "ToolCallSummaryMessage": "text",
-    "StructuredMessage": "text",
-    "ToolCallRequestEvent": "tool_call",
-    "ToolCallExecutionEvent": "tool_result",
-    "HandoffMessage": "handoff",
-    "StopMessage": "system",
-    "CodeGenerationEvent": "other",
-    "CodeExecutionEvent": "other",
-    "MemoryQueryEvent": "other",
-    "ThoughtEvent": "other",
-}
+@cache
+def _kinds() -> tuple[tuple[type, MessageType], ...]:
+    """How each AutoGen message or event class is stored (imported on first use: autogen is slow to import)."""
+    from autogen_agentchat import messages as m
+
+    return (
+        (m.TextMessage, "text"),
+        (m.ToolCallSummaryMessage, "text"),
+        (m.StructuredMessage, "text"),
+        (m.ToolCallRequestEvent, "tool_call"),
+        (m.ToolCallExecutionEvent, "tool_result"),
+        (m.HandoffMessage, "handoff"),
+        (m.StopMessage, "system"),
+        (m.CodeGenerationEvent, "other"),
+        (m.CodeExecutionEvent, "other"),
+        (m.MemoryQueryEvent, "other"),
+        (m.ThoughtEvent, "other"),
+    )
 
 
-def _kind(event: Any) -> MessageType | None:
+def _kind(event: object) -> MessageType | None:
     """How an AutoGen message or event is stored; None for the ones not worth keeping (stream chunks, ...)."""
-    return _KINDS.get(type(event).__name__)
+    return next((kind for cls, kind in _kinds() if isinstance(event, cls)), None)
 
 
 def _content(event: Any) -> Any:
-    if type(event).__name__ in ("ToolCallRequestEvent", "ToolCallExecutionEvent"):
+    """What is stored of a message: the calls or their results as JSON for tool events, else its text."""
+    from autogen_agentchat.messages import ToolCallExecutionEvent, ToolCallRequestEvent
+
+    if isinstance(event, ToolCallRequestEvent | ToolCallExecutionEvent):
+        # FunctionCall is a dataclass, FunctionExecutionResult a pydantic model.
         return [
-            item.model_dump() if hasattr(item, "model_dump") else dataclasses.asdict(item) for item in event.content
+            item.model_dump() if isinstance(item, BaseModel) else dataclasses.asdict(item) for item in event.content
         ]
     return event.to_text()

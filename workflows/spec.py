@@ -7,7 +7,7 @@ inputs:
 agents:
   - {name: writer, system_message: You write short articles.}
   - ref: agents/critic.yaml           # an agent file, relative to this one
-team: {type: round_robin, max_turns: 4}
+team: {type: round_robin, max_turns: 4}   # or {type: selector, selector_prompt: ...}
 termination: {text: APPROVED, max_messages: 10, timeout_s: 300}
 task: Write a short article about {topic}.
 """
@@ -15,13 +15,23 @@ task: Write a short article about {topic}.
 from __future__ import annotations
 
 import string
-from typing import Annotated, Literal
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from autoqwen.agents import AgentSpec, EmbeddedModel, HumanMode, ModelSpec
+from autoqwen.agents import AGENT_KINDS, AgentSpec, AssistantSpec, EmbeddedModel, HumanMode, ModelSpec
 
-__all__ = ["InputSpec", "TeamSpec", "TerminationSpec", "WorkflowSpec"]
+__all__ = [
+    "TEAM_TYPES",
+    "InputSpec",
+    "RoundRobinTeam",
+    "SelectorTeam",
+    "TeamSpec",
+    "TerminationSpec",
+    "TwoAgentTeam",
+    "WorkflowSpec",
+]
 
 _SPEC = ConfigDict(extra="forbid", frozen=True)
 MAX_TURNS_CAP = 100
@@ -35,16 +45,52 @@ class InputSpec(BaseModel):
     default: str | None = None
 
 
-class TeamSpec(BaseModel):
-    """How the agents take turns."""
+class _Team(BaseModel):
+    """The fields every team type has."""
 
     model_config = _SPEC
-    type: Literal["two_agent", "round_robin", "selector"] = Field(
-        default="round_robin",
-        description="two_agent: exactly two agents alternate; round_robin: in order; selector: the model picks",
-    )
+    type: str
     max_turns: int = Field(default=10, ge=1, le=MAX_TURNS_CAP, description="hard cap on agent turns")
-    selector_prompt: str | None = Field(default=None, description="selector: prompt used to pick the next agent")
+
+
+class RoundRobinTeam(_Team):
+    """The agents speak in the order they are listed."""
+
+    type: Literal["round_robin"] = Field(default="round_robin", description="in order (the default type)")
+
+
+class TwoAgentTeam(_Team):
+    """Exactly two agents, taking turns."""
+
+    type: Literal["two_agent"] = Field(description="exactly two agents alternate")
+
+
+class SelectorTeam(_Team):
+    """The model picks who speaks next, from the agents' names and descriptions."""
+
+    type: Literal["selector"] = Field(description="the model picks the next agent")
+    selector_prompt: str | None = Field(default=None, description="prompt used to pick the next agent")
+
+
+TEAM_TYPES: dict[str, type[BaseModel]] = {
+    "two_agent": TwoAgentTeam,
+    "round_robin": RoundRobinTeam,
+    "selector": SelectorTeam,
+}
+
+
+def _default_type(data: Any) -> Any:
+    # A discriminated union needs its tag present; a team without `type` has always been round_robin.
+    if isinstance(data, dict) and "type" not in data:
+        return {**data, "type": "round_robin"}
+    return data
+
+
+TeamSpec = Annotated[
+    Annotated[TwoAgentTeam | RoundRobinTeam | SelectorTeam, Field(discriminator="type")],
+    BeforeValidator(_default_type),
+]
+"""How the agents take turns: a union on `type` (two_agent; round_robin, the default; selector)."""
 
 
 class TerminationSpec(BaseModel):
@@ -66,12 +112,26 @@ class WorkflowSpec(BaseModel):
     tags: tuple[str, ...] = ()
     inputs: dict[str, InputSpec] = Field(default_factory=dict, description="task template inputs")
     agents: tuple[AgentSpec, ...] = Field(min_length=1, description="inline agents or {ref: path/to/agent.yaml}")
-    team: TeamSpec = TeamSpec()
+    team: TeamSpec = Field(default_factory=RoundRobinTeam, description="how the agents take turns")
     termination: TerminationSpec = TerminationSpec()
     human_input: HumanMode = Field(default="never", description="never | terminate | always")
     model: ModelSpec = Field(default_factory=EmbeddedModel, description="'embedded' or {base_url, model, ...}")
     code_execution: bool = Field(default=False, description="let code_executor agents run code")
     task: str = Field(description="the task, with {input} placeholders")
+
+    @classmethod
+    def from_snapshot(cls, data: Mapping[str, Any]) -> WorkflowSpec:
+        """A workflow from a session's stored snapshot (`model_dump(mode="json")`), for resuming the session.
+
+        Snapshots stored before agent kinds and team types had fields of their own list every field on every agent
+        and team; the fields another kind owns are dropped from them, and the rest is validated as usual.
+        """
+        snapshot = dict(data)
+        if isinstance(snapshot.get("agents"), list):
+            snapshot["agents"] = [_own_fields(agent, "kind", AGENT_KINDS) for agent in snapshot["agents"]]
+        if "team" in snapshot:
+            snapshot["team"] = _own_fields(snapshot["team"], "type", TEAM_TYPES)
+        return cls.model_validate(snapshot)
 
     @model_validator(mode="before")
     @classmethod
@@ -97,6 +157,10 @@ class WorkflowSpec(BaseModel):
                 raise ValueError(f"task uses {{{placeholder}}} but inputs has no {placeholder!r}")
         return self
 
+    def skill_names(self) -> list[str]:
+        """The skills its agents call, in order, each once."""
+        return list(dict.fromkeys(s for a in self.agents if isinstance(a, AssistantSpec) for s in a.skills))
+
     def placeholders(self) -> list[str]:
         """The `{name}` placeholders of the task template."""
         return [field for _, field, _, _ in string.Formatter().parse(self.task) if field]
@@ -108,3 +172,11 @@ class WorkflowSpec(BaseModel):
         if missing:
             raise KeyError(missing[0])
         return self.task.format_map(values)
+
+
+def _own_fields(item: Any, tag: str, members: Mapping[str, type[BaseModel]]) -> Any:
+    """`item` without the fields its union member does not have (left as is when its tag is unknown)."""
+    if not isinstance(item, dict) or item.get(tag) not in members:
+        return item
+    own = members[item[tag]].model_fields
+    return {key: value for key, value in item.items() if key in own}

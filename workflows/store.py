@@ -140,8 +140,8 @@ class SessionStore:
         completion_tokens: int = 0,
     ) -> Message:
         """Add the next message of a session and commit it before returning; text or JSON (list/dict) content."""
-        is_json = not isinstance(content, str)
-        encoded = _dumps(content) if is_json else content
+        # Through JSON and back: the message holds what a reader will get (an odd object becomes its text).
+        stored = content if isinstance(content, str) else json.loads(_dumps(content))
         with self._transaction() as conn:
             self._require(conn, session_id)
             seq = conn.execute(
@@ -151,7 +151,7 @@ class SessionStore:
                 seq=seq,
                 source=source,
                 type=type,
-                content=json.loads(encoded) if is_json else encoded,
+                content=stored,
                 prompt_tokens=prompt_tokens,
                 completion_tokens=completion_tokens,
                 created_at=_now(),

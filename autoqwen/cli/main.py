@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Any
 
-import click
 import typer
 from rich.console import Console
 from typer.core import TyperGroup
@@ -32,7 +31,7 @@ def user_facing_errors() -> tuple[type[Exception], ...]:
 class _Group(TyperGroup):
     """The root command group: the one place where known errors become a message and exit code 1."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]  # typer passes its own Context
         try:
             return super().invoke(ctx)
         except Exception as exc:

@@ -52,7 +52,7 @@ def run(
     spec = load_workflow(find_workflow(name), skills=load_skills()) if name is not None else None
     quiet_progress_bars()
     options = RunOptions(
-        inputs=_pairs(input or []),
+        inputs=_inputs(input or []),
         model=model,
         base_url=base_url,
         api_key=api_key,
@@ -90,14 +90,14 @@ def run(
     )
 
 
-def _pairs(items: list[str]) -> dict[str, str]:
-    pairs = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise typer.BadParameter(f"expected key=value, got {item!r}", param_hint="--input")
-        pairs[key.strip()] = value
-    return pairs
+def _inputs(items: list[str]) -> dict[str, str]:
+    """The task inputs given as `--input KEY=VALUE` (a repeated key: the last one wins)."""
+    from autoqwen.skills import split_pairs
+
+    try:
+        return dict(split_pairs(items))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--input") from None
 
 
 @workflows_app.command("list")

@@ -1,0 +1,148 @@
+"""llguidance (Lark) grammars that constrain a chat reply: tool calls, replies to tool results, json output.
+
+With `tool_choice` "auto" the model writes free text until it opens `<tool_call>`, and from there on its JSON must
+name an offered tool and match that tool's parameter schema; with "required" or a named tool the reply must be tool
+calls from the first token. Tool names come as the tokenizer's own tokens, a text reply to tool results may not
+echo the protocol's tags (`answer_grammar`), and a URL argument is copied from the conversation when it has any.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from autoqwen.local_llm.protocol import ChatCompletionRequest, ResponseFormat, Tool
+from autoqwen.local_llm.tool_choice import offered_tools
+from autoqwen.local_llm.tool_prompt import TOOL_CLOSE, TOOL_OPEN
+
+__all__ = ["NAME_PREFIX", "answer_grammar", "conversation_urls", "json_grammar", "tool_grammar"]
+
+MAX_PARALLEL_CALLS = 3
+# Compact, canonical JSON with the spacing of the prompt's example: a small model cannot wander off in whitespace.
+_JSON_STYLE = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
+NAME_PREFIX = '{"name": "'  # what a call writes just before the tool's name
+# Text outside calls never holds the protocol's tags; a reply to tool results also opens with a visible
+# character that is not `<` (so it cannot start by echoing a `<tool_response>` block under another spelling).
+_PLAIN = r"/(.|\n)*/ & ~/(.|\n)*<\/?tool_(.|\n)*/"
+_ANSWER = r"/[^<\s](.|\n)*/ & ~/(.|\n)*<\/?tool_(.|\n)*/"
+_OPEN_NAME = json.dumps(NAME_PREFIX)  # the call's JSON around the name, as Lark string literals
+_NAME_TO_ARGUMENTS = json.dumps('", "arguments": ')
+_URL = re.compile(r"https?://[^\s<>\"'`)\]}\\]+")
+
+
+def tool_grammar(
+    body: ChatCompletionRequest,
+    *,
+    special_open: bool = False,
+    tokenize: Callable[[str], Sequence[int] | None] | None = None,
+) -> str | None:
+    """The grammar for a request with tools, or None when no call is possible.
+
+    `tokenize` (a tool name to the model's token ids where it follows `{"name": "`, or None when they cannot be
+    told apart) makes each name come out as its canonical tokens.
+    """
+    tools = offered_tools(body)
+    if not tools:
+        return None
+    open_ = TOOL_OPEN if special_open else json.dumps(TOOL_OPEN)
+    # Several calls only when asked for explicitly: small models otherwise repeat the same call until the cap.
+    calls = MAX_PARALLEL_CALLS if body.parallel_tool_calls else 1
+    more = ' ("\\n" block)?' * (calls - 1)
+    rules = [
+        f"block: {open_} call",
+        f'call: "\\n" ({" | ".join(f"call_{i}" for i in range(len(tools)))}) "\\n{TOOL_CLOSE}"',
+        *(f"call_{i}: {_call_rule(tool, tokenize, conversation_urls(body))}" for i, tool in enumerate(tools)),
+    ]
+    if body.tool_choice in ("auto", None):
+        # Free text until the model opens a call: the lazy lexeme ends the text at the opening tag.
+        text = _ANSWER if _has_results(body) else _PLAIN
+        rules = [f"start: TEXT | lead call{more}", f"lead[lazy]: PLAIN {open_}", *rules, f"TEXT: {text}"]
+        rules.append(f"PLAIN: {_PLAIN}")
+    else:
+        rules = [f"start: block{more}", *rules]
+    return "%llguidance {}\n" + "\n".join(rules) + "\n"
+
+
+def _call_rule(tool: Tool, tokenize: Callable[[str], Sequence[int] | None] | None, urls: Sequence[str] = ()) -> str:
+    """One tool's call, `{"name": NAME, "arguments": ARGS}`, in the canonical JSON style of the prompt.
+
+    With `tokenize`, the name must come as the tokenizer's own tokens: a small model that may spell a name in
+    any pieces ("c" "al" "cul" ...) picks the wrong tool far more often than one choosing among the names as it
+    has always seen them tokenized.
+    """
+    name = tool.function.name
+    ids = tokenize(name) if tokenize else None
+    spelled = " ".join(f"<[{t}]>" for t in ids) if ids else json.dumps(name)
+    arguments = json.dumps({**_copy_urls(tool.function.parameters, urls), "x-guidance": _JSON_STYLE})
+    return f'{_OPEN_NAME} {spelled} {_NAME_TO_ARGUMENTS} %json {arguments} "}}"'
+
+
+def answer_grammar(body: ChatCompletionRequest) -> str | None:
+    """The grammar of a text reply to tool results (no tool may be called), or None for other requests.
+
+    Told to answer after a `<tool_response>` turn, SmolLM2-135M echoes the block back (`<tool_response>\\n...`)
+    instead of answering. A reply to tool results is therefore plain text that starts with a visible character
+    other than `<` and never holds the tags of the call protocol.
+    """
+    if not _has_results(body) or body.response_format is not None or offered_tools(body):
+        return None
+    return f"%llguidance {{}}\nstart: ANSWER\nANSWER: {_ANSWER}\n"
+
+
+def _has_results(body: ChatCompletionRequest) -> bool:
+    """Whether the model is about to read tool results: the last message that is not the assistant's is one."""
+    last = next((m for m in reversed(body.messages) if m.role != "assistant"), None)
+    return last is not None and last.role == "tool"
+
+
+def json_grammar(response_format: ResponseFormat | None) -> str | None:
+    """The grammar for `response_format` json_object / json_schema, or None for text."""
+    if response_format is None or response_format.type == "text":
+        return None
+    if response_format.type == "json_object" or response_format.json_schema is None:
+        schema: dict[str, Any] = {"type": "object"}
+    else:
+        schema = response_format.json_schema.json_schema or {"type": "object"}
+    return f"%llguidance {{}}\nstart: %json {json.dumps({**schema, 'x-guidance': _JSON_STYLE})}\n"
+
+
+def conversation_urls(body: ChatCompletionRequest) -> list[str]:
+    """The http(s) URLs written in the conversation's messages, in order of appearance, each once."""
+    found: dict[str, None] = {}
+    for text in _strings([message.model_dump(mode="json") for message in body.messages]):
+        for url in _URL.findall(text):
+            found.setdefault(url.rstrip(".,;:!?"), None)
+    return list(found)
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
+def _copy_urls(schema: dict[str, Any], urls: Sequence[str]) -> dict[str, Any]:
+    """`schema` with each string property of format "uri" limited to the URLs of the conversation, if it has any.
+
+    Asked to fetch "the link of the first paper" listed a turn earlier, SmolLM2-135M invents a URL of its own;
+    choosing among the conversation's URLs, it fetches one that exists.
+    """
+    if not urls or not isinstance(schema, dict):
+        return schema
+    if schema.get("type") == "string" and schema.get("format") in ("uri", "url"):
+        return {key: value for key, value in schema.items() if key not in ("type", "format", "pattern")} | {
+            "enum": list(urls)
+        }
+    out = dict(schema)
+    if isinstance(schema.get("properties"), dict):
+        out["properties"] = {name: _copy_urls(sub, urls) for name, sub in schema["properties"].items()}
+    if isinstance(schema.get("items"), dict):
+        out["items"] = _copy_urls(schema["items"], urls)
+    return out

@@ -1,0 +1,41 @@
+"""The settings of one server, read by the app (auth, CORS, names) and by each endpoint's serving module."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from autoqwen.local_llm.tool_choice import AutoToolChoice, ToolSelection
+
+__all__ = ["ServerConfig"]
+
+
+class ServerConfig(BaseModel):
+    """Settings of one server; the model itself is the Engine's.
+
+    ServerConfig(api_key="secret", aliases=["gpt-4o-mini"], default_max_tokens=512)
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    api_key: str | None = Field(default=None, description="require `Authorization: Bearer <key>` on /v1/*")
+    aliases: tuple[str, ...] = Field(default=(), description="extra model names the server answers to")
+    default_temperature: float = Field(default=0.7, ge=0, le=2, description="when a request sets none")
+    default_max_tokens: int = Field(default=2048, ge=1, description="completion cap when a request sets none")
+    cors_origins: tuple[str, ...] = Field(default=(), description="origins allowed by CORS; none by default")
+    auto_tool_choice: AutoToolChoice = Field(
+        default="call-then-answer",
+        description='how tool_choice "auto" behaves: "model" lets the model decide; "call-then-answer" calls a '
+        "tool on a user turn and answers in text once results are in (for small models that cannot decide)",
+    )
+    constrained_decoding: bool = Field(
+        default=True, description="constrain tool calls and json output to their schemas (off only to compare)"
+    )
+    tool_selection: ToolSelection = Field(
+        default="channel",
+        description='when a call is required and several tools fit: "channel" picks the tool under which the '
+        'user\'s message is most likely (scored by the model), "model" lets the model write the name',
+    )
+
+    def served_models(self, model_id: str) -> tuple[str, ...]:
+        """Every name the server answers to: the engine's model id, then the aliases."""
+        return (model_id, *self.aliases)

@@ -1,0 +1,196 @@
+"""The /v1/chat/completions pipeline, from a validated request to a JSON reply or a stream of SSE events.
+
+    chat = ChatServing(engine, config, metrics)
+    reply = await chat.create(body)   # a ChatCompletion, or the SSE lines of a stream when body.stream
+
+A request goes through its steps here, in order: the model name; the tool-choice policies (`tool_choice`); the
+prompt (`tool_prompt`); the output grammar (`grammars`), checked by the engine; sampling parameters; the engine;
+and the reply, split into content and tool calls (`tool_parse`), with usage and metrics. The route only wraps a
+stream in an HTTP response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import time
+from collections.abc import AsyncIterator
+
+from autoqwen.local_llm.api_errors import APIError, api_error, unknown_model
+from autoqwen.local_llm.engine import Completion, Engine, SamplingParams
+from autoqwen.local_llm.errors import InvalidRequest, LocalLLMError
+from autoqwen.local_llm.grammars import NAME_PREFIX, answer_grammar, json_grammar, tool_grammar
+from autoqwen.local_llm.metrics import ServerMetrics
+from autoqwen.local_llm.protocol import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    Choice,
+    ChunkChoice,
+    Delta,
+    PromptTokensDetails,
+    ResponseMessage,
+    ToolCall,
+    Usage,
+)
+from autoqwen.local_llm.server_config import ServerConfig
+from autoqwen.local_llm.tool_choice import channel_pairs, offered_tools, resolve_auto, select_tool
+from autoqwen.local_llm.tool_parse import ToolCallStream, parse_reply
+from autoqwen.local_llm.tool_prompt import TOOL_OPEN, render_messages
+
+__all__ = ["ChatServing"]
+
+
+class ChatServing:
+    """Serves chat completions from one Engine under one ServerConfig; one instance per app."""
+
+    def __init__(self, engine: Engine, config: ServerConfig, metrics: ServerMetrics) -> None:
+        self.engine, self.config, self.metrics = engine, config, metrics
+        self.served = config.served_models(engine.model_id)
+
+    async def create(self, body: ChatCompletionRequest) -> ChatCompletion | AsyncIterator[str]:
+        """Complete one chat request: the whole reply, or (when `body.stream`) its SSE lines as they come."""
+        if body.model not in self.served:
+            raise unknown_model(body.model, self.served)
+        body = await self._choose_tool(body)
+        messages = render_messages(body)
+        grammar = self._grammar(body) if self.config.constrained_decoding else None
+        with_tools = bool(offered_tools(body))
+        prompt = self.engine.encode_chat(messages)
+        completion = self.engine.submit(prompt, _sampling_params(body, self.config, grammar), async_mode=True)
+        if body.stream:
+            include_usage = bool(body.stream_options and body.stream_options.include_usage)
+            return self._stream(completion, body.model, include_usage, with_tools)
+        try:
+            text = "".join([piece async for piece in completion])
+        finally:
+            completion.cancel()
+        _observe(self.metrics, completion)
+        content, calls = parse_reply(text) if with_tools else (text, [])
+        finish = "tool_calls" if calls else completion.finish_reason or "stop"
+        message = ResponseMessage(content=content, tool_calls=calls or None)
+        return ChatCompletion(
+            model=body.model, choices=[Choice(message=message, finish_reason=finish)], usage=_usage(completion)
+        )
+
+    async def _choose_tool(self, body: ChatCompletionRequest) -> ChatCompletionRequest:
+        """`body` under the server's tool-choice policies: call-then-answer, then channel selection."""
+        body = resolve_auto(body, self.config.auto_tool_choice)
+        config, engine = self.config, self.engine
+        if config.constrained_decoding and config.tool_selection == "channel" and (pairs := channel_pairs(body)):
+            tools, texts = pairs
+            scores = await asyncio.to_thread(engine.score, [(engine.encode(a), engine.encode(b)) for a, b in texts])
+            body = select_tool(body, tools[max(range(len(tools)), key=scores.__getitem__)])
+        return body
+
+    def _grammar(self, body: ChatCompletionRequest) -> str | None:
+        """The grammar constraining this request's output (tool calls or json), after checking every schema."""
+        engine = self.engine
+        for i, tool in enumerate(body.tools or []):
+            schema_grammar = f"%llguidance {{}}\nstart: %json {json.dumps(tool.function.parameters)}\n"
+            if (error := engine.check_grammar(schema_grammar)) is not None:
+                param = f"tools.{i}.function.parameters"
+                raise InvalidRequest(f"{param}: not a usable JSON schema: {error.splitlines()[0]}", param=param)
+        grammar = (
+            tool_grammar(
+                body,
+                special_open=engine.is_special_token(TOOL_OPEN),
+                tokenize=lambda name: engine.encode_after(NAME_PREFIX, name),
+            )
+            or json_grammar(body.response_format)
+            or answer_grammar(body)
+        )
+        if grammar is not None and (error := engine.check_grammar(grammar)) is not None:
+            param = "response_format" if body.response_format else "tools"
+            raise InvalidRequest(
+                f"{param}: cannot constrain output to this schema: {error.splitlines()[0]}", param=param
+            )
+        return grammar
+
+    async def _stream(
+        self, completion: Completion, model: str, include_usage: bool, with_tools: bool
+    ) -> AsyncIterator[str]:
+        """Server-sent events of one streaming completion, ending with `data: [DONE]`."""
+        base = ChatCompletionChunk(
+            id=f"chatcmpl-{secrets.token_hex(16)}", created=int(time.time()), model=model, choices=[]
+        )
+
+        def event(choices: list[ChunkChoice], usage: Usage | None = None) -> str:
+            chunk = base.model_copy(update={"choices": choices, "usage": usage})
+            return f"data: {chunk.model_dump_json()}\n\n"
+
+        try:
+            yield event([ChunkChoice(delta=Delta(role="assistant", content=""))])
+            calls = ToolCallStream() if with_tools else None
+            async for piece in completion:
+                for item in calls.feed(piece) if calls else [piece]:
+                    yield event([ChunkChoice(delta=_delta(item, calls))])
+            for item in calls.close() if calls else []:
+                yield event([ChunkChoice(delta=_delta(item, calls))])
+            finish = "tool_calls" if calls and calls.calls else completion.finish_reason or "stop"
+            yield event([ChunkChoice(delta=Delta(), finish_reason=finish)])
+            if include_usage:
+                yield event([], _usage(completion))
+            _observe(self.metrics, completion)
+            yield "data: [DONE]\n\n"
+        except LocalLLMError as exc:
+            # Headers are sent already: the error goes out as one more event, in the body a client would parse.
+            yield f"data: {json.dumps(api_error(exc).body().model_dump())}\n\n"
+        finally:
+            completion.cancel()
+
+
+def _sampling_params(body: ChatCompletionRequest, config: ServerConfig, grammar: str | None) -> SamplingParams:
+    bias: dict[int, float] = {}
+    for key, value in (body.logit_bias or {}).items():
+        if not key.lstrip("-").isdigit():
+            raise APIError(
+                400,
+                f"logit_bias: keys must be token ids, got {key!r}",
+                type="invalid_request_error",
+                param="logit_bias",
+            )
+        bias[int(key)] = value
+    return SamplingParams(
+        max_tokens=body.token_limit() or config.default_max_tokens,
+        temperature=config.default_temperature if body.temperature is None else body.temperature,
+        top_p=1.0 if body.top_p is None else body.top_p,
+        seed=body.seed,
+        stop=tuple(body.stop_list()),
+        presence_penalty=body.presence_penalty,
+        frequency_penalty=body.frequency_penalty,
+        logit_bias=bias,
+        ignore_eos=body.ignore_eos,
+        grammar=grammar,
+    )
+
+
+def _usage(completion: Completion) -> Usage:
+    return Usage(
+        prompt_tokens=completion.prompt_tokens,
+        completion_tokens=completion.completion_tokens,
+        total_tokens=completion.prompt_tokens + completion.completion_tokens,
+        prompt_tokens_details=PromptTokensDetails(cached_tokens=completion.cached_tokens),
+    )
+
+
+def _observe(metrics: ServerMetrics, completion: Completion) -> None:
+    metrics.prompt_tokens.inc(completion.prompt_tokens)
+    metrics.cached_tokens.inc(completion.cached_tokens)
+    metrics.completion_tokens.inc(completion.completion_tokens)
+    if completion.finished_at is not None:
+        metrics.latency.observe(completion.finished_at - completion.submitted_at)
+    if completion.first_token_at is not None:
+        metrics.ttft.observe(completion.first_token_at - completion.submitted_at)
+        if completion.finished_at is not None and completion.completion_tokens > 1:
+            span = completion.finished_at - completion.first_token_at
+            if span > 0:
+                metrics.decode_rate.set((completion.completion_tokens - 1) / span)
+
+
+def _delta(item: str | ToolCall, calls: ToolCallStream | None) -> Delta:
+    if isinstance(item, str):
+        return Delta(content=item)
+    assert calls is not None
+    return Delta(tool_calls=[{"index": calls.calls.index(item), **item.model_dump()}])

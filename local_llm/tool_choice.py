@@ -1,0 +1,80 @@
+"""Which tools a request may call: `tool_choice` as sent, and the server's policies for small models.
+
+Two policies, each behind a `ServerConfig` switch:
+
+* call-then-answer (`auto_tool_choice`): under `tool_choice: "auto"`, a user turn is answered with a tool call and
+  tool results are answered in text, for models too small to decide by themselves;
+* channel selection (`tool_selection`): when one call to one of several tools is required, the model scores how
+  likely the user's message is under each tool's description, and the request is narrowed to the best tool.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from autoqwen.local_llm.errors import InvalidRequest
+from autoqwen.local_llm.protocol import ChatCompletionRequest, NamedToolChoice, Tool
+from autoqwen.local_llm.tool_prompt import message_text
+
+__all__ = ["AutoToolChoice", "ToolSelection", "channel_pairs", "offered_tools", "resolve_auto", "select_tool"]
+
+AutoToolChoice = Literal["model", "call-then-answer"]
+ToolSelection = Literal["channel", "model"]
+
+
+def resolve_auto(body: ChatCompletionRequest, policy: AutoToolChoice) -> ChatCompletionRequest:
+    """Apply the server's policy for `tool_choice: "auto"` (the default whenever tools are sent).
+
+    "model" leaves the choice to the model. "call-then-answer" is for small models that cannot decide (SmolLM2-135M
+    never opens a call by itself): a user turn must be answered with a tool call, and once tool results are in,
+    the model answers them in text.
+    """
+    if policy == "model" or not body.tools or body.tool_choice not in ("auto", None):
+        return body
+    since_user = next((m for m in reversed(body.messages) if m.role in ("user", "tool")), None)
+    choice = "none" if since_user is not None and since_user.role == "tool" else "required"
+    return body.model_copy(update={"tool_choice": choice})
+
+
+def channel_pairs(body: ChatCompletionRequest) -> tuple[list[Tool], list[tuple[str, str]]] | None:
+    """The tools to choose among, and per tool a (description, user message) text pair to score, when the
+    request must make one call to one of several tools in reply to a user message; else None.
+
+    Scoring log P(user message | tool description) ("noisy channel", Min et al. 2022) picks the right tool more
+    often than the name the model writes (docs: tool calling).
+    """
+    tools = offered_tools(body)
+    if body.tool_choice != "required" or len(tools) < 2 or body.parallel_tool_calls:
+        return None  # a named or single tool is chosen already; parallel calls may mix tools
+    if not body.messages or body.messages[-1].role != "user":
+        return None
+    question = message_text(body.messages[-1], len(body.messages) - 1).strip()
+    if not question:
+        return None
+    head = "Tool: {name} - {description}\nA user request this tool answers:"
+    texts = [head.format(name=t.function.name, description=t.function.description or "") for t in tools]
+    return tools, [(text, " " + question) for text in texts]
+
+
+def select_tool(body: ChatCompletionRequest, tool: Tool) -> ChatCompletionRequest:
+    """`body` with tool_choice naming `tool`."""
+    choice = NamedToolChoice.model_validate({"type": "function", "function": {"name": tool.function.name}})
+    return body.model_copy(update={"tool_choice": choice})
+
+
+def offered_tools(body: ChatCompletionRequest) -> list[Tool]:
+    """The tools the model may call under `tool_choice`; a named tool that was not offered is a 400."""
+    tools = list(body.tools or [])
+    choice = body.tool_choice
+    if choice is None or isinstance(choice, str):
+        if choice in ("required",) and not tools:
+            raise InvalidRequest("tool_choice: 'required' needs at least one tool in tools", param="tool_choice")
+        return [] if choice == "none" else tools
+    named = [t for t in tools if t.function.name == choice.function.name]
+    if not named:
+        offered = ", ".join(t.function.name for t in tools) or "none"
+        raise InvalidRequest(
+            f"tool_choice: the function {choice.function.name!r} is not in tools (offered: {offered})",
+            param="tool_choice",
+        )
+    return named
