@@ -37,10 +37,10 @@ class ChatSession:
         self.history.append({"role": "user", "content": text})
         reply: list[str] = []
         try:
-            stream = self.client.chat.completions.create(
+            stream = self.client.chat.completions.create(  # type: ignore[call-overload]  # plain dict messages
                 model=self.model,
                 messages=self.messages(),
-                stream=True,  # type: ignore[arg-type]
+                stream=True,
                 stream_options={"include_usage": True},
                 **self.sampling,
             )

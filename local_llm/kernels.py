@@ -53,7 +53,7 @@ def load(name: str) -> Callable[..., Any] | None:
         return None
     import torch
 
-    return getattr(torch.ops.autoqwen, name)  # type: ignore[no-any-return]
+    return getattr(torch.ops.autoqwen, name)
 
 
 @functools.cache

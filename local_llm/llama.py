@@ -33,7 +33,7 @@ class Lean:
         """The lean forward of `model` (built once and kept on it), or None if its architecture is unsupported."""
         if not hasattr(model, "_autoqwen_lean"):
             model._autoqwen_lean = Lean(model) if _supported(model.config) else None
-        return model._autoqwen_lean  # type: ignore[no-any-return]
+        return model._autoqwen_lean
 
     def __init__(self, model: Any) -> None:
         import torch
@@ -112,7 +112,7 @@ class Lean:
         def norm(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
             if ours is None or x.dtype != torch.float32:
                 return torch.rms_norm(x, (width,), weight, eps)
-            return ours(x.reshape(-1, width).contiguous(), weight, eps).view(x.shape)  # type: ignore[no-any-return]
+            return ours(x.reshape(-1, width).contiguous(), weight, eps).view(x.shape)
 
         h = h.view(rows * n, width)  # the residual stream, one row per token
         for (norm1, qkv, out, norm2, gate_up, down), layer in zip(self.layers, cache.layers, strict=True):

@@ -118,7 +118,7 @@ def _int4_product(kernel: Callable[..., Any] | None, x: torch.Tensor, packed: An
     import torch
 
     if kernel is not None:
-        return kernel(x.float().contiguous(), packed, scale_zero)  # type: ignore[no-any-return]
+        return kernel(x.float().contiguous(), packed, scale_zero)
     return torch._weight_int4pack_mm_for_cpu(x.to(torch.bfloat16), packed, GROUP_SIZE, scale_zero)
 
 
@@ -217,7 +217,7 @@ def _classes() -> tuple[type, type]:
 
         def product(self, rows: torch.Tensor) -> torch.Tensor:
             if self.q8mm is not None:
-                return self.q8mm(rows.float().contiguous(), self.weight_q8, self.scale)  # type: ignore[no-any-return]
+                return self.q8mm(rows.float().contiguous(), self.weight_q8, self.scale)
             return torch.ops.aten._weight_int8pack_mm(rows.to(torch.bfloat16), self.weight_int8, self.scale)
 
     return Int4Linear, Int8Linear

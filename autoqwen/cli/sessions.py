@@ -48,7 +48,7 @@ def list_sessions(
     for s in sessions:
         status = Text(s.status, STATUS_STYLES[s.status])
         started = f"{s.started_at.astimezone():%Y-%m-%d %H:%M}"
-        cells = [s.id, s.workflow, status, started, str(s.turns), str(s.tokens)]
+        cells: list[str | Text] = [s.id, s.workflow, status, started, str(s.turns), str(s.tokens)]
         table.add_row(*cells, *([Text(s.title)] if wide else []))
     out.print(table if sessions else "No sessions yet: `autoqwen run WORKFLOW` records one.")
 
