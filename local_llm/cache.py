@@ -1,7 +1,7 @@
 """A cache of GGUF models converted to a Hugging Face folder, so later starts skip the slow GGUF conversion.
 
-transformers de-quantizes a GGUF file and rebuilds its tokenizer on every load (~17 s for the bundled model on
-2 cores); the converted folder (safetensors + tokenizer.json) loads in a fraction of that. Entries are keyed by
+transformers de-quantizes a GGUF file and rebuilds its tokenizer on every load (most of a first start); the
+converted folder (safetensors + tokenizer.json) loads in a fraction of that. Entries are keyed by
 the GGUF file's SHA-256, so a changed file never reuses a stale conversion.
 
     AUTOQWEN_CACHE_DIR=/tmp/c autoqwen serve      # default: the platform's user cache dir, e.g. ~/.cache/autoqwen
@@ -67,7 +67,7 @@ def save_converted(folder: Path, model: Any, tokenizer: Any) -> None:
 
 def gguf_is_4bit(source: ModelSource, folder: Path) -> bool:
     """Whether most of the GGUF file's matrices are 4-bit, kept in its converted folder once known: reading it
-    from the file parses all of the file's metadata (~2.4 s for the bundled model, a quarter of a later start)."""
+    from the file parses all of the file's metadata, a large part of a later start."""
     assert source.gguf_file is not None, "only GGUF sources have GGUF tensor types"
     marker = folder / _FOUR_BIT
     if marker.is_file():

@@ -14,7 +14,7 @@
 // keys and values in float32 or float16.
 //
 // rms_norm: x / sqrt(mean(x^2) + eps) * weight per row, in one pass of our own: PyTorch's runs six operations
-// (~25 us a call for a decode step's rows, 61 calls a step).
+// (timings: docs/benchmarks.md).
 
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>

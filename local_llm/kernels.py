@@ -2,12 +2,11 @@
 
 - `q4mm`: the 4-bit layers' product (needs AVX-512 BF16 too). Each 4-bit weight becomes a bfloat16 number by
   setting its exponent bits, and vdpbf16ps sums two products per lane, exactly, in float32; PyTorch's
-  `_weight_int4pack_mm_for_cpu` converts every weight to float32 first. All layers of the bundled model, 2 cores:
-  1 row 2.5 ms vs 3.6, 4 rows 3.5 vs 6.0 ms, a 256-token prompt 189 vs 328 ms; the same quantised weights and
-  bfloat16 inputs, float32 results.
+  `_weight_int4pack_mm_for_cpu` converts every weight to float32 first: the same quantised weights and bfloat16
+  inputs, float32 results, faster (docs/benchmarks.md).
 - `q8mm`: the 8-bit output head's product. Its inputs are rounded per group of 32 to two 8-bit integers (~16 bits)
   and summed exactly in integers (vpdpbusd): closer to float32 than PyTorch's `_weight_int8pack_mm` with
-  bfloat16 inputs (next-token KL from float32 0.0021 vs 0.0031 with the 4-bit layers), and faster.
+  bfloat16 inputs, and faster (docs/engine.md, exactness).
 - `decode_attention`: attention of one new token per row, the batch's holes skipped without building a mask.
 
 The source is compiled against the installed torch with `$CXX` (else `c++`; ~10 s) into `<cache dir>/kernels/`,

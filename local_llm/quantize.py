@@ -40,7 +40,7 @@ def quantize(model: Any) -> int:
     """Replace the model's linear layers by 4-bit ones (the output head by an 8-bit one), in place.
 
     Only the products round their inputs; norms, rotary embeddings and attention keep the model's float32
-    (PyTorch's CPU attention is ~7x slower in bfloat16).
+    (PyTorch's CPU attention is much slower in bfloat16).
     """
     import torch
 

@@ -3,7 +3,7 @@
     get_weather(city: string (City name), unit?: "celsius" | "fahrenheit" = "celsius"): Get the weather.
 
 A signature takes far fewer tokens than the tool's JSON schema, so each request reads its prompt faster, and a
-small model picks the right tool more often (docs: tool calling). The grammar, not the prompt, guarantees that
+small model picks the right tool more often (docs/tool-calling.md). The grammar, not the prompt, guarantees that
 arguments match the schema.
 """
 

@@ -41,7 +41,7 @@ def channel_pairs(body: ChatCompletionRequest) -> tuple[list[Tool], list[tuple[s
     request must make one call to one of several tools in reply to a user message; else None.
 
     Scoring log P(user message | tool description) ("noisy channel", Min et al. 2022) picks the right tool more
-    often than the name the model writes (docs: tool calling).
+    often than the name the model writes (docs/tool-calling.md).
     """
     tools = offered_tools(body)
     if body.tool_choice != "required" or len(tools) < 2 or body.parallel_tool_calls:
