@@ -82,7 +82,7 @@ def main() -> None:
     prompt_ids = engine.encode_chat(PROMPT)
 
     def hf_generate() -> tuple[float, float]:
-        model = engine._model
+        model = engine.model
         ids = torch.tensor([prompt_ids])
         t0 = time.perf_counter()
         with torch.inference_mode():

@@ -30,8 +30,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-# Measure the code of this checkout (a git worktree too), not whichever copy is installed in the virtualenv.
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("TQDM_DISABLE", "1")
 os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from autoqwen.local_llm.completion import Completion
 from autoqwen.local_llm.embedded import EmbeddedServer
-from autoqwen.local_llm.engine import Completion, Engine, SamplingParams
+from autoqwen.local_llm.engine import Engine
 from autoqwen.local_llm.errors import (
     ContextLengthExceeded,
     EngineNotReady,
@@ -13,6 +14,8 @@ from autoqwen.local_llm.errors import (
     QueueFull,
 )
 from autoqwen.local_llm.resolve import AUTO, BUNDLED, DEFAULT_HUB_ID, ModelSource, bundled_gguf, resolve_model
+from autoqwen.local_llm.sampling import SamplingParams
+from autoqwen.local_llm.scheduler import EngineHooks
 from autoqwen.local_llm.server import ServerConfig, create_app
 
 __all__ = [
@@ -23,6 +26,7 @@ __all__ = [
     "ContextLengthExceeded",
     "EmbeddedServer",
     "Engine",
+    "EngineHooks",
     "EngineNotReady",
     "InvalidRequest",
     "LocalLLMError",

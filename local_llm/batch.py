@@ -237,7 +237,7 @@ def _buffer_layer(kv: tuple[torch.Tensor, torch.Tensor] | None, *, reserve: int)
 def _buffer_layer_class() -> type:
     from transformers.cache_utils import DynamicLayer
 
-    class BufferLayer(DynamicLayer):  # type: ignore[misc]
+    class BufferLayer(DynamicLayer):
         """DynamicLayer whose appends copy only the new tokens (the buffer doubles when full)."""
 
         is_croppable = False
@@ -248,7 +248,7 @@ def _buffer_layer_class() -> type:
             self.reserve = reserve
             self.buffers: tuple[torch.Tensor, torch.Tensor] | None = None
 
-        def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *_: Any, **__: Any) -> Any:
+        def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *_args: Any, **_kwargs: Any) -> Any:
             import torch
 
             end = self.length + key_states.shape[2]

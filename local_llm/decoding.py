@@ -15,13 +15,14 @@ import secrets
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
+from autoqwen.local_llm import sampling
 from autoqwen.local_llm.errors import LocalLLMError
 from autoqwen.local_llm.textstream import TextStream
 
 if TYPE_CHECKING:
     import torch
 
-    from autoqwen.local_llm.engine import Completion, SamplingParams
+    from autoqwen.local_llm.completion import Completion
 
 __all__ = ["Decoding"]
 
@@ -71,7 +72,7 @@ class Decoding:
         self.pending = []
         if self.matcher is not None:
             logits, argmax = _mask(logits, self.matcher), None
-        token = _sample(logits, self.generated, self.params, self.generator, argmax)
+        token = sampling.sample(logits, self.generated, self.params, self.generator, argmax)
         if self.matcher is not None and not self.matcher.consume_token(token):
             raise LocalLLMError(f"the grammar rejected token {token}: {self.matcher.get_error()}")
         if token in self.eos:
@@ -88,15 +89,15 @@ class Decoding:
         grammar_done = self.matcher is not None and self.matcher.is_stopped()
         reason: Literal["stop", "length"] = "stop" if self._stopped or self._eos_seen or grammar_done else "length"
         if tail := self.stream.flush():
-            self.job._emit(tail)
-        self.job._finish(reason, len(self.generated))
+            self.job.emit(tail)
+        self.job.finish(reason, len(self.generated))
 
     def _take(self, tokens: list[int]) -> None:
         for token in tokens:
             self.generated.append(token)
             piece, stopped = self.stream.push(token)
             if piece:
-                self.job._emit(piece)
+                self.job.emit(piece)
             if stopped:
                 self._stopped = True
                 return
@@ -131,29 +132,3 @@ def _mask(logits: torch.Tensor, matcher: Any) -> torch.Tensor:
     if allowed.shape[0] < logits.shape[0]:
         allowed = torch.cat([allowed, torch.zeros(logits.shape[0] - allowed.shape[0], dtype=torch.bool)])
     return logits.masked_fill(~allowed, float("-inf"))
-
-
-def _sample(
-    logits: torch.Tensor, generated: list[int], p: SamplingParams, generator: torch.Generator, argmax: int | None
-) -> int:
-    """Pick the next token: logit bias, presence/frequency penalties, temperature, then nucleus (top_p)."""
-    import torch
-
-    if p.logit_bias or ((p.presence_penalty or p.frequency_penalty) and generated):
-        argmax = None
-        logits = logits.clone()
-        for token, bias in p.logit_bias.items():
-            if 0 <= token < logits.shape[0]:
-                logits[token] += bias
-        if generated:
-            counts = torch.bincount(torch.tensor(generated), minlength=logits.shape[0])[: logits.shape[0]]
-            logits -= p.frequency_penalty * counts + p.presence_penalty * (counts > 0)
-    if p.temperature == 0:
-        return argmax if argmax is not None else int(torch.argmax(logits))
-    probs = torch.softmax(logits.float() / p.temperature, dim=-1)
-    if p.top_p < 1.0:
-        sorted_probs, order = torch.sort(probs, descending=True)
-        outside = torch.cumsum(sorted_probs, dim=-1) - sorted_probs > p.top_p
-        sorted_probs[outside] = 0.0
-        return int(order[torch.multinomial(sorted_probs, 1, generator=generator)])
-    return int(torch.multinomial(probs, 1, generator=generator))

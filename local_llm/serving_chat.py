@@ -18,7 +18,8 @@ import time
 from collections.abc import AsyncIterator
 
 from autoqwen.local_llm.api_errors import APIError, api_error, unknown_model
-from autoqwen.local_llm.engine import Completion, Engine, SamplingParams
+from autoqwen.local_llm.completion import Completion
+from autoqwen.local_llm.engine import Engine
 from autoqwen.local_llm.errors import InvalidRequest, LocalLLMError
 from autoqwen.local_llm.grammars import NAME_PREFIX, answer_grammar, json_grammar, tool_grammar
 from autoqwen.local_llm.metrics import ServerMetrics
@@ -34,6 +35,7 @@ from autoqwen.local_llm.protocol import (
     ToolCall,
     Usage,
 )
+from autoqwen.local_llm.sampling import SamplingParams
 from autoqwen.local_llm.server_config import ServerConfig
 from autoqwen.local_llm.tool_choice import channel_pairs, offered_tools, resolve_auto, select_tool
 from autoqwen.local_llm.tool_parse import ToolCallStream, parse_reply

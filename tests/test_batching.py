@@ -92,12 +92,11 @@ def test_batched_outputs_match_one_at_a_time(uncached: Engine, cached: Engine) -
     params = [SamplingParams(max_tokens=10 + 7 * i, temperature=0, ignore_eos=True) for i in range(6)]
     expected = [uncached.submit(p, sp).text() for p, sp in zip(prompts, params, strict=True)]
     seen: list[int] = []
-    original = cached._count
-    cached._count = lambda n: (seen.append(n), original(n))[1]  # type: ignore[method-assign]
+    cached.hooks.on_step = seen.append
     try:
         assert submit_all(cached, prompts, params) == expected
     finally:
-        del cached._count
+        cached.hooks.on_step = None
     assert max(seen) == 4  # the six requests really shared decode steps, four at a time
 
 
@@ -107,15 +106,14 @@ def test_rows_ending_in_one_step_leave_together(uncached: Engine, cached: Engine
     params = [SamplingParams(max_tokens=6, temperature=0, ignore_eos=True)] * 4
     expected = [uncached.submit(p, sp).text() for p, sp in zip(prompts, params, strict=True)]
     hold, leaving = threading.Event(), []
-    cached._on_prefill = lambda job: hold.wait(10)  # type: ignore[method-assign]
-    retire = cached._retire
-    cached._retire = lambda ended, batch: (leaving.append(len(ended)), retire(ended, batch))[1]  # type: ignore
+    cached.hooks.on_prefill = lambda job: hold.wait(10)
+    cached.hooks.on_retire = leaving.append
     try:
         completions = [cached.submit(p, sp) for p, sp in zip(prompts, params, strict=True)]
         hold.set()  # all four are queued: admitted together, they end in the same step
         assert [c.text() for c in completions] == expected
     finally:
-        del cached._on_prefill, cached._retire
+        cached.hooks.on_prefill = cached.hooks.on_retire = None
     assert [n for n in leaving if n] == [4]
     assert cached.batch_size == 0 and len(cached.prefix_cache) == 4
 
@@ -157,7 +155,7 @@ def test_cancelled_stream_frees_its_slot_at_once(tiny_model_dir: Path) -> None:
         next(iter(endless))
         waiting = engine.submit(prompt, SamplingParams(max_tokens=3, temperature=0))
         started = threading.Event()
-        engine._on_prefill = lambda job: started.set()  # type: ignore[method-assign]
+        engine.hooks.on_prefill = lambda job: started.set()
         endless.cancel()
         assert started.wait(10), "the waiting request never got the freed slot"
         assert waiting.text() and waiting.finish_reason == "length"

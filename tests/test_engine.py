@@ -29,7 +29,7 @@ def run(engine: Engine, **params: object) -> tuple[str, str | None, int]:
 def test_chat_template_renders_system_and_turns(tiny_engine: Engine) -> None:
     text = tiny_engine.decode(tiny_engine.encode_chat(MESSAGES))
     assert text.index("You are terse.") < text.index("Hello!")
-    prompt = tiny_engine._tokenizer.decode(tiny_engine.encode_chat(MESSAGES))
+    prompt = tiny_engine.tokenizer.hf.decode(tiny_engine.encode_chat(MESSAGES))
     assert prompt.endswith("<|im_start|>assistant\n")
 
 
@@ -135,7 +135,7 @@ def test_bounded_queue_refuses_when_full(tiny_model_dir: object) -> None:
     engine = Engine(resolve_model(str(tiny_model_dir)), max_queue=1, max_batch=1).start().wait_ready(60)
     try:
         gate = threading.Event()
-        engine._on_prefill = lambda job: gate.wait(10)  # type: ignore[method-assign]
+        engine.hooks.on_prefill = lambda job: gate.wait(10)
         prompt = engine.encode_chat(MESSAGES)
         params = SamplingParams(max_tokens=2, temperature=0)
         running = engine.submit(prompt, params)
@@ -162,9 +162,9 @@ def test_cancel_frees_the_model_early(tiny_engine: Engine) -> None:
 def test_a_failure_while_sampling_fails_that_request_and_the_engine_goes_on(
     tiny_engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from autoqwen.local_llm import decoding
+    from autoqwen.local_llm import sampling
 
-    sample, calls = decoding._sample, []
+    sample, calls = sampling.sample, []
 
     def flaky(*args: object) -> int:
         calls.append(1)
@@ -172,7 +172,7 @@ def test_a_failure_while_sampling_fails_that_request_and_the_engine_goes_on(
             raise ValueError("probabilities contain NaN")
         return sample(*args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(decoding, "_sample", flaky)
+    monkeypatch.setattr(sampling, "sample", flaky)
     completion = tiny_engine.submit(tiny_engine.encode_chat(MESSAGES), SamplingParams(max_tokens=8, temperature=0))
     with pytest.raises(LocalLLMError, match="generation failed: probabilities contain NaN"):
         completion.text()

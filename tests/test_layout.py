@@ -34,7 +34,19 @@ BASE = {"autoqwen.paths"}
 OLD_NAMES = {"local_llm", "skills", "agents", "workflows"}
 HEAVY = ("torch", "transformers")
 # The engine's modules: the only ones that may import HEAVY, and only inside functions.
-ENGINE = {"engine.py", "batch.py", "decoding.py", "kernels.py", "llama.py", "prefix_cache.py", "quantize.py"}
+ENGINE = {
+    "engine.py",
+    "loading.py",
+    "scheduler.py",
+    "scoring.py",
+    "sampling.py",
+    "batch.py",
+    "decoding.py",
+    "kernels.py",
+    "llama.py",
+    "prefix_cache.py",
+    "quantize.py",
+}
 
 
 def imports_of(path: Path) -> list[tuple[str, bool]]:

@@ -257,4 +257,4 @@ def test_fusing_shares_the_layers_memory(quantized: bool) -> None:
 
 
 def test_the_engine_runs_llama_models_lean(tiny_engine: Any) -> None:
-    assert isinstance(Lean.of(tiny_engine._model), Lean)  # built at load; a fallback would only be slower
+    assert isinstance(Lean.of(tiny_engine.model), Lean)  # built at load; a fallback would only be slower

@@ -421,7 +421,7 @@ def test_engine_scores_continuations_by_their_log_probability(tiny_engine: Engin
     prefix, continuation = tiny_engine.encode("Tool: weather"), tiny_engine.encode(" Is it raining?")
     (score,) = tiny_engine.score([(prefix, continuation)])
     with torch.inference_mode():
-        logits = tiny_engine._model(input_ids=torch.tensor([prefix + continuation])).logits[0].float()
+        logits = tiny_engine.model(input_ids=torch.tensor([prefix + continuation])).logits[0].float()
     logprobs = torch.log_softmax(logits, -1)
     expected = sum(float(logprobs[len(prefix) + i - 1, t]) for i, t in enumerate(continuation))
     assert score == pytest.approx(expected, abs=1e-4) and score < 0

@@ -1,0 +1,59 @@
+"""How to sample one completion (`SamplingParams`) and the sampler that picks each next token (`sample`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["SamplingParams", "sample"]
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How to sample one completion; temperature 0 means greedy.
+
+    SamplingParams(max_tokens=64, temperature=0.7, top_p=0.9, seed=42, stop=("\\n\\n",))
+    """
+
+    max_tokens: int | None = None
+    temperature: float = 0.7
+    top_p: float = 1.0
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    logit_bias: Mapping[int, float] = field(default_factory=dict)
+    ignore_eos: bool = False
+    grammar: str | None = None  # llguidance (Lark) grammar the output must follow; see local_llm.grammars
+
+
+def sample(
+    logits: torch.Tensor, generated: list[int], p: SamplingParams, generator: torch.Generator, argmax: int | None
+) -> int:
+    """Pick the next token: logit bias, presence/frequency penalties, temperature, then nucleus (top_p).
+
+    `argmax`, if given, is the logits' argmax computed beforehand (used where decoding is plain greedy)."""
+    import torch
+
+    if p.logit_bias or ((p.presence_penalty or p.frequency_penalty) and generated):
+        argmax = None
+        logits = logits.clone()
+        for token, bias in p.logit_bias.items():
+            if 0 <= token < logits.shape[0]:
+                logits[token] += bias
+        if generated:
+            counts = torch.bincount(torch.tensor(generated), minlength=logits.shape[0])[: logits.shape[0]]
+            logits -= p.frequency_penalty * counts + p.presence_penalty * (counts > 0)
+    if p.temperature == 0:
+        return argmax if argmax is not None else int(torch.argmax(logits))
+    probs = torch.softmax(logits.float() / p.temperature, dim=-1)
+    if p.top_p < 1.0:
+        sorted_probs, order = torch.sort(probs, descending=True)
+        outside = torch.cumsum(sorted_probs, dim=-1) - sorted_probs > p.top_p
+        sorted_probs[outside] = 0.0
+        return int(order[torch.multinomial(sorted_probs, 1, generator=generator)])
+    return int(torch.multinomial(probs, 1, generator=generator))

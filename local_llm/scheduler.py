@@ -1,0 +1,215 @@
+"""The engine's worker loop: admits queued completions into one batch (up to `max_batch`, first come first
+served), steps the batch one forward pass at a time, retires rows that end, and runs scoring jobs in between."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from autoqwen.local_llm.completion import Completion
+from autoqwen.local_llm.errors import EngineNotReady, LocalLLMError
+from autoqwen.local_llm.prefix_cache import PrefixCache
+from autoqwen.local_llm.scoring import Scoring, kv_of, score
+from autoqwen.local_llm.tokenizer import Tokenizer
+
+if TYPE_CHECKING:
+    from autoqwen.local_llm.decoding import Decoding
+
+__all__ = ["EngineHooks", "Scheduler", "TokenRate"]
+
+log = logging.getLogger(__name__)
+
+Job = Completion | Scoring | None  # None: stop serving
+
+
+@dataclass
+class EngineHooks:
+    """Callbacks from the worker thread at points worth watching (tests use them to hold or observe the worker).
+
+    engine.hooks.on_prefill = lambda job: gate.wait(10)   # hold the worker as a prompt's reading begins
+    """
+
+    on_prefill: Callable[[Completion], object] | None = None  # a job's prompt is about to be read
+    on_step: Callable[[int], object] | None = None  # a decode step ran with this many rows
+    on_retire: Callable[[int], object] | None = None  # this many rows left the batch together
+
+
+class TokenRate:
+    """Tokens generated per second over a sliding window of recent decode steps."""
+
+    def __init__(self, window_s: float = 10.0) -> None:
+        self.window_s = window_s
+        self._recent: deque[tuple[float, int]] = deque()  # (time, tokens) of recent decode steps
+
+    def count(self, tokens: int) -> None:
+        """Record a decode step that made `tokens` tokens."""
+        now = time.perf_counter()
+        self._recent.append((now, tokens))
+        while self._recent and now - self._recent[0][0] > self.window_s:
+            self._recent.popleft()
+
+    @property
+    def per_second(self) -> float:
+        """Tokens per second over the window, all sequences together."""
+        recent = list(self._recent)
+        if len(recent) < 2:
+            return 0.0
+        span = max(time.perf_counter() - recent[0][0], 1e-6)
+        return sum(n for _, n in recent[1:]) / span
+
+
+class Scheduler:
+    """Serves one engine's queue on its worker thread until it reads None."""
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Tokenizer,
+        *,
+        eos_ids: frozenset[int],
+        context_length: int,
+        prefix_cache: PrefixCache,
+        max_batch: int,
+        hooks: EngineHooks,
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.eos_ids = eos_ids
+        self.context_length = context_length
+        self.prefix_cache = prefix_cache
+        self.max_batch = max_batch
+        self.hooks = hooks
+        self.rate = TokenRate()
+        self.active: list[Decoding] = []  # the batch's rows, in admission order
+
+    def serve(self, jobs: queue.Queue[Job]) -> None:
+        """Admit queued jobs into the batch (up to max_batch, in arrival order) and step it until all are done."""
+        import torch
+
+        from autoqwen.local_llm.batch import Batch
+
+        batch, active = Batch(self.model), self.active
+        with torch.inference_mode():
+            while True:
+                while len(active) < self.max_batch:
+                    try:
+                        job = jobs.get(block=not active)
+                    except queue.Empty:
+                        break
+                    if job is None:
+                        for seq in active:
+                            seq.job.fail(EngineNotReady("the server is shutting down"))
+                        return
+                    if isinstance(job, Scoring):
+                        self._send_held_text()  # the running streams wait for the scoring
+                        score(self.model, self.prefix_cache, job)
+                        continue
+                    self._admit(job, batch)
+                self._retire({row: None for row, seq in enumerate(active) if seq.job.cancelled}, batch)
+                if not active:
+                    continue
+                try:
+                    logits = batch.step([seq.pending for seq in active])
+                except Exception as exc:  # a failed forward pass leaves the batch unusable: fail its jobs
+                    log.exception("decode step failed")
+                    for seq in active:
+                        seq.job.fail(LocalLLMError(f"generation failed: {exc}"))
+                    active.clear()
+                    batch = Batch(self.model)
+                    continue
+                self.rate.count(len(active))
+                if self.hooks.on_step is not None:
+                    self.hooks.on_step(len(active))
+                # All rows' argmax at once (rows that sample ignore theirs), by numpy's: faster than torch's.
+                greedy = logits.numpy().argmax(-1).tolist()
+                ended: dict[int, LocalLLMError | None] = {}
+                now = time.perf_counter()
+                for row, seq in enumerate(active):
+                    try:
+                        seq.advance(logits[row], greedy[row])
+                    except LocalLLMError as exc:
+                        ended[row] = exc
+                    except Exception as exc:  # a bug, not the request's fault: fail this row, keep serving
+                        log.exception("sampling failed")
+                        ended[row] = LocalLLMError(f"generation failed: {exc}")
+                    else:
+                        if seq.done:
+                            ended[row] = None
+                        else:  # text held back past the interval (the text stream may have held a token's)
+                            seq.job.send_due(now)
+                self._retire(ended, batch)
+
+    def _admit(self, job: Completion, batch: Any) -> None:
+        """Add a job to the batch. A prompt whose KV states are all cached but for its last token (a repeated prompt)
+        feeds that token in the batch's next step with the other rows; any other is read now, in a forward pass of
+        its own (reusing the longest cached prefix), whose last logits give the first token at once."""
+        import torch
+
+        from autoqwen.local_llm.batch import forward, new_cache
+        from autoqwen.local_llm.decoding import Decoding
+
+        if job.cancelled:
+            job.finish("stop", 0)
+            return
+        try:
+            if self.hooks.on_prefill is not None:
+                self.hooks.on_prefill(job)
+            p = job.params
+            limit = self.context_length - job.prompt_tokens
+            if p.max_tokens is not None:
+                limit = min(limit, p.max_tokens)
+            matcher = self.tokenizer.matcher(p.grammar) if p.grammar else None
+            seq = Decoding(job, self.tokenizer.decode, eos_ids=self.eos_ids, limit=limit, matcher=matcher)
+            tokens = [*job.prompt_ids, *seq.start()]
+            if seq.done:
+                seq.finish()
+                return
+            cached, kv = self.prefix_cache.lookup(tokens)
+            job.cached_tokens = min(cached, job.prompt_tokens)
+            seq.fed, seq.pending = tokens[:-1], tokens[-1:]
+            if cached < len(tokens) - 1:
+                self._send_held_text()  # the running streams wait for this prefill
+                cache = new_cache(self.model, kv, reserve=64)
+                seq.advance(forward(self.model, torch.tensor([tokens[cached:]]), cache)[0])
+                kv = kv_of(cache)
+        except LocalLLMError as exc:
+            job.fail(exc)
+            return
+        except Exception as exc:
+            log.exception("prefill failed")
+            job.fail(LocalLLMError(f"generation failed: {exc}"))
+            return
+        if seq.done:
+            assert kv is not None
+            self.prefix_cache.put(seq.fed, [(k.contiguous(), v.contiguous()) for k, v in kv])
+            seq.finish()
+            return
+        batch.add(kv)  # copies
+        self.active.append(seq)
+
+    def _send_held_text(self) -> None:
+        """Deliver the text the running streams hold, before work that makes them wait (a prefill, scoring)."""
+        for seq in self.active:
+            seq.job.send_held()
+
+    def _retire(self, ended: dict[int, LocalLLMError | None], batch: Any) -> None:
+        """Take the rows in `ended` out of the batch, all at once: finished ones (None) leave their KV states to
+        the prefix cache and end their completions; the others fail with their error."""
+        if not ended:
+            return
+        if self.hooks.on_retire is not None:
+            self.hooks.on_retire(len(ended))
+        rows = sorted(ended)
+        for row, kv in zip(rows, batch.remove(rows), strict=True):
+            seq, error = self.active[row], ended[row]
+            if error is None:
+                self.prefix_cache.put(seq.fed, kv)
+                seq.finish()
+            else:
+                seq.job.fail(error)
+        self.active[:] = [seq for row, seq in enumerate(self.active) if row not in ended]
