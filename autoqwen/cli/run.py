@@ -40,16 +40,14 @@ def run(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON event per line.")] = False,
 ) -> None:
     """Run a workflow: stream every message as it happens, store the session, print a summary line."""
-    from autoqwen.skills import load_skills
-    from autoqwen.workflows.catalog import find_workflow
-    from autoqwen.workflows.loader import load_workflow
+    from autoqwen import load_workflow
     from autoqwen.workflows.runner import RunOptions, resume_workflow, run_workflow
     from autoqwen.workflows.store import SessionStore
     from autoqwen.workflows.transcript import render_message
 
     if (name is None) == (resume is None):
         raise typer.BadParameter("give a workflow NAME, or --resume SESSION_ID (not both)", param_hint="NAME")
-    spec = load_workflow(find_workflow(name), skills=load_skills()) if name is not None else None
+    spec = load_workflow(name) if name is not None else None
     quiet_progress_bars()
     options = RunOptions(
         inputs=_inputs(input or []),
