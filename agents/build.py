@@ -1,19 +1,24 @@
 """Build AutoGen AgentChat agents and model clients from specs; agents reach the model only over HTTP.
 
-endpoint = Endpoint(base_url=server.base_url, model=server.engine.model_id)
+endpoint = Endpoint(base_url=server.base_url, model=server.engine.model_id, context_window=4096)
 agent = build_agent(spec, AgentContext(endpoint=endpoint, skills=load_skills(), work_dir=folder))
+
+Each assistant gets a model context sized to the endpoint's window (see context.py), so long runs keep going.
 """
 
 from __future__ import annotations
 
+import inspect
+import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from autoqwen.agents.errors import AgentBuildError, ModelEndpointError
 from autoqwen.agents.spec import AgentSpec, AssistantSpec, CodeExecutorSpec, ExternalModel, UserProxySpec
+from autoqwen.agents.window import DEFAULT_CONTEXT_WINDOW, ContextWindow
 from autoqwen.skills import SkillError, SkillRegistry
 
 if TYPE_CHECKING:
@@ -27,12 +32,14 @@ HumanMode = Literal["never", "terminate", "always"]
 
 @dataclass(frozen=True)
 class Endpoint:
-    """An OpenAI-compatible server as agents see it: base URL, model name, API key."""
+    """An OpenAI-compatible server as agents see it: base URL, model name, API key, context window in tokens
+    (None when the server does not say: agents then assume DEFAULT_CONTEXT_WINDOW)."""
 
     base_url: str
     model: str
     api_key: str = "none"
     function_calling: bool = True
+    context_window: int | None = None
 
 
 def external_endpoint(spec: ExternalModel) -> Endpoint:
@@ -44,17 +51,32 @@ def external_endpoint(spec: ExternalModel) -> Endpoint:
             raise ModelEndpointError(
                 f"the model server {spec.base_url} needs an API key: set the environment variable {spec.api_key_env}"
             )
-    return Endpoint(spec.base_url, spec.model, api_key, spec.function_calling)
+    return Endpoint(spec.base_url, spec.model, api_key, spec.function_calling, spec.context_window)
 
 
 def model_client(
-    endpoint: Endpoint, *, temperature: float | None = None, max_tokens: int | None = None, seed: int | None = None
+    endpoint: Endpoint,
+    *,
+    temperature: float | None = None,
+    max_tokens: int | None = None,
+    seed: int | None = None,
+    window: ContextWindow | None = None,
+    agent: str = "",
 ) -> OpenAIChatCompletionClient:
-    """An AutoGen OpenAI client for `endpoint`; `model_info` is always given so any model name works."""
+    """An AutoGen OpenAI client for `endpoint`; `model_info` is always given so any model name works.
+
+    With a `window`, the client calibrates its token estimate from each reply, and re-trims and retries a prompt
+    the server refuses as too long (reported as `agent`'s trim).
+    """
     from autogen_ext.models.openai import OpenAIChatCompletionClient
 
+    from autoqwen.agents.context import WindowedClient
+
     options = {"temperature": temperature, "max_tokens": max_tokens, "seed": seed}
-    return OpenAIChatCompletionClient(
+    windowed = {"window": window, "agent": agent, "reserve": window.reserve(max_tokens)} if window else {}
+    cls = WindowedClient if window else OpenAIChatCompletionClient
+    return cls(
+        **windowed,  # type: ignore[arg-type]
         model=endpoint.model,
         base_url=endpoint.base_url,
         api_key=endpoint.api_key,
@@ -80,6 +102,12 @@ class AgentContext:
     input_func: Callable[[str], str] = input
     code_execution: bool = False
     seed: int | None = None
+    window: ContextWindow = field(default_factory=lambda: ContextWindow(tokens=0))
+    """The model's window, shared by the run's agents; left unset, it is the endpoint's (else the default)."""
+
+    def __post_init__(self) -> None:
+        if self.window.tokens <= 0:
+            self.window.tokens = self.endpoint.context_window or DEFAULT_CONTEXT_WINDOW
 
 
 def build_agent(spec: AgentSpec, ctx: AgentContext) -> ChatAgent:
@@ -105,11 +133,27 @@ def _assistant(spec: AssistantSpec, ctx: AgentContext) -> ChatAgent:
             f"agent {spec.name} uses skills, but the model server is marked function_calling: false",
             agent=spec.name,
         )
-    client = model_client(ctx.endpoint, temperature=spec.temperature, max_tokens=spec.max_tokens, seed=ctx.seed)
+    from autoqwen.agents.context import WindowedContext
+
+    client = model_client(
+        ctx.endpoint,
+        temperature=spec.temperature,
+        max_tokens=spec.max_tokens,
+        seed=ctx.seed,
+        window=ctx.window,
+        agent=spec.name,
+    )
     extra = {"system_message": spec.system_message} if spec.system_message is not None else {}
+    default_system = inspect.signature(AssistantAgent).parameters["system_message"].default
+    system = spec.system_message if spec.system_message is not None else default_system
+    schemas = json.dumps([tool.schema for tool in tools])
+    context = WindowedContext(
+        ctx.window, agent=spec.name, fixed_text=system + schemas, reserve=ctx.window.reserve(spec.max_tokens)
+    )
     return AssistantAgent(
         spec.name,
         client,
+        model_context=context,
         tools=list(tools) or None,
         description=spec.description or "An agent that provides assistance with ability to use tools.",
         reflect_on_tool_use=spec.reflect_on_tool_use if tools else None,
@@ -129,7 +173,8 @@ def _user_proxy(spec: UserProxySpec, ctx: AgentContext) -> ChatAgent:
 
 def _code_executor(spec: CodeExecutorSpec, ctx: AgentContext) -> ChatAgent:
     from autogen_agentchat.agents import ApprovalRequest, ApprovalResponse, CodeExecutorAgent
-    from autogen_ext.code_executors.local import LocalCommandLineCodeExecutor
+
+    from autoqwen.agents.code_execution import BLOCK_NAMES, GroupKillingExecutor
 
     def approve(_: ApprovalRequest) -> ApprovalResponse:
         if ctx.code_execution:
@@ -140,10 +185,13 @@ def _code_executor(spec: CodeExecutorSpec, ctx: AgentContext) -> ChatAgent:
         )
 
     ctx.work_dir.mkdir(parents=True, exist_ok=True)
-    executor = LocalCommandLineCodeExecutor(timeout=spec.timeout_s, work_dir=ctx.work_dir)
+    executor = GroupKillingExecutor(ctx.work_dir, timeout_s=spec.timeout_s, languages=spec.languages)
     return CodeExecutorAgent(
         spec.name,
         executor,
         description=spec.description or "Runs the code blocks it receives and reports their output.",
+        # Every fence name is picked out, so a block in a language the workflow does not allow is refused with a
+        # reason (by the executor) rather than passed over in silence.
+        supported_languages=list(BLOCK_NAMES),
         approval_func=approve,
     )

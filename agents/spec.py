@@ -5,8 +5,8 @@ agents:
     system_message: You find papers and summarise them.
     skills: [paper_search]
   - {name: you, kind: user_proxy, auto_reply: Go on.}
-  - {name: runner, kind: code_executor, timeout_s: 30}
-model: embedded                       # or: {base_url: http://127.0.0.1:11434/v1, model: qwen:0.5b}
+  - {name: runner, kind: code_executor, timeout_s: 30, languages: [python, bash]}
+model: embedded   # or: {base_url: http://127.0.0.1:11434/v1, model: qwen:0.5b, context_window: 8192}
 
 Each agent kind takes its own fields, so a field of another kind (`timeout_s` on an assistant) is an error.
 """
@@ -48,6 +48,11 @@ class ExternalModel(BaseModel):
     model: str = Field(description="the model name the server expects")
     api_key_env: str | None = Field(default=None, description="environment variable holding the API key")
     function_calling: bool = Field(default=True, description="whether the server supports OpenAI tools")
+    context_window: int | None = Field(
+        default=None,
+        ge=256,
+        description="the model's context window in tokens; unset: what the server's /v1/models says, else 4096",
+    )
 
 
 ModelSpec = Annotated[EmbeddedModel | ExternalModel, Field(discriminator="kind")]
@@ -91,6 +96,9 @@ class CodeExecutorSpec(_Agent):
 
     kind: Literal["code_executor"] = Field(description="runs the code blocks it receives")
     timeout_s: int = Field(default=60, ge=1, le=3600, description="time limit of one code block")
+    languages: tuple[Literal["python", "bash", "sh"], ...] = Field(
+        default=("python",), min_length=1, description="the code block languages it runs: python, bash, sh"
+    )
 
 
 AGENT_KINDS: dict[str, type[BaseModel]] = {

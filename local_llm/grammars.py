@@ -12,7 +12,9 @@ import json
 import re
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
+from autoqwen.addresses import check_host
 from autoqwen.local_llm.protocol import ChatCompletionRequest, ResponseFormat, Tool
 from autoqwen.local_llm.tool_choice import offered_tools
 from autoqwen.local_llm.tool_prompt import TOOL_CLOSE, TOOL_OPEN
@@ -30,6 +32,7 @@ _ANSWER = r"/[^<\s](.|\n)*/ & ~/(.|\n)*<\/?tool_(.|\n)*/"
 _OPEN_NAME = json.dumps(NAME_PREFIX)  # the call's JSON around the name, as Lark string literals
 _NAME_TO_ARGUMENTS = json.dumps('", "arguments": ')
 _URL = re.compile(r"https?://[^\s<>\"'`)\]}\\]+")
+_URL_ROLES = ("system", "developer", "user")  # where a workflow's task and inputs arrive
 
 
 def tool_grammar(
@@ -109,12 +112,31 @@ def json_grammar(response_format: ResponseFormat | None) -> str | None:
 
 
 def conversation_urls(body: ChatCompletionRequest) -> list[str]:
-    """The http(s) URLs written in the conversation's messages, in order of appearance, each once."""
+    """The http(s) URLs the user or the system wrote, in order of appearance, each once, public hosts only.
+
+    Tool results and the assistant's own turns do not count: a fetched page that mentions an internal address
+    must not make it the next call's only choice. Hosts are judged as written (no DNS): internal IP literals and
+    local or metadata names are dropped unless `AUTOQWEN_ALLOW_HOSTS` allows them.
+    """
     found: dict[str, None] = {}
-    for text in _strings([message.model_dump(mode="json") for message in body.messages]):
+    turns = [m.model_dump(mode="json") for m in body.messages if m.role in _URL_ROLES]
+    for text in _strings(turns):
         for url in _URL.findall(text):
-            found.setdefault(url.rstrip(".,;:!?"), None)
+            url = url.rstrip(".,;:!?")
+            if _public_host(url):
+                found.setdefault(url, None)
     return list(found)
+
+
+def _public_host(url: str) -> bool:
+    try:
+        host = urlsplit(url).hostname
+        if host is None:
+            return False
+        check_host(host)
+    except ValueError:  # AddressRefused, or a malformed bracketed host
+        return False
+    return True
 
 
 def _strings(value: Any) -> Iterator[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -14,6 +15,10 @@ from autoqwen.skills._skill import Skill
 from autoqwen.skills.errors import SkillClash, SkillExists, SkillLoadError, SkillNotFound, SkillNotRemovable
 
 __all__ = ["SkillFileChange", "add_skill_file", "remove_skill"]
+
+
+# A skill name (OpenAI's rule for function names) or a user file name: never a path.
+_REMOVABLE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}(\.py)?")
 
 
 class SkillFileChange(BaseModel):
@@ -61,7 +66,16 @@ def add_skill_file(source: Path, *, force: bool = False, user_dir: Path | None =
 
 
 def remove_skill(name: str, *, user_dir: Path | None = None) -> SkillFileChange:
-    """Delete the user file that defines skill `name` (or the file `<name>.py`); builtins and plugins refuse."""
+    """Delete the user file that defines skill `name` (or the file `<name>.py`); builtins and plugins refuse.
+
+    `name` is a name, never a path: only a file directly in the user skills folder is ever deleted.
+    """
+    if not _REMOVABLE_NAME.fullmatch(name):
+        raise SkillNotFound(
+            f"{name!r} is not a skill name: give a skill name or a file name from `autoqwen skills list` "
+            "(letters, digits, '_' and '-'; no folders)",
+            skill=name,
+        )
     folder = user_dir if user_dir is not None else user_skills_dir()
     registry = load_skills(user_dir=folder, warn=False)
     if name not in registry:
@@ -79,6 +93,10 @@ def remove_skill(name: str, *, user_dir: Path | None = None) -> SkillFileChange:
             f"{name!r} comes from the installed package {source.package!r}: run `pip uninstall {source.package}`, "
             "or leave it out with AUTOQWEN_LOAD_PLUGINS",
             skill=name,
+        )
+    if source.path.parent.resolve() != folder.resolve():
+        raise SkillNotRemovable(
+            f"{name!r} comes from {source.path}, outside the user skills folder {folder}", skill=name
         )
     names = [r.skill.name for r in registry if r.source.path == source.path]
     source.path.unlink()

@@ -54,10 +54,14 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    # Loopback fixture sites stand in for the web, so web skills may reach 127.0.0.1 (and nothing else internal);
+    # the address tests change this.
+    monkeypatch.setenv("AUTOQWEN_ALLOW_HOSTS", "127.0.0.1")
 
 
-def build_tiny_model(folder: Path) -> Path:
-    """A 2-layer Llama with random weights and a ChatML byte-level BPE tokenizer, saved as an HF folder."""
+def build_tiny_model(folder: Path, *, context: int = 4096) -> Path:
+    """A 2-layer Llama with random weights and a ChatML byte-level BPE tokenizer, saved as an HF folder; `context`
+    is its context window in tokens."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -82,7 +86,7 @@ def build_tiny_model(folder: Path) -> Path:
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
-        max_position_embeddings=4096,
+        max_position_embeddings=context,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -63,6 +65,27 @@ def trickle(h: BaseHTTPRequestHandler) -> None:
         time.sleep(0.1)
 
 
+def trickle_headers(h: BaseHTTPRequestHandler) -> None:
+    """A status line, then header bytes one every 0.05 s for 15 s: every read gets data, the headers never end."""
+    h.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+    for _ in range(300):
+        h.wfile.write(b"a")
+        h.wfile.flush()
+        time.sleep(0.05)
+
+
+@functools.lru_cache(maxsize=4)
+def gzipped_zeros(size: int, *, times: int = 1) -> bytes:
+    """`size` zero bytes gzipped `times` times, compressed a megabyte at a time (never `size` bytes in memory)."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, zlib.MAX_WBITS | 16)
+    block = bytes(1 << 20)
+    data = b"".join(packer.compress(block[: min(len(block), size - done)]) for done in range(0, size, len(block)))
+    data += packer.flush()
+    for _ in range(times - 1):
+        data = zlib.compress(data, 9, wbits=zlib.MAX_WBITS | 16)
+    return data
+
+
 def site_routes() -> dict[str, Route]:
     """A small site: an article page, redirect chains, a loop, a large page, a binary file, slow endpoints."""
     large = "".join(f"<p>Paragraph {i:04d}: {'lorem ipsum ' * 8}</p>\n" for i in range(400))
@@ -94,15 +117,16 @@ class FakeArxiv:
         self.requests: list[dict[str, list[str]]] = []
         self.status = 200
         self.body = (DATA / "arxiv_search.xml").read_bytes()
+        self.headers: dict[str, str] = {}
 
     def __call__(self, h: BaseHTTPRequestHandler) -> None:
         self.requests.append(parse_qs(urlsplit(h.path).query))
-        send(h, self.status, self.body, "application/atom+xml; charset=UTF-8")
+        send(h, self.status, self.body, "application/atom+xml; charset=UTF-8", **self.headers)
 
 
 @contextmanager
-def serve(routes: dict[str, Route]) -> Iterator[str]:
-    """Serve `routes` (path → handler) on 127.0.0.1 in a thread; yields the base URL."""
+def serve(routes: dict[str, Route], host: str = "127.0.0.1") -> Iterator[str]:
+    """Serve `routes` (path → handler) on `host` (a loopback address) in a thread; yields the base URL."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -118,12 +142,12 @@ def serve(routes: dict[str, Route]) -> Iterator[str]:
         def log_message(self, format: str, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = ThreadingHTTPServer((host, 0), Handler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
+        yield f"http://{host}:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from markdown_it import MarkdownIt
+from markdown_it.token import Token
 from session_samples import HOSTILE, PNG, make_session
 
 from autoqwen.workflows import (
     GalleryError,
+    Session,
     SessionExists,
     SessionNotFound,
     SessionStore,
@@ -20,6 +24,11 @@ from autoqwen.workflows import (
     import_session,
 )
 from autoqwen.workflows.gallery import read_index
+
+
+def as_run(session: Session) -> Session:
+    """The session as it was where it ran: without this store's note of where it was imported from."""
+    return session.model_copy(update={"imported_from": None, "imported_at": None})
 
 
 @pytest.fixture
@@ -79,7 +88,7 @@ def test_export_import_export_gives_the_same_session_json(store: SessionStore, t
     store.delete_session(session.id)
 
     imported = import_session(store, first)
-    assert imported == session
+    assert as_run(imported) == session and imported.imported_from == str(first.absolute())
     assert (store.work_dir(session.id) / "notes" / "report draft.txt").read_text() == "draft\n"
     [second] = export_sessions(store, [session.id], tmp_path / "two")
     assert (second / "session.json").read_bytes() == (first / "session.json").read_bytes()
@@ -92,11 +101,14 @@ def test_import_into_another_store_and_conflicts(store: SessionStore, tmp_path: 
     with pytest.raises(SessionExists, match="--replace"):
         import_session(store, folder)
     (store.work_dir(session.id) / "stale.txt").write_text("gone after replace")
-    assert import_session(store, folder, replace=True) == session
+    assert as_run(import_session(store, folder, replace=True)) == session
     assert [f.path for f in store.session_files(session.id)] == ["chart.png", "notes/report draft.txt"]
     with SessionStore(tmp_path / "other-machine") as other:
         assert import_session(other, folder).id == session.id
-        assert other.get_record(session.id) == store.get_record(session.id)
+        theirs, ours = other.get_record(session.id), store.get_record(session.id)
+        assert theirs.model_copy(update={"session": as_run(theirs.session)}) == ours.model_copy(
+            update={"session": as_run(ours.session)}
+        )
 
 
 def test_two_exports_into_one_folder_keep_both(store: SessionStore, tmp_path: Path) -> None:
@@ -179,3 +191,69 @@ def test_import_rejects_what_is_not_an_exported_session(store: SessionStore, tmp
     broken({"files": [{"path": "../../etc/passwd", "size": 1}]}, "unsafe file path")
     broken({"files": [{"path": "missing.txt", "size": 1}]}, "missing")
     broken({"session": {**record["session"], "id": "../x"}}, "invalid session id")
+
+
+def test_index_links_come_from_validated_ids_not_from_index_json(store: SessionStore, tmp_path: Path) -> None:
+    a, b = make_session(store, "a").id, make_session(store, "b").id
+    export_sessions(store, [a], tmp_path)
+    index = json.loads((tmp_path / "index.json").read_text())
+    index["sessions"][0]["href"] = "javascript:alert(document.cookie)"
+    planted = {**index["sessions"][0], "id": "x/../../evil", "href": "javascript:alert(2)"}
+    (tmp_path / "index.json").write_text(json.dumps({**index, "sessions": [*index["sessions"], planted]}))
+    export_sessions(store, [b], tmp_path)  # reads the planted index, merges, renders
+    html = (tmp_path / "index.html").read_text()
+    assert "javascript:" not in html and "evil" not in html
+    assert f'href="{a}/index.html"' in html and f'href="{b}/index.html"' in html
+    assert {e.id for e in read_index(tmp_path).sessions} == {a, b}
+
+
+def test_import_refuses_symlinks_and_special_files(store: SessionStore, tmp_path: Path) -> None:
+    private = tmp_path / "private.txt"
+    private.write_text("the user's secret")
+    session = make_session(store)
+    [folder] = export_sessions(store, [session.id], tmp_path / "g")
+    store.delete_session(session.id)
+    report = folder / "files" / "notes" / "report draft.txt"
+
+    report.unlink()
+    report.symlink_to(private)  # a file link
+    with pytest.raises(GalleryError, match=r"report draft\.txt is a symlink"):
+        import_session(store, folder)
+    report.unlink()
+    report.parent.rename(tmp_path / "real-notes")
+    (tmp_path / "real-notes" / "report draft.txt").symlink_to(private)
+    (folder / "files" / "notes").symlink_to(tmp_path / "real-notes")  # a folder link on the way
+    with pytest.raises(GalleryError, match="notes is a symlink"):
+        import_session(store, folder)
+    (folder / "files" / "notes").unlink()
+    (folder / "files" / "notes").mkdir()
+    os.mkfifo(report)  # not a regular file: reading it would block
+    with pytest.raises(GalleryError, match="not a regular file"):
+        import_session(store, folder)
+    with pytest.raises(SessionNotFound):
+        store.get_session(session.id)  # nothing half-imported
+    report.unlink()
+    report.write_text("draft\n")
+    assert import_session(store, folder).id == session.id
+
+
+def test_transcript_md_holds_no_raw_html_or_links(store: SessionStore, tmp_path: Path) -> None:
+    session = store.create_session(
+        "w", title=f"T {HOSTILE}\n# heading", inputs={"x": "[click](javascript:alert(1))"}, tags=[HOSTILE]
+    )
+    store.append_message(session.id, "user", f"{HOSTILE}\n<img src=x onerror=alert(1)>\n```\n<script>b()</script>")
+    store.append_message(session.id, f"bot{HOSTILE}", "[x](javascript:alert(1)) fine *text*")
+    store.finish_session(session.id, "finished", summary=HOSTILE, stop_reason=HOSTILE)
+    [folder] = export_sessions(store, [session.id], tmp_path)
+    transcript = (folder / "transcript.md").read_text()
+    rendered = _tokens(transcript)
+    assert not [t for t in rendered if t.type in ("html_inline", "html_block", "link_open", "image")], rendered
+    assert [t.tag for t in rendered if t.type == "heading_open"].count("h1") == 1  # the title's, none planted
+    assert HOSTILE in transcript  # still there to read, inside code blocks
+    assert "[x](javascript:alert(1)) fine *text*" in transcript
+
+
+def _tokens(markdown: str) -> list[Token]:
+    """What a Markdown viewer (CommonMark) makes of a text: its block tokens and their inline tokens, flattened."""
+    tokens = MarkdownIt("commonmark").parse(markdown)
+    return tokens + [child for token in tokens for child in (token.children or [])]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import gzip
+import tracemalloc
 from collections.abc import Iterator
 
 import httpx
 import pytest
-from skill_sites import DATA, FakeArxiv, serve
+from skill_sites import DATA, FakeArxiv, gzipped_zeros, serve
 
 from autoqwen.skills.builtins import arxiv
 from autoqwen.skills.builtins.arxiv import RateLimiter, paper_search, parse_feed
@@ -62,6 +64,31 @@ def test_no_results_and_empty_queries(fake_arxiv: FakeArxiv) -> None:
     assert paper_search("zzzz qqqq").startswith("No papers found on arXiv for 'zzzz qqqq'")
     assert paper_search("   ").startswith("Error: the query is empty")
     assert len(fake_arxiv.requests) == 1
+
+
+def test_an_oversized_answer_is_refused(fake_arxiv: FakeArxiv) -> None:
+    feed = fake_arxiv.body
+    fake_arxiv.body = feed.replace(b"<entry>", b"<entry>" + b" " * 300_000, 1)
+    assert paper_search("x", max_bytes=200_000) == (
+        "Error: arXiv's answer is larger than 200000 bytes; ask for fewer results."
+    )
+    assert paper_search("x", max_bytes=400_000).startswith("arXiv: 3 of 21873 results")
+
+
+def test_a_compressed_answer_is_decoded_within_the_cap(fake_arxiv: FakeArxiv) -> None:
+    fake_arxiv.body, fake_arxiv.headers = gzip.compress(fake_arxiv.body), {"Content-Encoding": "gzip"}
+    assert paper_search("x").startswith("arXiv: 3 of 21873 results")
+    fake_arxiv.body = gzipped_zeros(50_000_000)
+    tracemalloc.start()
+    try:
+        text = paper_search("x")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert text == f"Error: arXiv's answer is larger than {arxiv.MAX_BYTES} bytes; ask for fewer results."
+    assert peak < 15_000_000, peak
+    fake_arxiv.headers = {"Content-Encoding": "gzip, gzip"}
+    assert paper_search("x").startswith("Error: could not read arXiv's answer: the body is encoded 2 times")
 
 
 def test_timeouts_are_returned_as_text() -> None:

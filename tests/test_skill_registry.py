@@ -290,3 +290,20 @@ def test_help_and_list_do_not_import_heavy_modules() -> None:
         "assert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_remove_takes_names_never_paths(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    important = write(elsewhere, "important.py", "DATA = 1\n")
+    user_skills_dir().mkdir(parents=True, exist_ok=True)
+    relative = Path("..") / ".." / elsewhere.relative_to(tmp_path) / "important"
+    assert (user_skills_dir() / f"{relative}.py").resolve() == important.resolve()  # the path the old code unlinked
+    for name in (str(relative), str(important), str(important.with_suffix("")), "../important", "a/b", "x.py\n"):
+        with pytest.raises(SkillNotFound, match="is not a skill name"):
+            remove_skill(name)
+    assert important.read_text() == "DATA = 1\n"
+    cli = runner.invoke(app, ["skills", "remove", str(important.with_suffix(""))])
+    assert cli.exit_code == 1 and "is not a skill name" in cli.output and "Traceback" not in cli.output
+    assert important.exists()
+    kept = write(user_skills_dir(), "broken.py", "raise ValueError\n")
+    assert remove_skill("broken.py").path == kept and not kept.exists()  # a file name in the folder still works

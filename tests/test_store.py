@@ -240,3 +240,28 @@ def test_a_corrupt_database_is_a_store_error(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="sessions database") as caught:
         SessionStore(home)
     assert isinstance(caught.value.__cause__, sqlite3.DatabaseError)
+
+
+def test_a_version_2_database_learns_which_sessions_were_imported(tmp_path: Path) -> None:
+    home = tmp_path / "v2"
+    home.mkdir()
+    with sqlite3.connect(home / "sessions.db") as conn:
+        for statement in (*MIGRATIONS[0], *MIGRATIONS[1]):
+            conn.execute(statement)
+        conn.execute("PRAGMA user_version = 2")
+        conn.execute(
+            "INSERT INTO sessions (id, title, workflow, status, started_at) VALUES"
+            " ('20240101-000000-aaaa', 'ran here', 'w', 'finished', '2024-01-01T00:00:00.000000+00:00')"
+        )
+    conn.close()
+    with SessionStore(home) as store:
+        old = store.get_session("20240101-000000-aaaa")
+        assert not old.imported and old.imported_from is None and old.imported_at is None
+        record = store.get_record(old.id).model_copy(
+            update={"session": old.model_copy(update={"id": "20240101-000000-bbbb", "imported_from": None})}
+        )
+        restored = store.restore(record, imported_from="/galleries/theirs/20240101-000000-bbbb")
+        assert restored.imported and restored.imported_from == "/galleries/theirs/20240101-000000-bbbb"
+        assert restored.imported_at is not None
+        reopened = store.reopen_session(restored.id)  # a resume keeps the mark
+        assert reopened.imported_from == restored.imported_from

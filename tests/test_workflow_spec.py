@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import time
 from pathlib import Path
 
 import jsonschema
@@ -18,7 +20,7 @@ from autoqwen.paths import user_workflows_dir
 from autoqwen.skills import load_skills
 from autoqwen.workflows.catalog import BUILTIN_DIR, find_workflow, list_workflows
 from autoqwen.workflows.errors import SpecError, WorkflowNotFound
-from autoqwen.workflows.loader import load_workflow
+from autoqwen.workflows.loader import MAX_YAML_BYTES, load_workflow
 from autoqwen.workflows.spec import RoundRobinTeam, WorkflowSpec
 
 GOOD = """\
@@ -200,3 +202,38 @@ def test_cli_validate_show_and_list(tmp_path: Path) -> None:
     assert "name: write-review" in runner.invoke(app, ["workflows", "show", "write-review"]).output
     listing = runner.invoke(app, ["workflows", "list"], env={"COLUMNS": "200", **os.environ}).output
     assert "web-summary" in listing and "research" in listing
+
+
+def alias_bomb(levels: int) -> str:
+    """A billion-laughs document: each level lists the previous one ten times (10**levels strings in all)."""
+    lines = ["l0: &l0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"l{n}: &l{n} [" + ", ".join([f"*l{n - 1}"] * 10) + "]" for n in range(1, levels)]
+    return "\n".join(lines) + "\n" + GOOD
+
+
+def test_yaml_aliases_are_refused_fast(tmp_path: Path) -> None:
+    bomb = write(tmp_path, alias_bomb(6))  # 10**6 nodes: seconds and hundreds of MB if expanded
+    assert bomb.stat().st_size < 1000
+    started = time.perf_counter()
+    with pytest.raises(SpecError, match=r"flow\.yaml:2: invalid YAML: aliases \(\*name\) are not allowed"):
+        load_workflow(bomb)
+    assert time.perf_counter() - started < 0.5
+    user_workflows_dir().mkdir(parents=True)
+    shutil.copy(bomb, user_workflows_dir() / "bomb.yaml")
+    started = time.perf_counter()
+    [entry] = [e for e in list_workflows() if e.name == "bomb"]  # `workflows list` reads each description
+    assert "aliases" in entry.description and time.perf_counter() - started < 0.5
+    merge = write(tmp_path, "base: &b {max_turns: 2}\n" + GOOD.replace("team: {", "team: {<<: *b, "))
+    with pytest.raises(SpecError, match="aliases"):
+        load_workflow(merge)
+
+
+def test_large_yaml_files_are_refused_before_parsing(tmp_path: Path) -> None:
+    big = write(tmp_path, GOOD + "# " + "x" * MAX_YAML_BYTES + "\n")
+    with pytest.raises(SpecError, match=r"flow\.yaml: larger than 256 KiB"):
+        load_workflow(big)
+    deep = write(tmp_path, "name: " + "[" * 50_000 + "\n")
+    with pytest.raises(SpecError, match="nested too deeply"):
+        load_workflow(deep)
+    anchored = GOOD.replace("team: {", "team: &team {")
+    assert load_workflow(write(tmp_path, anchored)).name == "demo"  # an anchor without an alias is harmless

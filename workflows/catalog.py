@@ -10,10 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import yaml
-
 from autoqwen.paths import user_workflows_dir
-from autoqwen.workflows.errors import WorkflowNotFound
+from autoqwen.workflows.errors import SpecError, WorkflowNotFound
 
 __all__ = ["BUILTIN_DIR", "WorkflowEntry", "find_workflow", "list_workflows"]
 
@@ -64,9 +62,11 @@ def _yaml_files(folder: Path) -> list[Path]:
 
 
 def _description(path: Path) -> str:
+    from autoqwen.workflows.loader import read_yaml  # size cap and no aliases, as for a full load
+
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        return f"(unreadable: {exc.__class__.__name__})"
+        data = read_yaml(path)
+    except SpecError as exc:
+        return f"(unreadable: {exc})"
     text = str(data.get("description", "")) if isinstance(data, dict) else ""
     return text.strip().splitlines()[0] if text.strip() else ""

@@ -16,6 +16,7 @@ import os
 import re
 import secrets
 import shutil
+import stat
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -26,10 +27,17 @@ from urllib.parse import quote
 
 import jinja2
 from filelock import FileLock
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, computed_field, field_validator
 
 from autoqwen.workflows.errors import GalleryError
-from autoqwen.workflows.records import RECORD_SCHEMA_VERSION, SESSION_ID_PATTERN, FileEntry, Session, SessionRecord
+from autoqwen.workflows.records import (
+    LOCAL_FIELDS,
+    RECORD_SCHEMA_VERSION,
+    SESSION_ID_PATTERN,
+    FileEntry,
+    Session,
+    SessionRecord,
+)
 from autoqwen.workflows.store import SessionStore
 
 __all__ = [
@@ -73,16 +81,24 @@ class GalleryEntry(BaseModel):
     message_count: int = 0
     turns: int = 0
     tokens: int = 0
-    href: str
+
+    @field_validator("id")
+    @classmethod
+    def _folder_name(cls, value: str) -> str:
+        if not SESSION_ID_PATTERN.match(value):
+            raise ValueError(f"{value!r} is not a session id (letters, digits, - and _)")
+        return value
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def href(self) -> str:
+        """The session's page, relative to the gallery: built from the validated id, never read from index.json."""
+        return f"{quote(self.id)}/index.html"
 
     @classmethod
     def of(cls, session: Session) -> GalleryEntry:
         """The index entry of a session."""
-        return cls(
-            **session.model_dump(include=set(cls.model_fields) - {"tokens", "href"}),
-            tokens=session.tokens,
-            href=f"{session.id}/index.html",
-        )
+        return cls(**session.model_dump(include=set(cls.model_fields) - {"tokens"}), tokens=session.tokens)
 
 
 class GalleryIndex(BaseModel):
@@ -118,22 +134,23 @@ def export_sessions(store: SessionStore, ids: Iterable[str], gallery_dir: Path) 
 
 
 def import_session(store: SessionStore, folder: Path, *, replace: bool = False) -> Session:
-    """Read an exported session folder (session.json + files/) back into the store, keeping its id."""
-    folder = Path(folder)
+    """Read an exported session folder (session.json + files/) back into the store, keeping its id.
+
+    The session is marked imported (from the folder's absolute path): its workflow snapshot is someone else's, so
+    a resume neither runs code nor reaches the model server it names without the user's say-so. Only regular files
+    are copied: a symlink or a device anywhere in a listed path is refused, so a link to a private file cannot
+    be pulled into the store (and published by the next export).
+    """
+    folder = Path(folder).absolute()
     record = read_record(folder)
-    sources = []
-    for entry in record.files:
-        source = folder / "files" / _safe_relative(entry.path, folder)
-        if not source.is_file():
-            raise GalleryError(f"{folder} lists files/{entry.path} but it is missing", path=folder)
-        sources.append((entry, source))
-    store.restore(record, replace=replace)
+    sources = [(entry, _regular_file(folder, _safe_relative(entry.path, folder))) for entry in record.files]
+    store.restore(record, imported_from=str(folder), replace=replace)
     target = store.work_dir(record.session.id)
     with _gallery_errors(folder):
         for entry, source in sources:
             destination = target / entry.path
             destination.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, destination)
+            shutil.copy2(source, destination, follow_symlinks=False)
     return store.get_session(record.session.id)
 
 
@@ -186,7 +203,9 @@ def _stage(store: SessionStore, record: SessionRecord, gallery_dir: Path) -> Pat
             destination = staging / "files" / entry.path
             destination.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source / entry.path, destination)
-        (staging / "session.json").write_text(record.model_dump_json(indent=2) + "\n", encoding="utf-8")
+        # Where this store got the session from is its own business, not part of the record it publishes.
+        published = record.model_dump_json(indent=2, exclude={"session": set(LOCAL_FIELDS)})
+        (staging / "session.json").write_text(published + "\n", encoding="utf-8")
         views = [_file_view(entry) for entry in record.files]
         context = {"s": session, "messages": record.messages, "files": views, "labels": LABELS}
         (staging / "transcript.md").write_text(_render("transcript.md", **context), encoding="utf-8")
@@ -232,6 +251,30 @@ def _file_view(entry: FileEntry) -> dict[str, Any]:
     }
 
 
+def _regular_file(folder: Path, relative: PurePosixPath) -> Path:
+    """`folder/files/relative`, checked to be a regular file reached through real folders (no symlink on the way)."""
+    chain = [folder / "files"]
+    for part in relative.parts:
+        chain.append(chain[-1] / part)
+    mode = 0
+    for path in chain:
+        try:
+            mode = path.lstat().st_mode
+        except FileNotFoundError:
+            raise GalleryError(f"{folder} lists files/{relative} but it is missing", path=path) from None
+        except OSError as exc:
+            raise GalleryError(f"cannot read {path}: {exc.strerror}", path=path) from exc
+        if stat.S_ISLNK(mode):
+            raise GalleryError(f"{path} is a symlink; gallery import copies only regular files", path=path)
+        if path != chain[-1] and not stat.S_ISDIR(mode):
+            raise GalleryError(f"{path} is not a folder, but session.json lists files inside it", path=path)
+    if not stat.S_ISREG(mode):
+        raise GalleryError(
+            f"{chain[-1]} is not a regular file; gallery import copies only regular files", path=chain[-1]
+        )
+    return chain[-1]
+
+
 def _safe_relative(path: str, folder: Path) -> PurePosixPath:
     relative = PurePosixPath(path)
     if relative.is_absolute() or ".." in relative.parts or "\\" in path or not relative.parts:
@@ -274,6 +317,8 @@ def _environment() -> jinja2.Environment:
         filesize=_filesize,
         pretty_json=_pretty_json,
         fence=_fence,
+        inline=_inline,
+        code=_code_span,
         plural=lambda count, noun: f"{count} {noun}{'' if count == 1 else 's'}",
     )
     return env
@@ -309,6 +354,23 @@ def _pretty_json(text: str) -> str:
         for key, item in value.items()
     ]
     return "{\n" + ",\n".join(lines) + "\n}"
+
+
+# What can start Markdown markup inside a line: HTML (<, &), links and images ([ ] !), code, emphasis, tables.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>&!|~#])")
+
+
+def _inline(value: object) -> str:
+    """Text from a session, shown as written on one line of Markdown: no raw HTML, links or headings can form."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(str(value).split()))
+
+
+def _code_span(value: object) -> str:
+    """Text from a session as a Markdown code span that it cannot close (a name: a tool, an input)."""
+    text = " ".join(str(value).split())
+    ticks = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{ticks}{pad}{text}{pad}{ticks}"
 
 
 def _fence(text: str, language: str = "") -> str:

@@ -18,7 +18,9 @@ from autoqwen.skills import SkillRegistry
 from autoqwen.workflows.errors import SpecError
 from autoqwen.workflows.spec import TEAM_TYPES, WorkflowSpec
 
-__all__ = ["load_agent", "load_workflow"]
+__all__ = ["MAX_YAML_BYTES", "load_agent", "load_workflow", "read_yaml"]
+
+MAX_YAML_BYTES = 256 * 1024
 
 Loc = tuple[str | int, ...]
 T = TypeVar("T")
@@ -55,17 +57,57 @@ def load_agent(path: Path) -> AgentSpec:
     return _validate(_AGENT, data, path, lines)
 
 
-def _read(path: Path) -> tuple[Any, dict[Loc, int]]:
+def read_yaml(path: Path) -> Any:
+    """The data of a YAML file, read safely: at most MAX_YAML_BYTES, no aliases, no Python tags; else SpecError."""
+    return _parse(path)[0]
+
+
+def _parse(path: Path) -> tuple[Any, yaml.Node | None]:
+    """The data of a YAML file and its node tree, from one pass of a safe loader that refuses aliases.
+
+    An alias repeats a whole subtree, so a few hundred bytes of nested aliases expand to millions of nodes ("billion
+    laughs"); refusing them, and capping the file size, bounds the work by the size of the file.
+    """
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as file:
+            raw = file.read(MAX_YAML_BYTES + 1)
     except OSError as exc:
         raise SpecError(f"{path}: cannot read: {exc.strerror}", path=path) from exc
+    if len(raw) > MAX_YAML_BYTES:
+        raise SpecError(f"{path}: larger than {MAX_YAML_BYTES // 1024} KiB; a workflow file is far smaller", path=path)
     try:
-        node = yaml.compose(text)
-        data = yaml.safe_load(text)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{path}: not UTF-8 text: {exc}", path=path) from exc
+    loader = _SafeNoAliasLoader(text)
+    try:
+        node = loader.get_single_node()
+        return (loader.construct_document(node) if node is not None else None), node
     except yaml.MarkedYAMLError as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark else None
         raise SpecError(f"{path}:{line}: invalid YAML: {exc.problem}", path=path, line=line) from exc
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}: invalid YAML: {exc}", path=path) from exc
+    except RecursionError:
+        raise SpecError(f"{path}: invalid YAML: nested too deeply", path=path) from None
+    finally:
+        loader.dispose()
+
+
+class _SafeNoAliasLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses aliases (`*name`, and so `<<: *name` merges) where it meets them."""
+
+    def compose_node(self, parent: yaml.Node | None, index: int | yaml.Node | None) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise yaml.composer.ComposerError(
+                None, None, "aliases (*name) are not allowed: write the value out where it is used", mark
+            )
+        return super().compose_node(parent, index)  # type: ignore[arg-type]
+
+
+def _read(path: Path) -> tuple[Any, dict[Loc, int]]:
+    data, node = _parse(path)
     if not isinstance(data, dict):
         raise SpecError(f"{path}:1: expected a mapping of fields at the top level", path=path, line=1)
     lines: dict[Loc, int] = {}

@@ -51,6 +51,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE sessions ADD COLUMN writer_pid INTEGER",
         "ALTER TABLE sessions ADD COLUMN writer_token TEXT",
     ),
+    # 3: where an imported session came from (NULL: it ran here). Its workflow snapshot is someone else's, so a
+    # resume must not let it run code or reach a model server by itself.
+    (
+        "ALTER TABLE sessions ADD COLUMN imported_from TEXT",
+        "ALTER TABLE sessions ADD COLUMN imported_at TEXT",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

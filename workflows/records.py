@@ -18,6 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 __all__ = [
+    "LOCAL_FIELDS",
     "RECORD_SCHEMA_VERSION",
     "SESSION_ID_PATTERN",
     "FileEntry",
@@ -34,6 +35,9 @@ __all__ = [
 RECORD_SCHEMA_VERSION = 1
 # Ids become folder names in the data dir and in galleries, so they never contain a path separator or `..`.
 SESSION_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+# Session fields that describe this store's copy, not the run: left out of session.json (see SessionRecord).
+LOCAL_FIELDS = frozenset({"imported_from", "imported_at"})
 
 SessionStatus = Literal["running", "finished", "stopped", "failed", "interrupted"]
 MessageType = Literal["text", "tool_call", "tool_result", "handoff", "system", "other"]
@@ -113,6 +117,16 @@ class Session(_Record):
     )
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    imported_from: str | None = Field(
+        default=None,
+        description="The gallery folder it was imported from; its workflow snapshot is untrusted. None: run here.",
+    )
+    imported_at: datetime | None = None
+
+    @property
+    def imported(self) -> bool:
+        """Whether the session came from a gallery import (someone else's run), rather than a run on this machine."""
+        return self.imported_from is not None
 
     @property
     def tokens(self) -> int:
@@ -128,7 +142,11 @@ class FileEntry(_Record):
 
 
 class SessionRecord(_Record):
-    """Everything about a session: what `session.json` in a gallery holds, and what import reads back."""
+    """Everything about a session: what `session.json` in a gallery holds, and what import reads back.
+
+    Where a session was imported from is this store's own knowledge: `session.json` never carries it
+    (LOCAL_FIELDS), and import sets it whatever the file says.
+    """
 
     schema_version: int = RECORD_SCHEMA_VERSION
     session: Session

@@ -11,22 +11,35 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import inspect
+import logging
 import signal
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
-from autoqwen.agents import AgentContext, AgentError, Endpoint, ExternalModel, HumanMode, build_agent, external_endpoint
+from autoqwen.agents import (
+    DEFAULT_CONTEXT_WINDOW,
+    AgentContext,
+    AgentError,
+    ContextWindow,
+    EmbeddedModel,
+    Endpoint,
+    ExternalModel,
+    HumanMode,
+    build_agent,
+)
 from autoqwen.agents import model_client as make_model_client
 from autoqwen.paths import use_work_dir
 from autoqwen.skills import SkillError, check_secrets, load_skills
+from autoqwen.workflows.endpoints import model_endpoint
 from autoqwen.workflows.errors import RunError
-from autoqwen.workflows.records import Message, MessageType
+from autoqwen.workflows.records import Message, MessageType, Session
 from autoqwen.workflows.spec import SelectorTeam, WorkflowSpec
 from autoqwen.workflows.store import SessionStore
 
@@ -36,6 +49,8 @@ if TYPE_CHECKING:
     from autoqwen.local_llm import Engine
 
 __all__ = ["RunOptions", "RunResult", "resume_workflow", "run_workflow"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -52,7 +67,11 @@ class RunOptions:
     human: HumanMode | None = None
     max_turns: int | None = None
     execute_code: bool = False
+    trust_imported: bool = False
+    """Let a resumed imported session use the model server (and API key variable) its snapshot names."""
     seed: int | None = None
+    context_window: int | None = None
+    """The model's context window in tokens, when the server does not say (or says more than it can serve)."""
     input_func: Callable[[str], str] = input
     on_loading: Callable[[Engine], None] | None = None
 
@@ -126,6 +145,8 @@ def resume_workflow(
         spec = WorkflowSpec.from_snapshot(session.spec)
     except ValidationError as exc:
         raise RunError(f"session {session_id} has no usable workflow snapshot to resume: {exc}") from exc
+    if session.imported:
+        spec = _distrust(spec, session, options)
     history = [m for m in store.get_messages(session_id) if m.type in ("text", "handoff")]
     if not history:
         raise RunError(f"session {session_id} has no messages to continue from")
@@ -133,6 +154,36 @@ def resume_workflow(
 
     task = [TextMessage(content=m.text(), source=m.source) for m in history]
     return _drive(spec, options, store, lambda _: store.reopen_session(session_id).id, task, on_message)
+
+
+def _distrust(spec: WorkflowSpec, session: Session, options: RunOptions) -> WorkflowSpec:
+    """The snapshot of an imported session, made safe to resume: it was written by someone else.
+
+    Its `code_execution` is dropped (only --execute-code turns code on), and a model server it names, with the API
+    key variable it names, is refused unless the user picks the server (--base-url) or trusts it (--trust-imported).
+    So is an embedded model other than auto or bundled (a hub id is a download, a path a file on this machine)
+    unless the user names the model (--model).
+    """
+    if spec.code_execution and not options.execute_code:
+        log.warning(
+            "session %s was imported: its workflow asks to run code, which stays off without --execute-code",
+            session.id,
+        )
+    if isinstance(spec.model, ExternalModel) and options.base_url is None and not options.trust_imported:
+        key = f" with the API key in ${spec.model.api_key_env}" if spec.model.api_key_env else ""
+        raise RunError(
+            f"session {session.id} was imported from {session.imported_from}, and its workflow snapshot asks to use "
+            f"the model server {spec.model.base_url}{key}. Resume it on a server you choose with --base-url URL, "
+            "or pass --trust-imported to use the one it names"
+        )
+    chosen = options.base_url is not None or options.model is not None or options.trust_imported
+    if isinstance(spec.model, EmbeddedModel) and spec.model.model not in ("auto", "bundled") and not chosen:
+        raise RunError(
+            f"session {session.id} was imported from {session.imported_from}, and its workflow snapshot asks for the "
+            f"model {spec.model.model!r}. Resume it with --model NAME (that one or another), "
+            "or pass --trust-imported to use the one it names"
+        )
+    return spec.model_copy(update={"code_execution": False})
 
 
 def _drive(
@@ -150,8 +201,16 @@ def _drive(
     except SkillError as exc:
         raise RunError(str(exc)) from exc
     started = time.monotonic()
-    with _endpoint(spec, options) as endpoint:
+    with model_endpoint(spec, options) as endpoint:
         session_id = start(endpoint)
+
+        def record(message: Message) -> None:
+            if on_message is not None:
+                on_message(message)
+
+        def trimmed(agent: str, note: str) -> None:  # said in the transcript, before the reply it shaped
+            record(store.append_message(session_id, agent, note, type="system"))
+
         ctx = AgentContext(
             endpoint=endpoint,
             skills=registry,
@@ -160,11 +219,8 @@ def _drive(
             input_func=options.input_func,
             code_execution=spec.code_execution or options.execute_code,
             seed=options.seed,
+            window=ContextWindow(endpoint.context_window or DEFAULT_CONTEXT_WINDOW, on_trim=trimmed),
         )
-
-        def record(message: Message) -> None:
-            if on_message is not None:
-                on_message(message)
 
         try:
             with use_work_dir(ctx.work_dir):
@@ -194,37 +250,6 @@ def _drive(
     )
 
 
-@contextmanager
-def _endpoint(spec: WorkflowSpec, options: RunOptions) -> Iterator[Endpoint]:
-    """The model endpoint for this run, starting the embedded server when nothing external is named."""
-    if options.base_url is not None:
-        model = options.model or _first_model(options.base_url, options.api_key or "none")
-        yield Endpoint(options.base_url, model, options.api_key or "none")
-        return
-    if isinstance(spec.model, ExternalModel):
-        yield external_endpoint(spec.model)
-        return
-    from autoqwen.local_llm import EmbeddedServer, Engine, resolve_model
-
-    with EmbeddedServer(Engine(resolve_model(options.model or spec.model.model))) as server:
-        if options.on_loading is not None:
-            options.on_loading(server.engine)
-        server.engine.wait_ready()
-        yield Endpoint(server.base_url, server.engine.model_id)
-
-
-def _first_model(base_url: str, api_key: str) -> str:
-    import openai
-
-    try:
-        models = openai.OpenAI(base_url=base_url, api_key=api_key, max_retries=2).models.list().data
-    except openai.OpenAIError as exc:
-        raise RunError(f"cannot list the models of {base_url}: {exc}") from exc
-    if not models:
-        raise RunError(f"the server at {base_url} serves no model; pass --model NAME")
-    return models[0].id
-
-
 async def _run_team(
     spec: WorkflowSpec,
     options: RunOptions,
@@ -245,11 +270,17 @@ async def _run_team(
     termination = _termination(spec, [a.name for a in agents])
     if isinstance(spec.team, SelectorTeam):
         extra: dict[str, Any] = {"selector_prompt": spec.team.selector_prompt} if spec.team.selector_prompt else {}
+        from autoqwen.agents.context import WindowedContext
+
+        prompt = spec.team.selector_prompt or inspect.signature(SelectorGroupChat).parameters["selector_prompt"].default
+        roles = prompt + "".join(f"{a.name}: {a.description}\n" for a in spec.agents)
         team: Any = SelectorGroupChat(
             agents,
-            make_model_client(ctx.endpoint, temperature=0, max_tokens=64, seed=ctx.seed),  # a name, not an essay
+            # a name, not an essay
+            make_model_client(ctx.endpoint, temperature=0, max_tokens=64, seed=ctx.seed, window=ctx.window),
             termination_condition=termination,
             max_turns=max_turns,
+            model_context=WindowedContext(ctx.window, agent="selector", fixed_text=roles, reserve=64),
             **extra,
         )
     else:

@@ -257,8 +257,12 @@ class SessionStore:
                         entries.append(FileEntry(path=path.relative_to(root).as_posix(), size=path.stat().st_size))
         return sorted(entries, key=lambda entry: entry.path)
 
-    def restore(self, record: SessionRecord, *, replace: bool = False) -> Session:
-        """Insert a full record as is (same id, messages, times) with an empty work folder; for gallery import."""
+    def restore(self, record: SessionRecord, *, imported_from: str, replace: bool = False) -> Session:
+        """Insert a full record as is (same id, messages, times) with an empty work folder; for gallery import.
+
+        The session is marked imported from `imported_from` (the folder it came from), whatever the record says:
+        a resume then treats its workflow snapshot as untrusted.
+        """
         session = record.session
         _check_id(session.id)
         with self._transaction() as conn:
@@ -270,7 +274,8 @@ class SessionStore:
                 conn.execute("DELETE FROM sessions WHERE id = ?", (session.id,))
             conn.execute(
                 "INSERT INTO sessions (id, title, workflow, model, status, tags, inputs, spec, started_at, ended_at,"
-                " error, summary, stop_reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " error, summary, stop_reason, imported_from, imported_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     session.id,
                     session.title,
@@ -285,6 +290,8 @@ class SessionStore:
                     session.error,
                     session.summary,
                     session.stop_reason,
+                    imported_from,
+                    _stamp(_now()),
                 ),
             )
             self._insert_messages(conn, session.id, record.messages)
@@ -392,6 +399,8 @@ def _session(row: sqlite3.Row) -> Session:
         turns=row["turns"],
         prompt_tokens=row["prompt_tokens"],
         completion_tokens=row["completion_tokens"],
+        imported_from=row["imported_from"],
+        imported_at=datetime.fromisoformat(row["imported_at"]) if row["imported_at"] else None,
     )
 
 

@@ -3,7 +3,9 @@
     console.print(render_message(message))       # as each message arrives
     print_record(console, store.get_record(sid))  # a whole stored session
 
-Content is printed as plain text, never as rich markup, so `[bold]` or `<script>` in a message shows as written.
+Content is printed as plain text, never as rich markup, so `[bold]` or `<script>` in a message shows as written,
+and every string from the session goes through `terminal_safe`: a control sequence in a message (clear screen, set
+the window title, write the clipboard) shows as `\x1b…` instead of reaching the terminal.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from rich.rule import Rule
 from rich.table import Table
 from rich.text import Text
 
+from autoqwen.terminal import terminal_safe
 from autoqwen.workflows.records import Message, Session, SessionRecord
 
 __all__ = ["STATUS_STYLES", "print_record", "render_message", "render_session"]
@@ -39,7 +42,7 @@ _KINDS = {
 def render_message(message: Message) -> RenderableType:
     """One message: a rule naming the agent and the kind of message, then its content."""
     label, style = _KINDS[message.type]
-    title = Text.assemble((message.source, f"bold {style}"), " · ", (label, style))
+    title = Text.assemble((terminal_safe(message.source), f"bold {style}"), " · ", (label, style))
     if message.prompt_tokens or message.completion_tokens:
         title.append(f" · {message.prompt_tokens}+{message.completion_tokens} tokens", "dim")
     title.append(f" · {message.created_at.astimezone():%H:%M:%S}", "dim")
@@ -52,25 +55,34 @@ def render_session(session: Session) -> RenderableType:
     grid.add_column(style="dim")
     grid.add_column(overflow="fold")
     grid.add_row("session", session.id)
-    grid.add_row("workflow", session.workflow)
+    if session.imported_from is not None:
+        when = f" on {session.imported_at.astimezone():%Y-%m-%d %H:%M}" if session.imported_at else ""
+        grid.add_row(
+            "imported",
+            Text.assemble(
+                (f"from {_safe(session.imported_from)}{when}", "yellow"),
+                ("; its workflow snapshot is untrusted: resuming it needs --execute-code to run code", "dim"),
+            ),
+        )
+    grid.add_row("workflow", _safe(session.workflow))
     grid.add_row("status", Text(session.status, STATUS_STYLES[session.status]))
     if session.model:
-        grid.add_row("model", session.model)
+        grid.add_row("model", _safe(session.model))
     grid.add_row("started", f"{session.started_at.astimezone():%Y-%m-%d %H:%M:%S}")
     if session.ended_at:
         grid.add_row("ended", f"{session.ended_at.astimezone():%Y-%m-%d %H:%M:%S}")
     grid.add_row("totals", f"{session.message_count} messages, {session.turns} turns, {session.tokens} tokens")
     if session.tags:
-        grid.add_row("tags", ", ".join(session.tags))
+        grid.add_row("tags", _safe(", ".join(session.tags)))
     for name, value in session.inputs.items():
-        grid.add_row(f"input {name}", Text(value if isinstance(value, str) else json.dumps(value)))
+        grid.add_row(_safe(f"input {name}"), _safe(value if isinstance(value, str) else json.dumps(value)))
     if session.stop_reason:
-        grid.add_row("stopped because", Text(session.stop_reason))
+        grid.add_row("stopped because", _safe(session.stop_reason))
     if session.summary:
-        grid.add_row("summary", Text(session.summary))
+        grid.add_row("summary", _safe(session.summary))
     if session.error:
-        grid.add_row("error", Text(session.error, "red"))
-    return Group(Text(session.title, "bold"), grid)
+        grid.add_row("error", _safe(session.error, "red"))
+    return Group(_safe(session.title, "bold"), grid)
 
 
 def print_record(console: Console, record: SessionRecord) -> None:
@@ -81,23 +93,35 @@ def print_record(console: Console, record: SessionRecord) -> None:
     if record.files:
         console.print(Rule(Text("files", "bold"), align="left", style="dim"))
         for entry in record.files:
-            console.print(Text.assemble(entry.path, (f"  {entry.size} bytes", "dim")))
+            console.print(Text.assemble(terminal_safe(entry.path), (f"  {entry.size} bytes", "dim")))
 
 
 def _body(message: Message) -> RenderableType:
     calls = message.tool_calls()
     if calls is not None:
-        return Group(*(Text.assemble(("🔧 ", ""), (call.name, "bold yellow"), f"({call.arguments})") for call in calls))
+        return Group(
+            *(
+                Text.assemble(
+                    ("🔧 ", ""), (terminal_safe(call.name), "bold yellow"), terminal_safe(f"({call.arguments})")
+                )
+                for call in calls
+            )
+        )
     results = message.tool_results()
     if results is not None:
         return Group(
             *(
                 Text.assemble(
                     ("✗ " if result.is_error else "↩ ", "red" if result.is_error else "green"),
-                    (f"{result.name}: " if result.name else "", "bold"),
-                    (result.content, "red" if result.is_error else ""),
+                    (terminal_safe(f"{result.name}: ") if result.name else "", "bold"),
+                    (terminal_safe(result.content), "red" if result.is_error else ""),
                 )
                 for result in results
             )
         )
-    return Text(message.text())
+    return _safe(message.text())
+
+
+def _safe(text: str, style: str = "") -> Text:
+    """Session text as a rich Text: never read as markup, control characters shown as escapes."""
+    return Text(terminal_safe(text), style)

@@ -7,9 +7,11 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.text import Text
 from typer.core import TyperGroup
 
 from autoqwen.cli import export, run, serve, sessions, skills
+from autoqwen.terminal import terminal_safe
 
 __all__ = ["app", "user_facing_errors"]
 
@@ -37,7 +39,10 @@ class _Group(TyperGroup):
         except Exception as exc:
             if not isinstance(exc, user_facing_errors()) or ctx.params.get("debug"):
                 raise
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            # The message may quote a file, a server or a model: plain text, control characters escaped.
+            err_console.print(
+                Text.assemble(("error:", "bold red"), " ", terminal_safe(str(exc))), highlight=False, soft_wrap=True
+            )
             raise typer.Exit(1) from None
 
 

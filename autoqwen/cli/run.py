@@ -9,8 +9,10 @@ from typing import Annotated, Literal
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from autoqwen.cli.serve import MODEL_HELP, quiet_progress_bars, wait_for_model
+from autoqwen.terminal import terminal_safe
 
 workflows_app = typer.Typer(help="Named workflows: list, show, validate, and the YAML schema.", no_args_is_help=True)
 console = Console()
@@ -36,6 +38,13 @@ def run(
     human: Annotated[Literal["never", "terminate", "always"] | None, typer.Option(help="Human input mode.")] = None,
     max_turns: Annotated[int | None, typer.Option(min=1, max=100, help="Cap on agent turns.")] = None,
     execute_code: Annotated[bool, typer.Option("--execute-code", help="Let code_executor agents run code.")] = False,
+    trust_imported: Annotated[
+        bool,
+        typer.Option(
+            "--trust-imported",
+            help="With --resume of an imported session: use the model server and API key variable it names.",
+        ),
+    ] = False,
     seed: Annotated[int | None, typer.Option(help="Sampling seed, for reproducible runs.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON event per line.")] = False,
 ) -> None:
@@ -57,6 +66,7 @@ def run(
         human=human,
         max_turns=max_turns,
         execute_code=execute_code,
+        trust_imported=trust_imported,
         seed=seed,
         on_loading=None if as_json else wait_for_model,
         input_func=lambda prompt: console.input(f"[bold cyan]{prompt}[/]"),
@@ -81,10 +91,15 @@ def run(
         typer.echo(json.dumps({"event": "end", **result.__dict__}))
         return
     why = "the turn cap" if result.by_cap else "its termination condition"
+    # The stop reason may quote what a model said: plain text, control characters escaped.
     console.print(
-        f"[bold]{result.status}[/] after {result.turns} turns, {result.prompt_tokens}+{result.completion_tokens} "
-        f"tokens, {result.seconds:.1f} s; stopped by {why}: {result.stop_reason}\nsession: {result.session_id}",
-        highlight=False,
+        Text.assemble(
+            (result.status, "bold"),
+            f" after {result.turns} turns, {result.prompt_tokens}+{result.completion_tokens} tokens, "
+            f"{result.seconds:.1f} s; stopped by {why}: ",
+            terminal_safe(result.stop_reason),
+            f"\nsession: {result.session_id}",
+        )
     )
 
 
@@ -108,9 +123,8 @@ def list_workflows() -> None:
     for column in ("name", "source", "description"):
         table.add_column(column)
     for entry in entries():
-        table.add_row(
-            entry.name, entry.source, entry.problem or entry.description, style="red" if entry.problem else None
-        )
+        about = Text(terminal_safe(entry.problem or entry.description))  # from the file: never markup
+        table.add_row(entry.name, entry.source, about, style="red" if entry.problem else None)
     console.print(table)
     console.print(f"[dim]your workflows folder: {user_workflows_dir()}[/]")
 

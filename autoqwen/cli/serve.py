@@ -155,10 +155,11 @@ def chat(
 
 def _reply(session: object, text: str, out: Console) -> None:
     from autoqwen.local_llm.chat import ChatSession
+    from autoqwen.terminal import terminal_safe
 
     assert isinstance(session, ChatSession)
-    for piece in session.send(text):
-        out.print(piece, end="", markup=False, highlight=False, soft_wrap=True)
+    for piece in session.send(text):  # the model's words: control characters shown, never obeyed
+        out.print(terminal_safe(piece), end="", markup=False, highlight=False, soft_wrap=True)
     out.print()
 
 

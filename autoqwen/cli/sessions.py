@@ -10,6 +10,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from autoqwen.terminal import terminal_safe
+
 app = typer.Typer(help="Stored sessions: list, show and delete them.", no_args_is_help=True)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")]
@@ -48,8 +50,9 @@ def list_sessions(
     for s in sessions:
         status = Text(s.status, STATUS_STYLES[s.status])
         started = f"{s.started_at.astimezone():%Y-%m-%d %H:%M}"
-        cells: list[str | Text] = [s.id, s.workflow, status, started, str(s.turns), str(s.tokens)]
-        table.add_row(*cells, *([Text(s.title)] if wide else []))
+        workflow = Text(terminal_safe(s.workflow) + (" (imported)" if s.imported else ""))
+        cells: list[str | Text] = [s.id, workflow, status, started, str(s.turns), str(s.tokens)]
+        table.add_row(*cells, *([Text(terminal_safe(s.title))] if wide else []))
     out.print(table if sessions else "No sessions yet: `autoqwen run WORKFLOW` records one.")
 
 
@@ -58,7 +61,7 @@ def show_session(
     session_id: Annotated[str, typer.Argument(metavar="ID", help="Session id (see `autoqwen sessions list`).")],
     as_json: JsonOption = False,
 ) -> None:
-    """Show a session's transcript: each message with its agent; tool calls and results marked."""
+    """Show a session's transcript: each message with its agent; tool calls and results marked; imported or not."""
     from autoqwen.workflows.store import SessionStore
     from autoqwen.workflows.transcript import print_record
 

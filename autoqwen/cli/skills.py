@@ -9,6 +9,9 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
+
+from autoqwen.terminal import terminal_safe
 
 if TYPE_CHECKING:
     from autoqwen.skills import SkillSource
@@ -37,7 +40,7 @@ def list_skills() -> None:
     registry = load_skills(warn=False)
     table = Table("name", "source", "description", box=None, pad_edge=False)
     for entry in registry:
-        table.add_row(entry.skill.name, source_label(entry.source), entry.skill.summary)
+        table.add_row(entry.skill.name, source_label(entry.source), Text(terminal_safe(entry.skill.summary)))
     console.print(table)
     for problem in registry.problems:
         err_console.print(f"[yellow]warning:[/] {problem.message}", highlight=False)
@@ -50,7 +53,7 @@ def show(name: Annotated[str, typer.Argument(help="Skill name.")]) -> None:
 
     entry = load_skills().registration(name)
     console.print(f"[bold]{entry.skill.name}[/]  ({entry.source})", highlight=False)
-    console.print(entry.skill.description, markup=False, highlight=False)
+    console.print(terminal_safe(entry.skill.description), markup=False, highlight=False)
     if entry.skill.secrets:
         console.print(f"secrets (environment variables): {', '.join(entry.skill.secrets)}", highlight=False)
     console.print_json(json.dumps(entry.skill.tool_schema()))
@@ -91,7 +94,8 @@ def run(
 
     skill = load_skills().get(name)
     result = skill.call(parse_arguments(skill, arg or []))
+    # What a skill returns comes from outside (a web page, an API): control characters are shown, not obeyed.
     if isinstance(result, str):
-        console.print(result, markup=False, highlight=False, soft_wrap=True)
+        console.print(terminal_safe(result), markup=False, highlight=False, soft_wrap=True)
     else:
-        console.print_json(json.dumps(result, default=str))
+        console.print_json(json.dumps(result, default=str), ensure_ascii=True)

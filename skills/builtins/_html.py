@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from urllib.parse import urljoin
 
-from bs4 import BeautifulSoup, Tag
+from bs4 import BeautifulSoup, NavigableString, Tag
 from markdownify import MarkdownConverter
 
 __all__ = ["html_to_markdown"]
@@ -18,6 +18,8 @@ _NOISE = (
 # Site chrome when it sits outside the main content.
 _CHROME = ("header", "footer")
 _CHROME_ROLES = ("navigation", "banner", "contentinfo", "complementary", "search", "dialog")
+# markdownify converts by recursion, a few frames per level: deeper elements become their plain text.
+MAX_DEPTH = 100
 
 
 def html_to_markdown(body: bytes | str, *, base_url: str, charset: str | None = None) -> str:
@@ -35,6 +37,7 @@ def html_to_markdown(body: bytes | str, *, base_url: str, charset: str | None = 
     if main.name in ("body", "[document]"):
         for tag in main.find_all(_CHROME):
             tag.decompose()
+    _flatten_deep(main, MAX_DEPTH)
     for link in main.find_all("a", href=True):
         href = str(link["href"]).strip()
         if href.lower().startswith(("javascript:", "data:")):
@@ -65,3 +68,17 @@ def _main_content(soup: BeautifulSoup) -> Tag:
 
 def _is_hidden_or_chrome(tag: Tag) -> bool:
     return tag.get("role") in _CHROME_ROLES or tag.get("aria-hidden") == "true" or tag.has_attr("hidden")
+
+
+def _flatten_deep(root: Tag, limit: int) -> None:
+    """Replace each element nested more than `limit` levels below `root` by its text (walked without recursion)."""
+    stack = [(root, 0)]
+    while stack:
+        tag, depth = stack.pop()
+        for child in list(tag.children):
+            if not isinstance(child, Tag):
+                continue
+            if depth + 1 >= limit:
+                child.replace_with(NavigableString(" " + child.get_text(" ", strip=True) + " "))
+            else:
+                stack.append((child, depth + 1))

@@ -15,10 +15,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from autoqwen.skills._schema import Injected
 from autoqwen.skills._skill import skill
+from autoqwen.skills.builtins._http import ACCEPT_ENCODING, BodyRefused, read_capped
 
 __all__ = [
     "ARXIV_RATE_LIMIT",
     "DEFAULT_ARXIV_URL",
+    "MAX_BYTES",
     "Paper",
     "QueryRejected",
     "RateLimiter",
@@ -30,6 +32,7 @@ __all__ = [
 
 DEFAULT_ARXIV_URL = "https://export.arxiv.org/api/query"
 DEFAULT_TIMEOUT = 20.0
+MAX_BYTES = 2_000_000  # 20 results with full abstracts are well under 100 kB
 ABSTRACT_CHARS = 600
 _NS = {
     "atom": "http://www.w3.org/2005/Atom",
@@ -103,6 +106,7 @@ def paper_search(
     client: Injected[httpx.Client | None] = None,
     timeout: Injected[float] = DEFAULT_TIMEOUT,
     limiter: Injected[RateLimiter | None] = None,
+    max_bytes: Injected[int] = MAX_BYTES,
 ) -> str:
     """Search arXiv for academic papers; returns titles, authors, dates, abstracts and links."""
     words = query.split()
@@ -113,25 +117,35 @@ def paper_search(
     params |= {"sortBy": _SORT_BY[sort], "sortOrder": "descending"}
     http = client or httpx.Client(headers={"User-Agent": "autoqwen-paper-search/0.1"})
     (limiter or ARXIV_RATE_LIMIT).wait()
+    deadline = time.monotonic() + timeout
+    headers = {"Accept-Encoding": ACCEPT_ENCODING}
     try:
-        response = http.get(arxiv_url(), params=params, timeout=timeout, follow_redirects=True)
+        with http.stream(
+            "GET", arxiv_url(), params=params, headers=headers, timeout=timeout, follow_redirects=True
+        ) as response:
+            status = response.status_code
+            body, truncated = read_capped(response, max_bytes=max_bytes, deadline=deadline)
     except httpx.TimeoutException:
         return f"Error: arXiv did not answer within {timeout:g} s; try again in a minute."
+    except BodyRefused as exc:
+        return f"Error: could not read arXiv's answer: {exc}."
     except httpx.HTTPError as exc:
         return f"Error: could not reach arXiv ({type(exc).__name__}: {exc}); try again later."
     finally:
         if client is None:
             http.close()
+    if truncated:
+        return f"Error: arXiv's answer is larger than {max_bytes} bytes; ask for fewer results."
     try:
-        total, papers = parse_feed(response.content)
+        total, papers = parse_feed(body)
     except QueryRejected as exc:
         return f"Error: {exc}"
     except ValueError as exc:
-        if response.status_code >= 400:
-            return f"Error: arXiv answered HTTP {response.status_code}; try again later."
+        if status >= 400:
+            return f"Error: arXiv answered HTTP {status}; try again later."
         return f"Error: {exc}"
-    if response.status_code >= 400:
-        return f"Error: arXiv answered HTTP {response.status_code}; try again later."
+    if status >= 400:
+        return f"Error: arXiv answered HTTP {status}; try again later."
     if not papers:
         return f"No papers found on arXiv for {query!r}; try fewer or broader words."
     return format_papers(papers, query=query, total=total, sort=sort)

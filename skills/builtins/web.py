@@ -9,9 +9,11 @@ from typing import Annotated
 import httpx
 from pydantic import Field
 
+from autoqwen.addresses import AddressRefused, check_host
 from autoqwen.skills._schema import Injected
 from autoqwen.skills._skill import skill
 from autoqwen.skills.builtins._html import html_to_markdown
+from autoqwen.skills.builtins._http import ACCEPT_ENCODING, BodyRefused, guarded_client, read_capped
 
 __all__ = ["DEFAULT_TIMEOUT", "MAX_BYTES", "MAX_REDIRECTS", "USER_AGENT", "Page", "download", "web_fetch"]
 
@@ -78,19 +80,28 @@ def download(
     max_bytes: int = MAX_BYTES,
     max_redirects: int = MAX_REDIRECTS,
 ) -> Page:
-    """GET a text page within the limits (scheme, redirects, bytes, total time); failures raise `_FetchProblem`."""
+    """GET a text page within the limits (scheme, public addresses, redirects, bytes, one deadline for it all);
+    failures raise `_FetchProblem`.
+
+    Without `client`, every hop connects only to addresses `autoqwen.addresses` allows (resolved once, pinned);
+    an injected client connects its own way, and only the URLs' hosts are checked (no DNS).
+    """
     current = _checked(url)
-    http = client or httpx.Client(timeout=timeout, headers={"User-Agent": USER_AGENT})
     deadline = time.monotonic() + timeout
+    http = client or guarded_client(deadline=deadline, user_agent=USER_AGENT)
+    headers = {"User-Agent": USER_AGENT, "Accept-Encoding": ACCEPT_ENCODING}
     try:
         for _ in range(max_redirects + 1):
-            request = http.build_request("GET", current, timeout=timeout)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise httpx.TimeoutException("the fetch ran out of time")
+            request = http.build_request("GET", current, headers=headers, timeout=left)
             response = http.send(request, stream=True, follow_redirects=False)
             try:
                 if response.is_redirect:
                     current = _checked(str(response.url.join(response.headers["location"])))
                     continue
-                return _read(response, deadline=deadline, timeout=timeout, max_bytes=max_bytes)
+                return _read(response, deadline=deadline, max_bytes=max_bytes)
             finally:
                 response.close()
         raise _FetchProblem(f"{url} redirected more than {max_redirects} times (a redirect loop?); try another address")
@@ -98,6 +109,10 @@ def download(
         raise _FetchProblem(
             f"timed out after {timeout:g} s fetching {current}; the site is slow or down, try again later"
         ) from None
+    except AddressRefused as exc:
+        raise _FetchProblem(f"refused to fetch {current}: {exc}") from None
+    except BodyRefused as exc:
+        raise _FetchProblem(f"could not read {current}: {exc}") from None
     except httpx.HTTPError as exc:
         raise _FetchProblem(f"could not fetch {current}: {type(exc).__name__}: {exc}") from None
     finally:
@@ -116,31 +131,24 @@ def _checked(url: str) -> str:
         raise _FetchProblem(f"only http:// and https:// URLs can be fetched, not {url!r}")
     if not parsed.host:
         raise _FetchProblem(f"{url!r} has no host name")
+    try:
+        check_host(parsed.host)
+    except AddressRefused as exc:
+        raise _FetchProblem(f"refused to fetch {url}: {exc}") from None
     return str(parsed)
 
 
-def _read(response: httpx.Response, *, deadline: float, timeout: float, max_bytes: int) -> Page:
+def _read(response: httpx.Response, *, deadline: float, max_bytes: int) -> Page:
     url = str(response.url)
     if response.status_code >= 400:
         raise _FetchProblem(f"HTTP {response.status_code} {response.reason_phrase} for {url}; {_hint(response)}")
     media_type = response.headers.get("content-type", "").partition(";")[0].strip().lower()
     if media_type and not _is_text(media_type):
         raise _FetchProblem(f"{url} is {media_type}, not a web page or text; web_fetch reads HTML and text only")
-    body = bytearray()
-    truncated = False
-    for chunk in response.iter_bytes():
-        body += chunk
-        if len(body) > max_bytes:
-            truncated = True
-            del body[max_bytes:]
-            break
-        if time.monotonic() > deadline:
-            raise _FetchProblem(f"timed out after {timeout:g} s reading {url}; the site is slow, try again later")
+    body, truncated = read_capped(response, max_bytes=max_bytes, deadline=deadline)
     if not media_type and b"\x00" in body[:1024]:
         raise _FetchProblem(f"{url} looks like a binary file, not a web page or text")
-    return Page(
-        url=url, media_type=media_type, charset=response.charset_encoding, body=bytes(body), truncated=truncated
-    )
+    return Page(url=url, media_type=media_type, charset=response.charset_encoding, body=body, truncated=truncated)
 
 
 def _is_text(media_type: str) -> bool:
