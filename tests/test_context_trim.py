@@ -4,6 +4,7 @@ shortened first, and the transcript says so (microsoft/autogen#4024: it used to 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -193,3 +194,18 @@ def test_the_window_a_server_lists_in_v1_models_is_read(entry: dict[str, object]
         assert _served_window(base_url, "none", "other") is None
     finally:
         server.shutdown()
+
+
+def test_the_cli_window_option_reaches_the_agents(tmp_path: Path, small_server: EmbeddedServer) -> None:
+    from typer.testing import CliRunner
+
+    from autoqwen.cli import app
+
+    path = tmp_path / "chat.yaml"
+    path.write_text(CHAT.replace("MODEL", "").replace("max_turns: 40", "max_turns: 30"))
+    args = ["run", str(path), "--base-url", small_server.base_url, "--context-window", "300", "--seed", "3", "--json"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    notes = [json.loads(line) for line in result.output.splitlines() if '"type": "system"' in line]
+    assert notes and all("300-token window" in json.dumps(note) for note in notes)
+    assert not any("after the server refused" in json.dumps(note) for note in notes)

@@ -46,6 +46,10 @@ def run(
         ),
     ] = False,
     seed: Annotated[int | None, typer.Option(help="Sampling seed, for reproducible runs.")] = None,
+    context_window: Annotated[
+        int | None,
+        typer.Option(min=256, help="The model's context window in tokens, when the server does not report it."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON event per line.")] = False,
 ) -> None:
     """Run a workflow: stream every message as it happens, store the session, print a summary line."""
@@ -68,6 +72,7 @@ def run(
         execute_code=execute_code,
         trust_imported=trust_imported,
         seed=seed,
+        context_window=context_window,
         on_loading=None if as_json else wait_for_model,
         input_func=lambda prompt: console.input(f"[bold cyan]{prompt}[/]"),
     )
