@@ -70,10 +70,17 @@ class Completion:
     """
 
     def __init__(
-        self, prompt_ids: Sequence[int], params: SamplingParams, *, async_mode: bool, interval: float = 0.0
+        self,
+        prompt_ids: Sequence[int],
+        params: SamplingParams,
+        *,
+        async_mode: bool,
+        interval: float = 0.0,
+        cache_scope: str | None = None,
     ) -> None:
         self.prompt_ids = list(prompt_ids)
         self.params = params
+        self.cache_scope = cache_scope  # prefix cache entries this completion may read and leaves (PrefixCache)
         self.prompt_tokens = len(self.prompt_ids)
         self.completion_tokens = 0
         self.cached_tokens = 0  # prompt tokens whose KV states came from the prefix cache

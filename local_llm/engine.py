@@ -58,7 +58,7 @@ class Engine:
         self,
         source: ModelSource,
         *,
-        max_queue: int = 16,
+        max_queue: int = 256,
         max_batch: int = 4,
         prefix_cache_mb: int = 1024,
         quantize: Quantize = "auto",
@@ -164,32 +164,58 @@ class Engine:
         """Text of token ids, special tokens left out."""
         return self._ready_tokenizer().decode(ids)
 
-    def submit(self, prompt_ids: Sequence[int], params: SamplingParams, *, async_mode: bool = False) -> Completion:
-        """Queue a completion of `prompt_ids`; raises QueueFull, EngineNotReady or ContextLengthExceeded."""
+    def check_prompt(self, prompt_ids: Sequence[int]) -> None:
+        """Raise InvalidRequest or ContextLengthExceeded unless `prompt_ids` leaves room for one generated token."""
         self._require_ready()
         if len(prompt_ids) == 0:
             raise InvalidRequest("the prompt is empty", param="messages")
-        needed = len(prompt_ids) + 1
-        if needed > self.context_length:
+        if len(prompt_ids) + 1 > self.context_length:
             raise ContextLengthExceeded(
                 f"this model's maximum context length is {self.context_length} tokens, but the messages "
                 f"use {len(prompt_ids)} tokens; shorten the conversation",
                 prompt_tokens=len(prompt_ids),
                 context_length=self.context_length,
             )
-        completion = Completion(prompt_ids, params, async_mode=async_mode, interval=self.stream_interval_ms / 1000)
+
+    def submit(
+        self,
+        prompt_ids: Sequence[int],
+        params: SamplingParams,
+        *,
+        async_mode: bool = False,
+        cache_scope: str | None = None,
+    ) -> Completion:
+        """Queue a completion of `prompt_ids`; raises QueueFull, EngineNotReady or ContextLengthExceeded.
+
+        Its prompt reads, and leaves, prefix cache entries of `cache_scope` only (the server's per-key scopes).
+        """
+        self.check_prompt(prompt_ids)
+        completion = Completion(
+            prompt_ids,
+            params,
+            async_mode=async_mode,
+            interval=self.stream_interval_ms / 1000,
+            cache_scope=cache_scope,
+        )
         try:
             self._queue.put_nowait(completion)
         except queue.Full:
             raise QueueFull(f"{self.max_queue} requests are already waiting for the model; retry shortly") from None
         return completion
 
-    def score(self, pairs: Sequence[tuple[Sequence[int], Sequence[int]]], timeout: float | None = 300) -> list[float]:
-        """log P(continuation | prefix) of each (prefix, continuation) pair of token ids, computed on the worker."""
+    def score(
+        self,
+        pairs: Sequence[tuple[Sequence[int], Sequence[int]]],
+        timeout: float | None = 300,
+        *,
+        cache_scope: str | None = None,
+    ) -> list[float]:
+        """log P(continuation | prefix) of each (prefix, continuation) pair of token ids, computed on the worker,
+        reading and filling prefix cache entries of `cache_scope` only."""
         self._require_ready()
         if any(not prefix or not continuation for prefix, continuation in pairs):
             raise InvalidRequest("scoring needs a non-empty prefix and continuation")
-        job = Scoring(pairs)
+        job = Scoring(pairs, scope=cache_scope)
         try:
             self._queue.put_nowait(job)
         except queue.Full:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from starlette.routing import Match
 
 if TYPE_CHECKING:
     from autoqwen.local_llm.engine import Engine
 
-__all__ = ["CountRequests", "ServerMetrics"]
+__all__ = ["UNMATCHED", "CountRequests", "ServerMetrics"]
 
 _LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300)
 
@@ -21,7 +23,7 @@ class ServerMetrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter(
-            "autoqwen_requests", "HTTP requests by path and status code", ["path", "status"], registry=r
+            "autoqwen_requests", "HTTP requests by route and status code", ["path", "status"], registry=r
         )
         self.prompt_tokens = Counter("autoqwen_prompt_tokens", "Prompt tokens processed", registry=r)
         self.cached_tokens = Counter(
@@ -63,16 +65,22 @@ class ServerMetrics:
         return generate_latest(self.registry)
 
 
+# The `path` label of a request that matches no route: random paths must not grow the series without bound.
+UNMATCHED = "unmatched"
+
+
 class CountRequests:
-    """ASGI middleware counting requests by path and status code into `metrics.requests`.
+    """ASGI middleware counting requests by route template (`/v1/models/{model_id:path}`) and status code into
+    `metrics.requests`; paths no route matches share the label UNMATCHED.
 
     A plain ASGI wrapper, not Starlette's BaseHTTPMiddleware, which relays every streamed chunk through a task and
     a memory stream (measured with benchmarks/bench_server.py: docs/benchmarks.md).
     """
 
-    def __init__(self, app: Any, metrics: ServerMetrics) -> None:
+    def __init__(self, app: Any, metrics: ServerMetrics, routes: Sequence[Any] = ()) -> None:
         self.app = app
         self.metrics = metrics
+        self.routes = routes  # the app's routes, to label a request refused before routing (401, 413)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -89,4 +97,11 @@ class CountRequests:
         try:
             await self.app(scope, receive, send_and_note)
         finally:
-            self.metrics.requests.labels(scope["path"], str(status)).inc()
+            self.metrics.requests.labels(self._route(scope), str(status)).inc()
+
+    def _route(self, scope: dict[str, Any]) -> str:
+        route = scope.get("route")
+        if route is None:
+            route = next((r for r in self.routes if r.matches(scope)[0] != Match.NONE), None)
+        path = getattr(route, "path", None)
+        return path if isinstance(path, str) else UNMATCHED

@@ -5,9 +5,11 @@ Agent workflows resend the whole conversation every turn; with this cache turn N
     cache = PrefixCache(budget_bytes=1 << 30)
     cache.put(tokens, kv)                      # kv: one (keys, values) pair per layer, shape [1, heads, len, dim]
     n, kv = cache.lookup(new_tokens)           # the longest cached prefix of new_tokens (n tokens; kv sliced to n)
+    cache.put(tokens, kv, scope="key-a")       # only lookups with scope="key-a" can find this entry
 
 Entries are read-only: lookup returns views, and the engine copies before it appends. Eviction is least recently
-used, bounded by the bytes the tensors hold.
+used, bounded by the bytes the tensors hold. A scope (the server passes a digest of the client's API key) keeps
+one client's prefixes from another: a hit would show in `cached_tokens`, and in the time to the first token.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class _Entry:
     tokens: torch.Tensor  # int64 [len]
     kv: KV
     nbytes: int
+    scope: str | None
 
 
 class PrefixCache:
@@ -51,8 +54,9 @@ class PrefixCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def lookup(self, tokens: Sequence[int], *, keep_last: int = 1) -> tuple[int, KV | None]:
-        """The longest cached prefix of `tokens`, leaving at least `keep_last` tokens to compute (for their logits).
+    def lookup(self, tokens: Sequence[int], *, keep_last: int = 1, scope: str | None = None) -> tuple[int, KV | None]:
+        """The longest prefix of `tokens` cached under `scope`, leaving at least `keep_last` tokens to compute (for
+        their logits).
 
         Returns (n, kv) with kv holding n positions, or (0, None) on a miss.
         """
@@ -65,6 +69,8 @@ class PrefixCache:
         best_n, best_key = 0, None
         with self._lock:
             for key, entry in self._entries.items():
+                if entry.scope != scope:
+                    continue
                 n = _common_prefix(query, entry.tokens)
                 if n > best_n:
                     best_n, best_key = n, key
@@ -74,8 +80,8 @@ class PrefixCache:
             entry = self._entries[best_key]
         return best_n, [(k[:, :, :best_n], v[:, :, :best_n]) for k, v in entry.kv]
 
-    def put(self, tokens: Sequence[int], kv: KV) -> None:
-        """Remember the KV states of `tokens` (contiguous tensors the cache now owns)."""
+    def put(self, tokens: Sequence[int], kv: KV, *, scope: str | None = None) -> None:
+        """Remember the KV states of `tokens` (contiguous tensors the cache now owns), for lookups under `scope`."""
         import torch
 
         if not tokens:
@@ -86,9 +92,10 @@ class PrefixCache:
         ids = torch.tensor(tokens, dtype=torch.long)
         with self._lock:
             # An entry that is a prefix of the new one adds nothing: a growing conversation keeps one entry.
-            for key in [k for k, e in self._entries.items() if _common_prefix(e.tokens, ids) == len(e.tokens)]:
+            mine = [(k, e) for k, e in self._entries.items() if e.scope == scope]
+            for key in [k for k, e in mine if _common_prefix(e.tokens, ids) == len(e.tokens)]:
                 self.nbytes -= self._entries.pop(key).nbytes
-            self._entries[self._next_key] = _Entry(ids, kv, nbytes)
+            self._entries[self._next_key] = _Entry(ids, kv, nbytes, scope)
             self._next_key += 1
             self.nbytes += nbytes
             while self.nbytes > self.budget_bytes:

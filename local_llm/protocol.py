@@ -8,11 +8,12 @@ can see what was dropped. This module depends on pydantic alone, so any layer ma
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
     "ChatCompletion",
@@ -31,12 +32,18 @@ __all__ = [
     "ResponseFormat",
     "ResponseMessage",
     "StreamOptions",
+    "TextPart",
     "Tool",
     "ToolCall",
     "Usage",
 ]
 
 log = logging.getLogger(__name__)
+
+# The seeds a generator accepts: signed or unsigned 64-bit integers (torch's `manual_seed` range).
+SEED_MIN, SEED_MAX = -(2**63), 2**64 - 1
+# A token id as a `logit_bias` key: ASCII digits only, and short enough that no vocabulary is that large.
+_TOKEN_ID = re.compile(r"[0-9]{1,9}")
 
 
 class OpenAIBaseModel(BaseModel):
@@ -157,7 +164,9 @@ class ChatCompletionRequest(OpenAIBaseModel):
     parallel_tool_calls: bool | None = None
     presence_penalty: Annotated[float, Field(ge=-2, le=2)] = 0.0
     response_format: ResponseFormat | None = None
-    seed: int | None = None
+    seed: Annotated[int, Field(ge=SEED_MIN, le=SEED_MAX, description="a signed or unsigned 64-bit integer")] | None = (
+        None
+    )
     stop: str | list[str] | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
@@ -168,6 +177,14 @@ class ChatCompletionRequest(OpenAIBaseModel):
     user: str | None = None
     # Server-only extras (also accepted by vLLM):
     ignore_eos: bool = Field(default=False, description="keep generating past end-of-sequence (benchmarks)")
+
+    @field_validator("logit_bias")
+    @classmethod
+    def _token_id_keys(cls, bias: dict[str, float] | None) -> dict[str, float] | None:
+        for key in bias or {}:
+            if not _TOKEN_ID.fullmatch(key):
+                raise ValueError(f"keys must be token ids (non-negative integers), got {key[:40]!r}")
+        return bias
 
     @model_validator(mode="after")
     def _check_stop(self) -> ChatCompletionRequest:

@@ -9,12 +9,16 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["SamplingParams", "sample"]
+__all__ = ["GREEDY_TEMPERATURE", "SamplingParams", "sample"]
+
+# Temperatures below this decode greedily: dividing logits by 1e-300 overflows to inf and softmax gives NaN, and
+# far above that the distribution is already one-hot in float32 (vLLM uses the same cut-off).
+GREEDY_TEMPERATURE = 1e-5
 
 
 @dataclass(frozen=True)
 class SamplingParams:
-    """How to sample one completion; temperature 0 means greedy.
+    """How to sample one completion; temperature 0 (or below GREEDY_TEMPERATURE) means greedy.
 
     SamplingParams(max_tokens=64, temperature=0.7, top_p=0.9, seed=42, stop=("\\n\\n",))
     """
@@ -48,7 +52,7 @@ def sample(
         if generated:
             counts = torch.bincount(torch.tensor(generated), minlength=logits.shape[0])[: logits.shape[0]]
             logits -= p.frequency_penalty * counts + p.presence_penalty * (counts > 0)
-    if p.temperature == 0:
+    if p.temperature < GREEDY_TEMPERATURE:
         return argmax if argmax is not None else int(torch.argmax(logits))
     probs = torch.softmax(logits.float() / p.temperature, dim=-1)
     if p.top_p < 1.0:

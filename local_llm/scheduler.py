@@ -143,6 +143,7 @@ class Scheduler:
                         else:  # text held back past the interval (the text stream may have held a token's)
                             seq.job.send_due(now)
                 self._retire(ended, batch)
+                del logits  # not kept while the loop waits for work: an idle server holds no request's tensors
 
     def _admit(self, job: Completion, batch: Any) -> None:
         """Add a job to the batch. A prompt whose KV states are all cached but for its last token (a repeated prompt)
@@ -169,7 +170,7 @@ class Scheduler:
             if seq.done:
                 seq.finish()
                 return
-            cached, kv = self.prefix_cache.lookup(tokens)
+            cached, kv = self.prefix_cache.lookup(tokens, scope=job.cache_scope)
             job.cached_tokens = min(cached, job.prompt_tokens)
             seq.fed, seq.pending = tokens[:-1], tokens[-1:]
             if cached < len(tokens) - 1:
@@ -186,7 +187,7 @@ class Scheduler:
             return
         if seq.done:
             assert kv is not None
-            self.prefix_cache.put(seq.fed, [(k.contiguous(), v.contiguous()) for k, v in kv])
+            self.prefix_cache.put(seq.fed, [(k.contiguous(), v.contiguous()) for k, v in kv], scope=job.cache_scope)
             seq.finish()
             return
         batch.add(kv)  # copies
@@ -208,7 +209,7 @@ class Scheduler:
         for row, kv in zip(rows, batch.remove(rows), strict=True):
             seq, error = self.active[row], ended[row]
             if error is None:
-                self.prefix_cache.put(seq.fed, kv)
+                self.prefix_cache.put(seq.fed, kv, scope=seq.job.cache_scope)
                 seq.finish()
             else:
                 seq.job.fail(error)

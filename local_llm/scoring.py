@@ -1,23 +1,38 @@
 """Scoring jobs: log P(continuation | prefix) for pairs of token ids, computed on the engine's worker (the
-channel tool selection uses it), reusing and filling the prefix cache."""
+channel tool selection uses it), reusing and filling the prefix cache.
+
+Only the positions that predict a continuation token need logits: the prefix is read in one pass that keeps its
+last position's, and the continuation in chunks of `CHUNK` tokens whose logits give their tokens' log-probabilities
+and are dropped. A long continuation therefore costs `CHUNK` rows of vocabulary-sized logits at a time, not one
+row per token of the whole text.
+"""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from autoqwen.local_llm.errors import LocalLLMError
 from autoqwen.local_llm.prefix_cache import KV, PrefixCache
 
-__all__ = ["Scoring", "kv_of", "score"]
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["CHUNK", "Scoring", "kv_of", "score"]
+
+CHUNK = 128  # continuation tokens read per forward pass (that many rows of logits at once)
 
 
 class Scoring:
-    """A request for log-probabilities: for each (prefix, continuation) pair, log P(continuation | prefix)."""
+    """A request for log-probabilities: for each (prefix, continuation) pair, log P(continuation | prefix).
 
-    def __init__(self, pairs: Sequence[tuple[Sequence[int], Sequence[int]]]) -> None:
+    `scope` is the prefix cache scope the job reads and fills (see PrefixCache).
+    """
+
+    def __init__(self, pairs: Sequence[tuple[Sequence[int], Sequence[int]]], *, scope: str | None = None) -> None:
         self.pairs = [(list(a), list(b)) for a, b in pairs]
+        self.scope = scope
         self.scores: list[float] = []
         self.error: BaseException | None = None
         self.done = threading.Event()
@@ -27,23 +42,36 @@ def score(model: Any, prefix_cache: PrefixCache, job: Scoring) -> None:
     """Fill `job.scores` (or `job.error`) and set `job.done`."""
     import torch
 
-    from autoqwen.local_llm.batch import all_logits, new_cache
+    from autoqwen.local_llm import batch
 
     try:
         for prefix, continuation in job.pairs:
             # Requests offering the same tools score the same prefixes: their KV states come from the cache.
-            cached, kv = prefix_cache.lookup(prefix)
-            cache = new_cache(model, kv)
-            tokens = [*prefix, *continuation]
-            logprobs = torch.log_softmax(all_logits(model, torch.tensor([tokens[cached:]]), cache)[0], -1)
-            start = len(prefix) - 1 - cached  # the position whose logits predict the continuation's first token
-            targets = torch.tensor(continuation)[:, None]
-            job.scores.append(float(logprobs[start : start + len(continuation)].gather(1, targets).sum()))
+            cached, kv = prefix_cache.lookup(prefix, scope=job.scope)
+            cache = batch.new_cache(model, kv)
+            first = batch.forward(model, torch.tensor([prefix[cached:]]), cache)  # [1, vocab]: predicts the first
+            total = _token_logprobs(first, continuation[:1])
             n = len(prefix)
-            prefix_cache.put(prefix, [(k[:, :, :n].contiguous(), v[:, :, :n].contiguous()) for k, v in kv_of(cache)])
+            prefix_kv = [(k[:, :, :n].contiguous(), v[:, :, :n].contiguous()) for k, v in kv_of(cache)]
+            for start in range(0, len(continuation) - 1, CHUNK):
+                # Each fed token's logits predict the token after it; the last token predicts nothing needed.
+                fed = continuation[start : min(start + CHUNK, len(continuation) - 1)]
+                logits = batch.all_logits(model, torch.tensor([fed]), cache)[0]
+                total += _token_logprobs(logits, continuation[start + 1 : start + 1 + len(fed)])
+            job.scores.append(total)
+            prefix_cache.put(prefix, prefix_kv, scope=job.scope)
     except Exception as exc:
         job.error = LocalLLMError(f"scoring failed: {exc}")
     job.done.set()
+
+
+def _token_logprobs(logits: torch.Tensor, targets: Sequence[int]) -> float:
+    """Sum of log-softmax(logits[i])[targets[i]] over the rows given targets, without a log-softmax of them all."""
+    import torch
+
+    rows = logits[: len(targets)].float()
+    picked = rows.gather(1, torch.tensor(targets)[:, None]).squeeze(1)
+    return float((picked - rows.logsumexp(-1)).sum())
 
 
 def kv_of(cache: Any) -> KV:

@@ -3,20 +3,19 @@
     app = create_app(engine, ServerConfig(api_key="secret"))
     uvicorn.run(app, host="127.0.0.1", port=1234)
 
-This module holds the app, its error handlers, the API key check and thin routes; each endpoint's pipeline lives
-in its own serving module (`serving_chat` for /v1/chat/completions), and errors map to OpenAI bodies in
-`api_errors`.
+This module holds the app, its error handlers and thin routes; the Host, API key and body size checks run before
+any body is read, in `request_guard`; each endpoint's pipeline lives in its own serving module (`serving_chat` for
+/v1/chat/completions), and errors map to OpenAI bodies in `api_errors`.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
 import logging
-import secrets
 from http import HTTPStatus
 from typing import Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -27,6 +26,7 @@ from autoqwen.local_llm.engine import Engine
 from autoqwen.local_llm.errors import LocalLLMError
 from autoqwen.local_llm.metrics import CountRequests, ServerMetrics
 from autoqwen.local_llm.protocol import ChatCompletion, ChatCompletionRequest, ModelCard, ModelList
+from autoqwen.local_llm.request_guard import RequestGuard
 from autoqwen.local_llm.server_config import ServerConfig
 from autoqwen.local_llm.serving_chat import ChatServing
 
@@ -45,11 +45,13 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
     chat = ChatServing(engine, config, metrics)
     app = FastAPI(title="autoqwen local LLM server", version=importlib.metadata.version("autoqwen"))
     app.state.engine, app.state.config, app.state.metrics = engine, config, metrics
-    app.add_middleware(CountRequests, metrics=metrics)
+    # Outermost last: the count sees every answer, CORS answers preflights, the guard runs before any body is read.
+    app.add_middleware(RequestGuard, config=config)
     if config.cors_origins:
         app.add_middleware(
             CORSMiddleware, allow_origins=list(config.cors_origins), allow_methods=["*"], allow_headers=["*"]
         )
+    app.add_middleware(CountRequests, metrics=metrics, routes=app.router.routes)
 
     @app.exception_handler(APIError)
     async def _on_api_error(_: Request, exc: APIError) -> JSONResponse:
@@ -74,18 +76,6 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
         log.exception("unexpected server error")
         return error_response(APIError(500, "internal server error", type="internal_server_error"))
 
-    def require_key(request: Request) -> None:
-        if config.api_key is None:
-            return
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not secrets.compare_digest(token.strip(), config.api_key):
-            raise APIError(
-                401,
-                "invalid or missing API key: send `Authorization: Bearer <key>`",
-                type="invalid_request_error",
-                code="invalid_api_key",
-            )
-
     served = config.served_models(engine.model_id)
 
     @app.get("/health")
@@ -103,19 +93,20 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
     async def prometheus_metrics() -> Response:
         return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
-    @app.get("/v1/models", dependencies=[Depends(require_key)])
+    @app.get("/v1/models")
     async def list_models() -> ModelList:
         return ModelList(data=[ModelCard(id=name) for name in served])
 
-    @app.get("/v1/models/{model_id:path}", dependencies=[Depends(require_key)])
+    @app.get("/v1/models/{model_id:path}")
     async def get_model(model_id: str) -> ModelCard:
         if model_id not in served:
             raise unknown_model(model_id, served)
         return ModelCard(id=model_id)
 
-    @app.post("/v1/chat/completions", dependencies=[Depends(require_key)], response_model=None)
-    async def chat_completions(body: ChatCompletionRequest) -> ChatCompletion | StreamingResponse:
-        reply = await chat.create(body)
+    @app.post("/v1/chat/completions", response_model=None)
+    async def chat_completions(body: ChatCompletionRequest, request: Request) -> ChatCompletion | StreamingResponse:
+        scope = chat.cache_scope(request.headers.get("authorization"))
+        reply = await chat.create(body, request.is_disconnected, cache_scope=scope)
         if isinstance(reply, ChatCompletion):
             return reply
         return StreamingResponse(reply, media_type="text/event-stream", headers=_SSE_HEADERS)

@@ -22,6 +22,14 @@ class ServerConfig(BaseModel):
     default_temperature: float = Field(default=0.7, ge=0, le=2, description="when a request sets none")
     default_max_tokens: int = Field(default=2048, ge=1, description="completion cap when a request sets none")
     cors_origins: tuple[str, ...] = Field(default=(), description="origins allowed by CORS; none by default")
+    max_body_bytes: int = Field(
+        default=4 * 1024 * 1024, ge=1, description="largest request body accepted; a larger one gets 413 unread"
+    )
+    allowed_hosts: tuple[str, ...] = Field(
+        default=(),
+        description="Host header names accepted on a loopback connection besides localhost, 127.0.0.1, [::1] and "
+        'the bound address (against DNS rebinding); "*" accepts any',
+    )
     auto_tool_choice: AutoToolChoice = Field(
         default="call-then-answer",
         description='how tool_choice "auto" behaves: "model" lets the model decide; "call-then-answer" calls a '

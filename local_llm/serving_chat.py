@@ -12,15 +12,16 @@ stream in an HTTP response.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from autoqwen.local_llm.api_errors import APIError, api_error, unknown_model
 from autoqwen.local_llm.completion import Completion
 from autoqwen.local_llm.engine import Engine
-from autoqwen.local_llm.errors import InvalidRequest, LocalLLMError
+from autoqwen.local_llm.errors import ContextLengthExceeded, InvalidRequest, LocalLLMError
 from autoqwen.local_llm.grammars import NAME_PREFIX, answer_grammar, json_grammar, tool_grammar
 from autoqwen.local_llm.metrics import ServerMetrics
 from autoqwen.local_llm.protocol import (
@@ -32,12 +33,20 @@ from autoqwen.local_llm.protocol import (
     Delta,
     PromptTokensDetails,
     ResponseMessage,
+    TextPart,
     ToolCall,
     Usage,
 )
 from autoqwen.local_llm.sampling import SamplingParams
 from autoqwen.local_llm.server_config import ServerConfig
-from autoqwen.local_llm.tool_choice import channel_pairs, offered_tools, resolve_auto, select_tool
+from autoqwen.local_llm.tool_choice import (
+    CHANNEL_TOKENS,
+    channel_pairs,
+    check_tools,
+    offered_tools,
+    resolve_auto,
+    select_tool,
+)
 from autoqwen.local_llm.tool_parse import ToolCallStream, parse_reply
 from autoqwen.local_llm.tool_prompt import TOOL_OPEN, render_messages
 
@@ -51,23 +60,36 @@ class ChatServing:
         self.engine, self.config, self.metrics = engine, config, metrics
         self.served = config.served_models(engine.model_id)
 
-    async def create(self, body: ChatCompletionRequest) -> ChatCompletion | AsyncIterator[str]:
-        """Complete one chat request: the whole reply, or (when `body.stream`) its SSE lines as they come."""
+    async def create(
+        self,
+        body: ChatCompletionRequest,
+        is_disconnected: Callable[[], Awaitable[bool]] | None = None,
+        *,
+        cache_scope: str | None = None,
+    ) -> ChatCompletion | AsyncIterator[str]:
+        """Complete one chat request: the whole reply, or (when `body.stream`) its SSE lines as they come.
+
+        A non-streaming request whose client leaves (`is_disconnected`, polled while it waits) is cancelled, so its
+        batch slot goes to the next request; a stream is cancelled when its response is closed. The prompt reuses
+        prefix cache entries of `cache_scope` only (see `cache_scope()`).
+        """
         if body.model not in self.served:
             raise unknown_model(body.model, self.served)
-        body = await self._choose_tool(body)
-        messages = render_messages(body)
+        _check_characters(body, self.engine.context_length)
+        check_tools(body)
+        body = resolve_auto(body, self.config.auto_tool_choice)
+        # The prompt lists every tool whichever one is chosen below, so it is measured before the (costlier) choice.
+        prompt = await asyncio.to_thread(self.engine.encode_chat, render_messages(body))  # a long prompt takes seconds
+        self.engine.check_prompt(prompt)
+        body = await self._choose_tool(body, cache_scope)
         grammar = self._grammar(body) if self.config.constrained_decoding else None
         with_tools = bool(offered_tools(body))
-        prompt = self.engine.encode_chat(messages)
-        completion = self.engine.submit(prompt, _sampling_params(body, self.config, grammar), async_mode=True)
+        params = _sampling_params(body, self.config, grammar, _vocab_size(self.engine))
+        completion = self.engine.submit(prompt, params, async_mode=True, cache_scope=cache_scope)
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
             return self._stream(completion, body.model, include_usage, with_tools)
-        try:
-            text = "".join([piece async for piece in completion])
-        finally:
-            completion.cancel()
+        text = await _collect(completion, is_disconnected)
         _observe(self.metrics, completion)
         content, calls = parse_reply(text) if with_tools else (text, [])
         finish = "tool_calls" if calls else completion.finish_reason or "stop"
@@ -76,15 +98,26 @@ class ChatServing:
             model=body.model, choices=[Choice(message=message, finish_reason=finish)], usage=_usage(completion)
         )
 
-    async def _choose_tool(self, body: ChatCompletionRequest) -> ChatCompletionRequest:
-        """`body` under the server's tool-choice policies: call-then-answer, then channel selection."""
-        body = resolve_auto(body, self.config.auto_tool_choice)
+    async def _choose_tool(self, body: ChatCompletionRequest, cache_scope: str | None) -> ChatCompletionRequest:
+        """`body` (call-then-answer applied) narrowed to one tool by channel selection, when that policy applies."""
         config, engine = self.config, self.engine
         if config.constrained_decoding and config.tool_selection == "channel" and (pairs := channel_pairs(body)):
             tools, texts = pairs
-            scores = await asyncio.to_thread(engine.score, [(engine.encode(a), engine.encode(b)) for a, b in texts])
+
+            def score() -> list[float]:  # on a thread: tokenising a long message and scoring take a while
+                question = engine.encode(texts[0][1])[:CHANNEL_TOKENS]  # the same message follows every tool
+                return engine.score([(engine.encode(head), question) for head, _ in texts], cache_scope=cache_scope)
+
+            scores = await asyncio.to_thread(score)
             body = select_tool(body, tools[max(range(len(tools)), key=scores.__getitem__)])
         return body
+
+    def cache_scope(self, authorization: str | None) -> str | None:
+        """The prefix cache scope of a request: its API key's digest when the server requires keys, so one key's
+        clients never reuse (and see in `cached_tokens`) another's prompts; None, one shared cache, without keys."""
+        if self.config.api_key is None or authorization is None:
+            return None
+        return hashlib.sha256(authorization.partition(" ")[2].strip().encode()).hexdigest()
 
     def _grammar(self, body: ChatCompletionRequest) -> str | None:
         """The grammar constraining this request's output (tool calls or json), after checking every schema."""
@@ -143,13 +176,66 @@ class ChatServing:
             completion.cancel()
 
 
-def _sampling_params(body: ChatCompletionRequest, config: ServerConfig, grammar: str | None) -> SamplingParams:
+# A token is rarely longer than a few characters: messages with more characters than this many per token of the
+# context window cannot fit, and are refused before tokenising them (which takes seconds for megabytes).
+CHARS_PER_TOKEN_LIMIT = 32
+
+
+def _check_characters(body: ChatCompletionRequest, context_length: int) -> None:
+    """Refuse messages far too long for the context window by their character count, before tokenising."""
+    if context_length <= 0:
+        return  # not loaded yet: the engine answers 503
+    chars = 0
+    for message in body.messages:
+        if isinstance(message.content, str):
+            chars += len(message.content)
+        elif message.content is not None:
+            chars += sum(len(part.text) for part in message.content if isinstance(part, TextPart))
+        chars += sum(len(call.function.arguments) + len(call.function.name) for call in message.tool_calls or [])
+    if chars > CHARS_PER_TOKEN_LIMIT * context_length:
+        raise ContextLengthExceeded(
+            f"this model's maximum context length is {context_length} tokens, but the messages hold {chars} "
+            "characters, far more than fit; shorten the conversation",
+            prompt_tokens=chars // CHARS_PER_TOKEN_LIMIT,
+            context_length=context_length,
+        )
+
+
+def _vocab_size(engine: Engine) -> int | None:
+    return len(engine.tokenizer.hf) if engine.tokenizer is not None else None
+
+
+# How often a non-streaming request checks that its client is still there.
+DISCONNECT_POLL_S = 0.2
+
+
+async def _collect(completion: Completion, is_disconnected: Callable[[], Awaitable[bool]] | None) -> str:
+    """The whole text of `completion`; cancelled (APIError 499) as soon as `is_disconnected` says the client left."""
+
+    async def join() -> str:
+        return "".join([piece async for piece in completion])
+
+    task = asyncio.ensure_future(join())
+    try:
+        while not task.done():
+            await asyncio.wait({task}, timeout=DISCONNECT_POLL_S)
+            if not task.done() and is_disconnected is not None and await is_disconnected():
+                raise APIError(499, "the client closed the request", type="invalid_request_error")
+        return task.result()
+    finally:
+        completion.cancel()
+        task.cancel()
+
+
+def _sampling_params(
+    body: ChatCompletionRequest, config: ServerConfig, grammar: str | None, vocab_size: int | None = None
+) -> SamplingParams:
     bias: dict[int, float] = {}
-    for key, value in (body.logit_bias or {}).items():
-        if not key.lstrip("-").isdigit():
+    for key, value in (body.logit_bias or {}).items():  # keys are digit strings (protocol checks)
+        if vocab_size is not None and int(key) >= vocab_size:
             raise APIError(
                 400,
-                f"logit_bias: keys must be token ids, got {key!r}",
+                f"logit_bias: {key} is not a token id of this model (its ids run from 0 to {vocab_size - 1})",
                 type="invalid_request_error",
                 param="logit_bias",
             )

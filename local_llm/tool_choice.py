@@ -6,6 +6,10 @@ Two policies, each behind a `ServerConfig` switch:
   tool results are answered in text, for models too small to decide by themselves;
 * channel selection (`tool_selection`): when one call to one of several tools is required, the model scores how
   likely the user's message is under each tool's description, and the request is narrowed to the best tool.
+
+Scoring reads the user's message once per tool, so its cost is bounded: at most `MAX_TOOLS` tools of at most
+`MAX_DESCRIPTION_CHARS` characters of description each (OpenAI's own limits; more is a 400), and only the first
+`CHANNEL_TOKENS` tokens of the message are scored.
 """
 
 from __future__ import annotations
@@ -16,10 +20,40 @@ from autoqwen.local_llm.errors import InvalidRequest
 from autoqwen.local_llm.protocol import ChatCompletionRequest, NamedToolChoice, Tool
 from autoqwen.local_llm.tool_prompt import message_text
 
-__all__ = ["AutoToolChoice", "ToolSelection", "channel_pairs", "offered_tools", "resolve_auto", "select_tool"]
+__all__ = [
+    "CHANNEL_TOKENS",
+    "MAX_DESCRIPTION_CHARS",
+    "MAX_TOOLS",
+    "AutoToolChoice",
+    "ToolSelection",
+    "channel_pairs",
+    "check_tools",
+    "offered_tools",
+    "resolve_auto",
+    "select_tool",
+]
 
 AutoToolChoice = Literal["model", "call-then-answer"]
 ToolSelection = Literal["channel", "model"]
+
+MAX_TOOLS = 128  # OpenAI refuses more functions than this, so no client written for it sends more
+MAX_DESCRIPTION_CHARS = 1024  # OpenAI's limit on a function's description
+# A message's first tokens say what it asks for; scoring a long pasted text whole, once per tool, took seconds.
+CHANNEL_TOKENS = 256
+
+
+def check_tools(body: ChatCompletionRequest) -> None:
+    """Refuse (400, naming the field) more tools, or longer descriptions, than the server scores and prompts with."""
+    tools = body.tools or []
+    if len(tools) > MAX_TOOLS:
+        raise InvalidRequest(f"tools: at most {MAX_TOOLS} tools are accepted, got {len(tools)}", param="tools")
+    for i, tool in enumerate(tools):
+        length = len(tool.function.description or "")
+        if length > MAX_DESCRIPTION_CHARS:
+            param = f"tools.{i}.function.description"
+            raise InvalidRequest(
+                f"{param}: at most {MAX_DESCRIPTION_CHARS} characters are accepted, got {length}", param=param
+            )
 
 
 def resolve_auto(body: ChatCompletionRequest, policy: AutoToolChoice) -> ChatCompletionRequest:

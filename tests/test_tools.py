@@ -483,17 +483,25 @@ def test_engine_scoring_reads_a_known_prefix_from_the_cache(
 ) -> None:
     import autoqwen.local_llm.batch
 
-    read: list[int] = []
-    all_logits = autoqwen.local_llm.batch.all_logits
+    read: list[tuple[str, int]] = []  # (which pass, tokens read)
+    forward, all_logits = autoqwen.local_llm.batch.forward, autoqwen.local_llm.batch.all_logits
     monkeypatch.setattr(
-        autoqwen.local_llm.batch, "all_logits", lambda m, ids, c: read.append(ids.shape[1]) or all_logits(m, ids, c)
+        autoqwen.local_llm.batch, "forward", lambda m, ids, c: read.append(("last", ids.shape[1])) or forward(m, ids, c)
+    )
+    monkeypatch.setattr(
+        autoqwen.local_llm.batch,
+        "all_logits",
+        lambda m, ids, c: read.append(("all", ids.shape[1])) or all_logits(m, ids, c),
     )
     prefix, continuation = tiny_engine.encode("Tool: plan_trip - plans a trip"), tiny_engine.encode(" To Rome?")
     tiny_engine.prefix_cache.clear()
     first = tiny_engine.score([(prefix, continuation)])
     again = tiny_engine.score([(prefix, continuation)])
     assert again == pytest.approx(first, abs=1e-4)
-    assert read == [len(prefix) + len(continuation), 1 + len(continuation)]  # the prefix's last token, then the rest
+    # The prefix (then only its last token) with the last position's logits; the continuation but its last token
+    # with logits at every position.
+    rest = ("all", len(continuation) - 1)
+    assert read == [("last", len(prefix)), rest, ("last", 1), rest]
 
 
 @pytest.mark.parametrize("best", ["get_weather", "plan_trip"])
@@ -502,7 +510,7 @@ def test_channel_selection_calls_the_tool_the_message_is_most_likely_under(
 ) -> None:
     scored: list[list[tuple[list[int], list[int]]]] = []
 
-    def score(pairs: list[tuple[list[int], list[int]]]) -> list[float]:
+    def score(pairs: list[tuple[list[int], list[int]]], *, cache_scope: str | None = None) -> list[float]:
         scored.append(pairs)
         names = ["get_weather", "plan_trip"]  # the order of tools in the request
         return [0.0 if name == best else -5.0 for name in names]

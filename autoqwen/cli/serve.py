@@ -34,6 +34,12 @@ def serve(
     ] = None,
     alias: Annotated[list[str] | None, typer.Option(help="Extra model name clients may ask for.")] = None,
     cors_origin: Annotated[list[str] | None, typer.Option(help="Allow browser calls from this origin.")] = None,
+    allow_host: Annotated[
+        list[str] | None, typer.Option(help="Also accept this Host header on loopback (DNS rebinding guard).")
+    ] = None,
+    max_body_bytes: Annotated[
+        int, typer.Option(min=1, help="Largest request body accepted; larger ones get 413 unread.")
+    ] = 4 * 1024 * 1024,
     auto_tool_choice: Annotated[
         Literal["call-then-answer", "model"],
         typer.Option(help='tool_choice "auto": call a tool then answer (small models), or let the model decide.'),
@@ -43,6 +49,9 @@ def serve(
         typer.Option(help="A required call among several tools: picked by scoring (channel), or named by the model."),
     ] = "channel",
     max_batch: Annotated[int, typer.Option(min=1, help="Requests that decode together; more wait in the queue.")] = 4,
+    max_queue: Annotated[
+        int, typer.Option(min=1, help="Requests that wait, first come first served; beyond them: 503 + Retry-After.")
+    ] = 256,
     prefix_cache_mb: Annotated[
         int, typer.Option(min=0, help="Memory for KV states of recent prompts, reused by later turns (0 = off).")
     ] = 1024,
@@ -60,10 +69,17 @@ def serve(
 
     from autoqwen.local_llm import Engine, ServerConfig, create_app, resolve_model
 
+    if api_key is None and not is_loopback(host):
+        console.print(
+            f"[bold yellow]warning:[/] serving on {host}, beyond this machine, without an API key: anyone who can "
+            "reach the port can use the model (set --api-key)",
+            highlight=False,
+        )
     quiet_progress_bars()
     engine = Engine(
         resolve_model(model),
         max_batch=max_batch,
+        max_queue=max_queue,
         prefix_cache_mb=prefix_cache_mb,
         quantize=quantize,
         stream_interval_ms=stream_interval_ms,
@@ -72,6 +88,8 @@ def serve(
         api_key=api_key,
         aliases=tuple(alias or ()),
         cors_origins=tuple(cors_origin or ()),
+        allowed_hosts=tuple(allow_host or ()),
+        max_body_bytes=max_body_bytes,
         auto_tool_choice=auto_tool_choice,
         tool_selection=tool_selection,
     )
@@ -170,6 +188,16 @@ def wait_for_model(engine: Engine) -> None:
             status.update(f"Loading {engine.model_id} ({engine.load_stage}) …")
             time.sleep(0.2)
     engine.wait_ready()
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding `host` keeps the server on this machine (localhost, 127.0.0.0/8, ::1)."""
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host.lower() == "localhost"
 
 
 def quiet_progress_bars() -> None:
