@@ -33,7 +33,7 @@ class RequestGuard:
     def __init__(self, app: Any, config: ServerConfig) -> None:
         self.app = app
         self.config = config
-        self.key = config.api_key.encode() if config.api_key is not None else None
+        self.keys = [key.encode() for key in config.api_keys]
         self.extra_hosts = {_host_name(h) for h in config.allowed_hosts}
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -83,9 +83,11 @@ class RequestGuard:
                     code="invalid_host",
                     headers=_CLOSE,
                 )
-        if self.key is not None and scope["path"].startswith(_KEYED_PREFIXES):
+        if self.keys and scope["path"].startswith(_KEYED_PREFIXES):
             scheme, _, token = headers.get(b"authorization", b"").partition(b" ")
-            if scheme.lower() != b"bearer" or not secrets.compare_digest(token.strip(), self.key):
+            # Every key compared (each in constant time), so the time taken does not say which one nearly matched.
+            matches = [secrets.compare_digest(token.strip(), key) for key in self.keys]
+            if scheme.lower() != b"bearer" or not any(matches):
                 return APIError(
                     401,
                     "invalid or missing API key: send `Authorization: Bearer <key>`",

@@ -1,6 +1,6 @@
 """The OpenAI-compatible HTTP server: a FastAPI app factory over one Engine.
 
-    app = create_app(engine, ServerConfig(api_key="secret"))
+    app = create_app(engine, ServerConfig(api_keys=["secret"]))
     uvicorn.run(app, host="127.0.0.1", port=1234)
 
 This module holds the app, its error handlers and thin routes; the Host, API key and body size checks run before

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from autoqwen.local_llm.tool_choice import AutoToolChoice, ToolSelection
 
@@ -12,12 +12,24 @@ __all__ = ["ServerConfig"]
 class ServerConfig(BaseModel):
     """Settings of one server; the model itself is the Engine's.
 
-    ServerConfig(api_key="secret", aliases=["gpt-4o-mini"], default_max_tokens=512)
+    ServerConfig(api_keys=["secret"], aliases=["gpt-4o-mini"], default_max_tokens=512)
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    api_key: str | None = Field(default=None, description="require `Authorization: Bearer <key>` on /v1/*")
+    @field_validator("api_keys")
+    @classmethod
+    def _keys_are_tokens(cls, keys: tuple[str, ...]) -> tuple[str, ...]:
+        for key in keys:
+            if not key or key != key.strip() or " " in key:
+                raise ValueError("an API key must be non-empty, without spaces")
+        return keys
+
+    api_keys: tuple[str, ...] = Field(
+        default=(),
+        description="require `Authorization: Bearer <key>` with one of these keys on /v1/* and /metrics (none: no "
+        "key needed); each key's clients get their own prefix cache",
+    )
     aliases: tuple[str, ...] = Field(default=(), description="extra model names the server answers to")
     default_temperature: float = Field(default=0.7, ge=0, le=2, description="when a request sets none")
     default_max_tokens: int = Field(default=2048, ge=1, description="completion cap when a request sets none")

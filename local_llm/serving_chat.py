@@ -115,7 +115,7 @@ class ChatServing:
     def cache_scope(self, authorization: str | None) -> str | None:
         """The prefix cache scope of a request: its API key's digest when the server requires keys, so one key's
         clients never reuse (and see in `cached_tokens`) another's prompts; None, one shared cache, without keys."""
-        if self.config.api_key is None or authorization is None:
+        if not self.config.api_keys or authorization is None:
             return None
         return hashlib.sha256(authorization.partition(" ")[2].strip().encode()).hexdigest()
 

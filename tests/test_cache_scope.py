@@ -28,8 +28,8 @@ def two_keys(tiny_engine: Engine) -> Iterator[tuple[TestClient, TestClient]]:
     """Two servers over one engine (so one prefix cache), each with its own API key."""
     tiny_engine.prefix_cache.clear()
     with (
-        TestClient(create_app(tiny_engine, ServerConfig(api_key="alice-key", aliases=("tiny",)))) as alice,
-        TestClient(create_app(tiny_engine, ServerConfig(api_key="bob-key", aliases=("tiny",)))) as bob,
+        TestClient(create_app(tiny_engine, ServerConfig(api_keys=["alice-key"], aliases=("tiny",)))) as alice,
+        TestClient(create_app(tiny_engine, ServerConfig(api_keys=["bob-key"], aliases=("tiny",)))) as bob,
     ):
         yield alice, bob
     tiny_engine.prefix_cache.clear()
@@ -44,9 +44,19 @@ def test_another_keys_prompt_is_not_reused_or_reported(two_keys: tuple[TestClien
     assert cached_tokens(bob, "bob-key", SECRET) > 0
 
 
+def test_two_keys_of_one_server_keep_their_caches_apart(tiny_engine: Engine) -> None:
+    tiny_engine.prefix_cache.clear()
+    config = ServerConfig(api_keys=["alice-key", "bob-key"], aliases=("tiny",))
+    with TestClient(create_app(tiny_engine, config)) as client:
+        assert cached_tokens(client, "alice-key", SECRET) == 0
+        assert cached_tokens(client, "bob-key", SECRET) == 0
+        assert cached_tokens(client, "bob-key", SECRET) > 0
+    tiny_engine.prefix_cache.clear()
+
+
 def test_a_key_reuses_its_own_conversation_turn_after_turn(tiny_engine: Engine) -> None:
     tiny_engine.prefix_cache.clear()
-    with TestClient(create_app(tiny_engine, ServerConfig(api_key="k", aliases=("tiny",)))) as client:
+    with TestClient(create_app(tiny_engine, ServerConfig(api_keys=["k"], aliases=("tiny",)))) as client:
         assert cached_tokens(client, "k", SECRET) == 0
         longer = [*SECRET, {"role": "assistant", "content": "Let me look."}, {"role": "user", "content": "Thanks."}]
         assert cached_tokens(client, "k", longer) > 0

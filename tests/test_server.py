@@ -158,13 +158,27 @@ def test_server_keeps_serving_after_errors(client: TestClient) -> None:
 
 
 def test_api_key_is_required_when_set(tiny_engine: Engine) -> None:
-    with TestClient(create_app(tiny_engine, ServerConfig(api_key="s3cret"))) as c:
+    with TestClient(create_app(tiny_engine, ServerConfig(api_keys=["s3cret"]))) as c:
         m = tiny_engine.model_id
         assert_error(c.post(URL, json=body(model=m)), 401)
         error = assert_error(c.get("/v1/models", headers={"Authorization": "Bearer nope"}), 401)
         assert error["code"] == "invalid_api_key"
         assert c.get("/v1/models", headers={"Authorization": "Bearer s3cret"}).status_code == 200
         assert c.get("/health").status_code == 200
+
+
+def test_any_of_several_keys_is_accepted(tiny_engine: Engine) -> None:
+    with TestClient(create_app(tiny_engine, ServerConfig(api_keys=["alice-key", "bob-key"]))) as c:
+        for key in ("alice-key", "bob-key"):
+            assert c.get("/v1/models", headers={"Authorization": f"Bearer {key}"}).status_code == 200
+        for key in ("alice", "alice-keybob-key", ""):
+            assert_error(c.get("/v1/models", headers={"Authorization": f"Bearer {key}"}), 401)
+
+
+@pytest.mark.parametrize("keys", [[""], [" "], ["two words"]])
+def test_unusable_keys_are_refused_in_the_config(keys: list[str]) -> None:
+    with pytest.raises(ValueError, match="API key"):
+        ServerConfig(api_keys=keys)
 
 
 def test_health_is_503_until_the_model_is_loaded(tiny_model_dir: object) -> None:

@@ -106,7 +106,7 @@ def post_head(port: int, length: int, **headers: str) -> str:
 
 
 def test_non_ascii_bearer_token_is_401(tiny_engine: Engine) -> None:
-    with TestClient(create_app(tiny_engine, ServerConfig(api_key="s3cret"))) as c:
+    with TestClient(create_app(tiny_engine, ServerConfig(api_keys=["s3cret"]))) as c:
         r = c.get("/v1/models", headers=[(b"authorization", "Bearer ключ-é".encode())])
         assert_error(r, 401, code="invalid_api_key")
         r = c.get("/v1/models", headers=[(b"authorization", b"Bearer \xff\xfe")])
@@ -258,7 +258,7 @@ def test_chunked_body_limit_in_the_middleware_alone() -> None:
 
 
 def test_unauthenticated_huge_body_gets_401_unread(tiny_engine: Engine) -> None:
-    config = ServerConfig(api_key="s3cret", max_body_bytes=200 * MiB)  # the limit alone would let it through
+    config = ServerConfig(api_keys=["s3cret"], max_body_bytes=200 * MiB)  # the limit alone would let it through
     with serving(create_app(tiny_engine, config)) as port:
         reply, seconds = raw_request(port, post_head(port, 100 * MiB), b'{"model": "x", ' + b" " * 65536)
         status, data = status_and_json(reply)
@@ -338,7 +338,7 @@ def test_random_404s_add_at_most_one_series(client: TestClient) -> None:
 
 
 def test_refusals_before_routing_are_labelled_by_route(tiny_engine: Engine) -> None:
-    with TestClient(create_app(tiny_engine, ServerConfig(api_key="k"))) as c:
+    with TestClient(create_app(tiny_engine, ServerConfig(api_keys=["k"]))) as c:
         for _ in range(3):
             c.get(f"/v1/models/{uuid.uuid4().hex}")
         series = _request_series_keyed(c)
@@ -376,7 +376,7 @@ def test_allowed_hosts_star_turns_the_host_check_off(tiny_engine: Engine) -> Non
 
 
 def test_metrics_need_the_key_when_one_is_set(tiny_engine: Engine) -> None:
-    with TestClient(create_app(tiny_engine, ServerConfig(api_key="k"))) as c:
+    with TestClient(create_app(tiny_engine, ServerConfig(api_keys=["k"]))) as c:
         assert_error(c.get("/metrics"), 401, code="invalid_api_key")
         assert c.get("/metrics", headers={"Authorization": "Bearer k"}).status_code == 200
         assert c.get("/health").status_code == 200  # health stays open for probes
@@ -389,3 +389,11 @@ def test_serve_warns_when_exposed_without_a_key() -> None:
     for args in (["--host", "0.0.0.0", "--api-key", "k"], ["--host", "127.0.0.1"], ["--host", "::1"]):
         quiet = runner.invoke(cli_app, ["serve", "--model", "nowhere.gguf", *args])
         assert "without an API key" not in quiet.output and quiet.exit_code == 1
+
+
+def test_serve_takes_several_keys_and_refuses_unusable_ones() -> None:
+    runner = CliRunner()
+    several = runner.invoke(cli_app, ["serve", "--model", "nowhere.gguf", "--api-key", "a", "--api-key", "b"])
+    assert several.exit_code == 1 and "API key" not in several.output  # it got as far as the model
+    blank = runner.invoke(cli_app, ["serve", "--model", "nowhere.gguf", "--api-key", " "], env={"COLUMNS": "200"})
+    assert blank.exit_code == 2 and "not a usable key" in blank.output

@@ -30,7 +30,13 @@ def serve(
     host: Annotated[str, typer.Option(envvar="AUTOQWEN_HOST", help="Address to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(envvar="AUTOQWEN_PORT", help="Port to bind (LM Studio's is 1234).")] = 1234,
     api_key: Annotated[
-        str | None, typer.Option(envvar="AUTOQWEN_API_KEY", help="Require `Authorization: Bearer KEY`.")
+        list[str] | None,
+        typer.Option(
+            envvar="AUTOQWEN_API_KEY",
+            help="Require `Authorization: Bearer KEY`; repeat for several keys (in the variable: separated by "
+            "spaces), each with its own prefix cache.",
+            callback=_check_keys,
+        ),
     ] = None,
     alias: Annotated[list[str] | None, typer.Option(help="Extra model name clients may ask for.")] = None,
     cors_origin: Annotated[list[str] | None, typer.Option(help="Allow browser calls from this origin.")] = None,
@@ -69,7 +75,7 @@ def serve(
 
     from autoqwen.local_llm import Engine, ServerConfig, create_app, resolve_model
 
-    if api_key is None and not is_loopback(host):
+    if not api_key and not is_loopback(host):
         console.print(
             f"[bold yellow]warning:[/] serving on {host}, beyond this machine, without an API key: anyone who can "
             "reach the port can use the model (set --api-key)",
@@ -85,7 +91,7 @@ def serve(
         stream_interval_ms=stream_interval_ms,
     )
     config = ServerConfig(
-        api_key=api_key,
+        api_keys=tuple(api_key or ()),
         aliases=tuple(alias or ()),
         cors_origins=tuple(cors_origin or ()),
         allowed_hosts=tuple(allow_host or ()),
@@ -114,6 +120,13 @@ def serve(
         engine.close()
     if failed.is_set():
         raise typer.Exit(1)
+
+
+def _check_keys(keys: list[str] | None) -> list[str] | None:
+    for key in keys or ():
+        if not key.strip() or " " in key.strip():
+            raise typer.BadParameter(f"{key!r} is not a usable key: non-empty, without spaces")
+    return [key.strip() for key in keys] if keys else keys
 
 
 def chat(
