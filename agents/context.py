@@ -33,6 +33,7 @@ from autogen_core.models import (
 from autogen_core.tools import Tool, ToolSchema
 from autogen_ext.models.openai import OpenAIChatCompletionClient
 
+from autoqwen.agents.repeats import MAX_SAME_CALLS, repeated_calls
 from autoqwen.agents.window import MESSAGE_OVERHEAD, ContextWindow, TokenEstimate
 
 __all__ = ["Trim", "WindowedClient", "WindowedContext", "fit_messages"]
@@ -130,7 +131,8 @@ class WindowedContext(ChatCompletionContext):
 
 class WindowedClient(OpenAIChatCompletionClient):
     """An OpenAI client that calibrates the run's token estimate from each reply and, when the server still says
-    the prompt is too long, trims it harder and retries (the selector's prompt included)."""
+    the prompt is too long, trims it harder and retries (the selector's prompt included). A reply that repeats a
+    call made twice with the same result is asked for again without tools (`repeats.py`)."""
 
     def __init__(self, *, window: ContextWindow, agent: str, reserve: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -161,6 +163,14 @@ class WindowedClient(OpenAIChatCompletionClient):
                     self._window.report(self._agent, trim.describe(self._window.tokens) + " (after the server refused)")
                 continue
             estimate.calibrate(_sent_bytes(messages, schemas), len(messages), result.usage.prompt_tokens)
+            if tools and isinstance(result.content, list) and (same := repeated_calls(messages, result.content)):
+                names = ", ".join(sorted({call.name for call in same}))
+                self._window.report(
+                    self._agent,
+                    f"{names} already called {MAX_SAME_CALLS} times with these arguments and the same result: "
+                    "answered from the results instead of calling again",
+                )
+                return await super().create(messages, tools=tools, **{**kwargs, "tool_choice": "none"})
             return result
         raise AssertionError("unreachable")  # the loop returns or raises
 

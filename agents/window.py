@@ -64,6 +64,6 @@ class ContextWindow:
         return min(max_tokens, self.tokens // 2)
 
     def report(self, agent: str, note: str) -> None:
-        """Tell the run that `agent`'s context was trimmed."""
+        """Tell the run what was done to `agent`'s exchange with the model (a trim, a repeated call not made)."""
         if self.on_trim is not None:
             self.on_trim(agent, note)

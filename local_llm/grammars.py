@@ -2,24 +2,23 @@
 
 With `tool_choice` "auto" the model writes free text until it opens `<tool_call>`, and from there on its JSON must
 name an offered tool and match that tool's parameter schema; with "required" or a named tool the reply must be tool
-calls from the first token. Tool names come as the tokenizer's own tokens, a text reply to tool results may not
-echo the protocol's tags (`answer_grammar`), and a URL argument is copied from the conversation when it has any.
+calls from the first token. Tool names come as the tokenizer's own tokens, arguments follow `argument_schema`
+(closed objects, bounded lengths, URLs from the conversation), and a text reply to tool results may not echo the
+protocol's tags (`answer_grammar`).
 """
 
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
-from autoqwen.addresses import check_host
+from autoqwen.local_llm.argument_schema import argument_schema, closed, conversation_urls
 from autoqwen.local_llm.protocol import ChatCompletionRequest, ResponseFormat, Tool
 from autoqwen.local_llm.tool_choice import offered_tools
 from autoqwen.local_llm.tool_prompt import TOOL_CLOSE, TOOL_OPEN
 
-__all__ = ["NAME_PREFIX", "answer_grammar", "conversation_urls", "json_grammar", "tool_grammar"]
+__all__ = ["NAME_PREFIX", "answer_grammar", "json_grammar", "tool_grammar"]
 
 MAX_PARALLEL_CALLS = 3
 # Compact, canonical JSON with the spacing of the prompt's example: a small model cannot wander off in whitespace.
@@ -31,8 +30,6 @@ _PLAIN = r"/(.|\n)*/ & ~/(.|\n)*<\/?tool_(.|\n)*/"
 _ANSWER = r"/[^<\s](.|\n)*/ & ~/(.|\n)*<\/?tool_(.|\n)*/"
 _OPEN_NAME = json.dumps(NAME_PREFIX)  # the call's JSON around the name, as Lark string literals
 _NAME_TO_ARGUMENTS = json.dumps('", "arguments": ')
-_URL = re.compile(r"https?://[^\s<>\"'`)\]}\\]+")
-_URL_ROLES = ("system", "developer", "user")  # where a workflow's task and inputs arrive
 
 
 def tool_grammar(
@@ -78,7 +75,7 @@ def _call_rule(tool: Tool, tokenize: Callable[[str], Sequence[int] | None] | Non
     name = tool.function.name
     ids = tokenize(name) if tokenize else None
     spelled = " ".join(f"<[{t}]>" for t in ids) if ids else json.dumps(name)
-    arguments = json.dumps({**_copy_urls(tool.function.parameters, urls), "x-guidance": _JSON_STYLE})
+    arguments = json.dumps({**argument_schema(tool.function.parameters, urls=urls), "x-guidance": _JSON_STYLE})
     return f'{_OPEN_NAME} {spelled} {_NAME_TO_ARGUMENTS} %json {arguments} "}}"'
 
 
@@ -108,63 +105,4 @@ def json_grammar(response_format: ResponseFormat | None) -> str | None:
         schema: dict[str, Any] = {"type": "object"}
     else:
         schema = response_format.json_schema.json_schema or {"type": "object"}
-    return f"%llguidance {{}}\nstart: %json {json.dumps({**schema, 'x-guidance': _JSON_STYLE})}\n"
-
-
-def conversation_urls(body: ChatCompletionRequest) -> list[str]:
-    """The http(s) URLs the user or the system wrote, in order of appearance, each once, public hosts only.
-
-    Tool results and the assistant's own turns do not count: a fetched page that mentions an internal address
-    must not make it the next call's only choice. Hosts are judged as written (no DNS): internal IP literals and
-    local or metadata names are dropped unless `AUTOQWEN_ALLOW_HOSTS` allows them.
-    """
-    found: dict[str, None] = {}
-    turns = [m.model_dump(mode="json") for m in body.messages if m.role in _URL_ROLES]
-    for text in _strings(turns):
-        for url in _URL.findall(text):
-            url = url.rstrip(".,;:!?")
-            if _public_host(url):
-                found.setdefault(url, None)
-    return list(found)
-
-
-def _public_host(url: str) -> bool:
-    try:
-        host = urlsplit(url).hostname
-        if host is None:
-            return False
-        check_host(host)
-    except ValueError:  # AddressRefused, or a malformed bracketed host
-        return False
-    return True
-
-
-def _strings(value: Any) -> Iterator[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from _strings(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from _strings(item)
-
-
-def _copy_urls(schema: dict[str, Any], urls: Sequence[str]) -> dict[str, Any]:
-    """`schema` with each string property of format "uri" limited to the URLs of the conversation, if it has any.
-
-    Asked to fetch "the link of the first paper" listed a turn earlier, SmolLM2-135M invents a URL of its own;
-    choosing among the conversation's URLs, it fetches one that exists.
-    """
-    if not urls or not isinstance(schema, dict):
-        return schema
-    if schema.get("type") == "string" and schema.get("format") in ("uri", "url"):
-        return {key: value for key, value in schema.items() if key not in ("type", "format", "pattern")} | {
-            "enum": list(urls)
-        }
-    out = dict(schema)
-    if isinstance(schema.get("properties"), dict):
-        out["properties"] = {name: _copy_urls(sub, urls) for name, sub in schema["properties"].items()}
-    if isinstance(schema.get("items"), dict):
-        out["items"] = _copy_urls(schema["items"], urls)
-    return out
+    return f"%llguidance {{}}\nstart: %json {json.dumps({**closed(schema), 'x-guidance': _JSON_STYLE})}\n"

@@ -31,6 +31,7 @@ from autoqwen.local_llm.protocol import (
     Choice,
     ChunkChoice,
     Delta,
+    FinishReason,
     PromptTokensDetails,
     ResponseMessage,
     TextPart,
@@ -92,7 +93,7 @@ class ChatServing:
         text = await _collect(completion, is_disconnected)
         _observe(self.metrics, completion)
         content, calls = parse_reply(text) if with_tools else (text, [])
-        finish = "tool_calls" if calls else completion.finish_reason or "stop"
+        finish = _finish_reason(completion, bool(calls))
         message = ResponseMessage(content=content, tool_calls=calls or None)
         return ChatCompletion(
             model=body.model, choices=[Choice(message=message, finish_reason=finish)], usage=_usage(completion)
@@ -163,7 +164,7 @@ class ChatServing:
                     yield event([ChunkChoice(delta=_delta(item, calls))])
             for item in calls.close() if calls else []:
                 yield event([ChunkChoice(delta=_delta(item, calls))])
-            finish = "tool_calls" if calls and calls.calls else completion.finish_reason or "stop"
+            finish = _finish_reason(completion, bool(calls and calls.calls))
             yield event([ChunkChoice(delta=Delta(), finish_reason=finish)])
             if include_usage:
                 yield event([], _usage(completion))
@@ -275,6 +276,14 @@ def _observe(metrics: ServerMetrics, completion: Completion) -> None:
             span = completion.finished_at - completion.first_token_at
             if span > 0:
                 metrics.decode_rate.set((completion.completion_tokens - 1) / span)
+
+
+def _finish_reason(completion: Completion, called: bool) -> FinishReason:
+    """ "length" when `max_tokens` (or the context) cut the reply, a call included, as OpenAI says; else
+    "tool_calls" when it made calls; else why generation ended."""
+    if completion.finish_reason == "length":
+        return "length"
+    return "tool_calls" if called else completion.finish_reason or "stop"
 
 
 def _delta(item: str | ToolCall, calls: ToolCallStream | None) -> Delta:

@@ -1,12 +1,15 @@
 """Model text back into OpenAI's shape: content, and the tool calls written as `<tool_call>` blocks.
 
 The same splitter serves a stream (`ToolCallStream`, piece by piece) and a whole reply (`parse_reply`), so both
-return the same content and calls; protocol markup never reaches `content`.
+return the same content and calls; protocol markup never reaches `content`. A call cut off before its end (by
+`max_tokens`) is returned as OpenAI returns one: a tool call whose `arguments` hold the JSON written so far, with
+`finish_reason: "length"`; one cut off before its name was complete is dropped.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from collections.abc import Iterator
 
@@ -19,8 +22,9 @@ __all__ = ["ToolCallStream", "parse_reply"]
 class ToolCallStream:
     """Splits generated text, as it streams, into content pieces and complete tool calls.
 
-    Text that may be the start of `<tool_call>` is held back until it is clear; a call that never closes, or
-    whose JSON does not parse (possible only without constraints), is given back as plain text.
+    Text that may be the start of `<tool_call>` is held back until it is clear. A call whose JSON does not parse
+    (cut off, or without constraints) becomes a call with its arguments as written when its name can be read, and
+    is dropped when it cannot: its tags and JSON never reach the content.
     """
 
     def __init__(self) -> None:
@@ -38,11 +42,9 @@ class ToolCallStream:
                     return
                 body, self._buffer = self._buffer[:end], self._buffer[end + len(TOOL_CLOSE) :]
                 self._in_call = False
-                call = _parse_call(body)
-                if call is None:
-                    yield f"{TOOL_OPEN}{body}{TOOL_CLOSE}"
-                elif not any(c.function == call.function for c in self.calls):  # a repeated call adds nothing
-                    self.calls.append(call)
+                call = _parse_call(body) or _partial_call(body)
+                if call is not None and not any(c.function == call.function for c in self.calls):
+                    self.calls.append(call)  # a repeated call adds nothing
                     yield call
                 continue
             start = self._buffer.find(TOOL_OPEN)
@@ -58,11 +60,15 @@ class ToolCallStream:
                 yield text
             return
 
-    def close(self) -> Iterator[str]:
-        """The end of generation: give back whatever is still held."""
-        rest = (TOOL_OPEN if self._in_call else "") + self._buffer
+    def close(self) -> Iterator[str | ToolCall]:
+        """The end of generation: a call left open (cut off) as far as it goes, or the text still held."""
+        rest, in_call = self._buffer, self._in_call
         self._buffer, self._in_call = "", False
-        if rest.strip() or (rest and not self.calls):
+        if in_call:
+            if (call := _partial_call(rest)) is not None:
+                self.calls.append(call)
+                yield call
+        elif rest.strip() or (rest and not self.calls):
             yield rest
 
 
@@ -80,6 +86,25 @@ def _parse_call(body: str) -> ToolCall | None:
         id=f"call_{secrets.token_hex(12)}",
         function=FunctionCall(name=data["name"], arguments=json.dumps(arguments, ensure_ascii=False)),
     )
+
+
+# The start of a call as the prompt shows it, up to its arguments: the name can be read from a call cut off later.
+_CALL_HEAD = re.compile(
+    r'\s*\{\s*"name"\s*:\s*"((?:[^"\\]|\\.)+)"\s*,\s*"(?:arguments|parameters)"\s*:\s*(.*)', re.DOTALL
+)
+
+
+def _partial_call(body: str) -> ToolCall | None:
+    """A call whose JSON does not parse, with its arguments as written; None when its name cannot be read."""
+    head = _CALL_HEAD.match(body)
+    if head is None:
+        return None
+    try:
+        name = json.loads(f'"{head.group(1)}"')
+    except json.JSONDecodeError:
+        return None
+    arguments = head.group(2).rstrip()
+    return ToolCall(id=f"call_{secrets.token_hex(12)}", function=FunctionCall(name=name, arguments=arguments))
 
 
 def parse_reply(text: str) -> tuple[str | None, list[ToolCall]]:

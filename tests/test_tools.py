@@ -11,7 +11,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from autoqwen.local_llm import Engine, ServerConfig, create_app
-from autoqwen.local_llm.grammars import NAME_PREFIX, answer_grammar, conversation_urls, tool_grammar
+from autoqwen.local_llm.argument_schema import conversation_urls
+from autoqwen.local_llm.grammars import NAME_PREFIX, answer_grammar, tool_grammar
 from autoqwen.local_llm.protocol import ChatCompletionRequest, Tool
 from autoqwen.local_llm.signatures import signature
 from autoqwen.local_llm.tool_choice import channel_pairs
@@ -97,9 +98,11 @@ def test_named_tool_choice_calls_that_tool(client: TestClient) -> None:
 
 def test_parallel_tool_calls_allow_several_distinct_calls(client: TestClient) -> None:
     for seed in range(4):
-        message = ask(client, tool_choice="required", parallel_tool_calls=True, seed=seed, temperature=1.0)["choices"][
-            0
-        ]["message"]
+        choice = ask(
+            client, tool_choice="required", parallel_tool_calls=True, seed=seed, temperature=1.0, max_tokens=900
+        )
+        assert choice["choices"][0]["finish_reason"] == "tool_calls"
+        message = choice["choices"][0]["message"]
         assert 1 <= len(message["tool_calls"]) <= 3
         assert_valid_calls(message, {"get_weather", "plan_trip"})
         signatures = [(c["function"]["name"], c["function"]["arguments"]) for c in message["tool_calls"]]
@@ -109,11 +112,16 @@ def test_parallel_tool_calls_allow_several_distinct_calls(client: TestClient) ->
 def test_auto_gives_text_or_valid_calls(client: TestClient) -> None:
     for seed in range(4):
         choice = ask(client, tool_choice="auto", seed=seed, temperature=1.0, max_tokens=60)["choices"][0]
-        if choice["message"]["tool_calls"]:
-            assert choice["finish_reason"] == "tool_calls"
-            assert_valid_calls(choice["message"], {"get_weather", "plan_trip"})
-        else:
-            assert isinstance(choice["message"]["content"], str)
+        message, finish = choice["message"], choice["finish_reason"]
+        assert "<tool_" not in (message["content"] or "")
+        if not message["tool_calls"]:
+            assert isinstance(message["content"], str)
+        elif finish == "tool_calls":
+            assert_valid_calls(message, {"get_weather", "plan_trip"})
+        else:  # cut off by max_tokens: the last call holds the arguments written so far
+            assert finish == "length"
+            if complete := message["tool_calls"][:-1]:
+                assert_valid_calls({**message, "tool_calls": complete}, {"get_weather", "plan_trip"})
 
 
 def test_tool_choice_none_never_calls(client: TestClient) -> None:
@@ -284,9 +292,20 @@ def test_tool_call_stream_splits_across_pieces() -> None:
     assert [(c.function.name, json.loads(c.function.arguments)) for c in calls] == [("f", {"x": 1})]
 
 
-def test_parse_reply_keeps_broken_calls_as_text() -> None:
-    assert parse_reply("<tool_call>{not json}</tool_call>") == ("<tool_call>{not json}</tool_call>", [])
+def test_parse_reply_never_puts_call_markup_in_the_content() -> None:
+    assert parse_reply("<tool_call>{not json}</tool_call>") == ("", [])
     assert parse_reply("plain <tool_c") == ("plain <tool_c", [])
+    content, calls = parse_reply('Sure. <tool_call>\n{"name": "f", "arguments": {"a": 1,}}\n</tool_call>')
+    assert content == "Sure." and [(c.function.name, c.function.arguments) for c in calls] == [("f", '{"a": 1,}}')]
+
+
+def test_a_call_cut_off_is_returned_with_the_arguments_written_so_far() -> None:
+    """Before, the whole `<tool_call>` block came back as the assistant's text."""
+    content, calls = parse_reply('<tool_call>\n{"name": "web_fetch", "arguments": {"url": "https://127.0.0.1/te')
+    assert content is None and [(c.function.name, c.function.arguments) for c in calls] == [
+        ("web_fetch", '{"url": "https://127.0.0.1/te')
+    ]
+    assert parse_reply('<tool_call>\n{"name": "web_fe') == ("", [])  # no name yet: nothing to report
     content, calls = parse_reply('<tool_call>\n[{"name": "f", "arguments": {}}]\n</tool_call>')
     assert content is None and calls[0].function.name == "f"
 

@@ -1,0 +1,180 @@
+"""Tool arguments are decoded under closed, bounded schemas: no invented keys, no runaway values, and a call cut off
+by max_tokens never reaches the content as markup."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from autoqwen.local_llm import Engine, ServerConfig, create_app
+from autoqwen.local_llm.argument_schema import MAX_ITEMS, MAX_STRING_CHARS, argument_schema, closed
+from autoqwen.local_llm.grammars import json_grammar
+from autoqwen.local_llm.protocol import ResponseFormat
+
+URL = "/v1/chat/completions"
+# Most clients' schemas say nothing of additionalProperties; JSON Schema's default is open.
+OPEN = {
+    "type": "object",
+    "properties": {
+        "query": {"type": "string"},
+        "filters": {"type": "object", "properties": {"year": {"type": "integer"}}},
+        "tags": {"type": "array", "items": {"type": "object", "properties": {"name": {"type": "string"}}}},
+    },
+    "required": ["query"],
+}
+
+
+def test_objects_that_list_properties_are_closed_at_every_depth() -> None:
+    schema = argument_schema(OPEN)
+    assert schema["additionalProperties"] is False
+    assert schema["properties"]["filters"]["additionalProperties"] is False
+    assert schema["properties"]["tags"]["items"]["additionalProperties"] is False
+    assert "additionalProperties" not in OPEN  # the request's schema is not modified
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"type": "object", "properties": {"a": {"type": "string"}}, "additionalProperties": True},
+        {"type": "object", "properties": {"a": {"type": "string"}}, "additionalProperties": {"type": "integer"}},
+        {"type": "object"},  # a free-form object: nothing to close it to
+    ],
+)
+def test_what_a_schema_says_of_other_keys_is_kept(schema: dict[str, Any]) -> None:
+    assert closed(schema).get("additionalProperties") == schema.get("additionalProperties")
+
+
+def test_all_of_parts_are_not_closed_one_by_one() -> None:
+    schema = {"allOf": [{"properties": {"a": {}}}, {"properties": {"b": {}}}]}
+    assert closed(schema) == schema
+
+
+def test_refs_and_unions_are_closed_too() -> None:
+    schema = closed(
+        {
+            "$defs": {"Point": {"type": "object", "properties": {"x": {"type": "number"}}}},
+            "anyOf": [{"$ref": "#/$defs/Point"}, {"type": "object", "properties": {"r": {"type": "number"}}}],
+        }
+    )
+    assert schema["$defs"]["Point"]["additionalProperties"] is False
+    assert schema["anyOf"][1]["additionalProperties"] is False
+
+
+def test_unbounded_values_get_bounds_and_given_bounds_are_kept() -> None:
+    schema = argument_schema(
+        {
+            "type": "object",
+            "properties": {
+                "free": {"type": "string"},
+                "short": {"type": "string", "maxLength": 5},
+                "shaped": {"type": "string", "pattern": "^[a-z]+$"},
+                "choice": {"type": "string", "enum": ["a", "b"]},
+                "n": {"type": "integer"},
+                "positive": {"type": "integer", "minimum": 1},
+                "list": {"type": "array", "items": {"type": "string"}},
+                "many": {"type": "array", "minItems": 40},
+            },
+        }
+    )
+    props = schema["properties"]
+    assert props["free"]["maxLength"] == MAX_STRING_CHARS and props["short"]["maxLength"] == 5
+    assert "maxLength" not in props["shaped"] and "maxLength" not in props["choice"]
+    assert props["n"]["minimum"] == -(10**15 - 1) and props["n"]["maximum"] == 10**15 - 1
+    assert props["positive"]["minimum"] == 1 and props["positive"]["maximum"] == 10**15 - 1
+    assert props["list"]["maxItems"] == MAX_ITEMS and props["list"]["items"]["maxLength"] == MAX_STRING_CHARS
+    assert props["many"]["maxItems"] == 40
+
+
+def test_uri_strings_take_the_conversations_urls() -> None:
+    schema = {"type": "object", "properties": {"url": {"type": "string", "format": "uri"}}}
+    urls = ["https://example.com/a"]
+    assert argument_schema(schema, urls=urls)["properties"]["url"] == {"enum": urls}
+    assert argument_schema(schema)["properties"]["url"] == {"type": "string", "format": "uri"}
+
+
+def test_response_format_schemas_are_closed_but_not_bounded() -> None:
+    fmt = ResponseFormat.model_validate(
+        {
+            "type": "json_schema",
+            "json_schema": {"name": "x", "schema": {"type": "object", "properties": OPEN["properties"]}},
+        }
+    )
+    grammar = json_grammar(fmt)
+    assert grammar is not None
+    schema = json.loads(grammar.split("%json ", 1)[1])
+    assert schema["additionalProperties"] is False and "maxLength" not in schema["properties"]["query"]
+
+
+# --- Through the server, from random weights (the worst a model can do) ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def client(tiny_engine: Engine) -> Iterator[TestClient]:
+    with TestClient(create_app(tiny_engine, ServerConfig(aliases=("tiny",)))) as c:
+        yield c
+
+
+def ask(client: TestClient, parameters: dict[str, Any], **overrides: Any) -> dict[str, Any]:
+    tool = {"type": "function", "function": {"name": "search", "parameters": parameters}}
+    payload = {
+        "model": "tiny",
+        "messages": [{"role": "user", "content": "Search for graph neural networks."}],
+        "tools": [tool],
+        "tool_choice": "required",
+        "temperature": 1.0,
+        **overrides,
+    }
+    r = client.post(URL, json=payload)
+    assert r.status_code == 200, r.text
+    return r.json()["choices"][0]
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_calls_never_hold_keys_the_schema_does_not_name(client: TestClient, seed: int) -> None:
+    """Before, an open schema let the model add keys of its own (`maxResults`, `resultsInSortedOrder`)."""
+    schema = {"type": "object", "properties": {"query": {"type": "string", "maxLength": 12}}}
+    choice = ask(client, schema, seed=seed, max_tokens=400)
+    assert choice["finish_reason"] == "tool_calls"
+    for call in choice["message"]["tool_calls"]:
+        assert set(json.loads(call["function"]["arguments"])) <= {"query"}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_call_cut_off_by_max_tokens_is_a_call_with_finish_reason_length(client: TestClient, stream: bool) -> None:
+    """Before, the `<tool_call>` block came back as the assistant's text, with no tool_calls."""
+    schema = {"type": "object", "properties": {"query": {"type": "string", "minLength": 200}}, "required": ["query"]}
+    if not stream:
+        choice = ask(client, schema, seed=1, max_tokens=80)
+        calls, content, finish = choice["message"]["tool_calls"], choice["message"]["content"], choice["finish_reason"]
+    else:
+        calls, content, finish = streamed(client, schema)
+    assert finish == "length" and not content
+    assert [c["function"]["name"] for c in calls] == ["search"]
+    assert calls[0]["function"]["arguments"].startswith('{"query": "')
+
+
+def streamed(client: TestClient, schema: dict[str, Any]) -> tuple[list[dict[str, Any]], str, str | None]:
+    tool = {"type": "function", "function": {"name": "search", "parameters": schema}}
+    payload = {
+        "model": "tiny",
+        "messages": [{"role": "user", "content": "Search for graph neural networks."}],
+        "tools": [tool],
+        "tool_choice": "required",
+        "seed": 1,
+        "max_tokens": 80,
+        "stream": True,
+    }
+    calls, content, finish = [], "", None
+    with client.stream("POST", URL, json=payload) as r:
+        for line in r.iter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            choice = json.loads(line.removeprefix("data: "))["choices"][0]
+            content += choice["delta"].get("content") or ""
+            calls += choice["delta"].get("tool_calls") or []
+            finish = choice["finish_reason"] or finish
+    return calls, content, finish
