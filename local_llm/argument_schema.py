@@ -1,6 +1,6 @@
-"""The JSON schema a tool call's arguments are decoded under: the tool's own, closed, bounded, URLs copied.
+"""The JSON schema a tool call's arguments are decoded under: the tool's own, closed, bounded, values copied.
 
-    schema = argument_schema(tool.function.parameters, urls=conversation_urls(body))
+    schema = argument_schema(tool.function.parameters, conversation_values(body))
 
 * Closed: an object schema that lists `properties` and says nothing of `additionalProperties` admits no other
   key, as llama.cpp's grammars and OpenAI's strict mode do (JSON Schema's default is open, and a small model
@@ -11,26 +11,53 @@
   instead of being cut off there.
 * URLs: a string of format `uri` takes one of the http(s) URLs the user or the system wrote, when they wrote any
   (SmolLM2-135M otherwise invents one); `conversation_urls` finds them, public hosts only.
+* Values copied (`Values.spans`, `Values.numbers`): a free string takes a span of the user's words (up to
+  `MAX_SPAN_WORDS` words: "New York, NY", not "New York" nor the tool's own name), and a number one the user wrote,
+  read as a reader would ("50 million" is 50000000, "2,000,000" is 2000000, "5 %" is 0.05 where the parameter is a
+  fraction), plus 0, 1 and the schema's default. Without such words or numbers in the conversation, the value is
+  free.
 
 `response_format` json_schema is closed the same way, but not bounded (a JSON answer may be long).
 """
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from autoqwen.addresses import check_host
 from autoqwen.local_llm.protocol import ChatCompletionRequest
 
-__all__ = ["MAX_INTEGER_DIGITS", "MAX_ITEMS", "MAX_STRING_CHARS", "argument_schema", "closed", "conversation_urls"]
+__all__ = [
+    "MAX_INTEGER_DIGITS",
+    "MAX_ITEMS",
+    "MAX_SPAN_WORDS",
+    "MAX_STRING_CHARS",
+    "NO_VALUES",
+    "Values",
+    "argument_schema",
+    "closed",
+    "conversation_urls",
+    "conversation_values",
+]
 
 MAX_STRING_CHARS = 256  # a string argument without maxLength, enum, const, pattern or format
 MAX_ITEMS = 16  # an array without maxItems
 MAX_INTEGER_DIGITS = 15  # an integer without minimum and maximum: |n| < 10**15 (JSON's exact integers reach 2**53)
 
+MAX_SPAN_WORDS = 8  # the longest span of the user's words a string argument may take
+_SPAN_SOURCE_WORDS = 300  # words of the user's turns (latest first) that spans come from
+_EDGE = "\"'`.,;:!?()[]{}<>"  # stripped from a span's ends
+_NUMBER = re.compile(
+    r"(?<![\w.])(-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?)\s*(thousand|million|billion|trillion|bn|k|m)?\b\s*(%|percent)?",
+    re.IGNORECASE,
+)
+_SCALE = {"thousand": 1e3, "k": 1e3, "million": 1e6, "m": 1e6, "billion": 1e9, "bn": 1e9, "trillion": 1e12}
+_FRACTION_WORDS = re.compile(r"\b(fraction|ratio|decimal|proportion|between 0 and 1)\b", re.IGNORECASE)
 _URL = re.compile(r"https?://[^\s<>\"'`)\]}\\]+")
 _URL_ROLES = ("system", "developer", "user")  # where a workflow's task and inputs arrive
 # Keywords whose values are subschemas, lists of them, or maps of names to them.
@@ -39,9 +66,21 @@ _MANY = ("prefixItems", "anyOf", "oneOf")  # allOf is left alone: closing each p
 _MAPS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
 
 
-def argument_schema(parameters: dict[str, Any], *, urls: Sequence[str] = ()) -> dict[str, Any]:
-    """A tool's parameter schema as its arguments are decoded: closed, bounded, URL strings copied."""
-    return _transform(parameters, lambda schema: _bound(_close(_copy_url(schema, urls))))
+@dataclass(frozen=True)
+class Values:
+    """What a call's arguments may copy from the conversation: URLs, spans of the user's words, numbers."""
+
+    urls: tuple[str, ...] = ()
+    spans: tuple[str, ...] = ()
+    numbers: tuple[tuple[float, bool], ...] = ()  # (value, written as a percentage)
+
+
+NO_VALUES = Values()
+
+
+def argument_schema(parameters: dict[str, Any], values: Values = NO_VALUES) -> dict[str, Any]:
+    """A tool's parameter schema as its arguments are decoded: closed, bounded, values copied."""
+    return _transform(parameters, lambda schema: _bound(_close(_copy_values(schema, values))))
 
 
 def closed(schema: dict[str, Any]) -> dict[str, Any]:
@@ -93,16 +132,83 @@ def _bound(schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
-def _copy_url(schema: dict[str, Any], urls: Sequence[str]) -> dict[str, Any]:
-    """A string of format "uri" limited to the conversation's URLs, when it has any.
+def _copy_values(schema: dict[str, Any], values: Values) -> dict[str, Any]:
+    """A string or number limited to what the conversation holds, where the schema leaves it free.
 
     Asked to fetch "the link of the first paper" listed a turn earlier, SmolLM2-135M invents a URL of its own;
-    choosing among the conversation's URLs, it fetches one that exists.
+    choosing among the conversation's URLs, it fetches one that exists. Asked for "papers on protein folding", it
+    writes `protein_folding_protein_protein...`; choosing among the user's words, it writes "protein folding".
     """
-    if urls and schema.get("type") == "string" and schema.get("format") in ("uri", "url"):
-        kept = {key: value for key, value in schema.items() if key not in ("type", "format", "pattern", "maxLength")}
-        return kept | {"enum": list(urls)}
+    kind = schema.get("type")
+    if "enum" in schema or "const" in schema:
+        return schema
+    if kind == "string" and schema.get("format") in ("uri", "url"):
+        return _limited(schema, list(values.urls))
+    if kind == "string" and not {"format", "pattern"} & schema.keys():
+        low, high = schema.get("minLength", 1), schema.get("maxLength", MAX_STRING_CHARS)
+        return _limited(schema, [span for span in values.spans if low <= len(span) <= high])
+    if kind in ("number", "integer"):
+        fraction = bool(_FRACTION_WORDS.search(str(schema.get("description", "")))) or schema.get("maximum") == 1
+        found = [value / 100 if percent and fraction else value for value, percent in values.numbers]
+        if not found:
+            return schema
+        default = schema.get("default")
+        candidates = [*found, 0, 1, *([default] if isinstance(default, int | float) else [])]
+        return _limited(schema, [n for n in dict.fromkeys(_json_number(c) for c in candidates) if _fits(schema, n)])
     return schema
+
+
+def _limited(schema: dict[str, Any], choices: list[Any]) -> dict[str, Any]:
+    if not choices:
+        return schema
+    kept = {key: value for key, value in schema.items() if key in ("description", "title", "default")}
+    return kept | {"enum": choices}
+
+
+def _json_number(value: float) -> int | float:
+    return int(value) if float(value).is_integer() and abs(value) < 2**53 else value
+
+
+def _fits(schema: dict[str, Any], n: float) -> bool:
+    if schema.get("type") == "integer" and not float(n).is_integer():
+        return False
+    return (
+        n >= schema.get("minimum", -math.inf)
+        and n <= schema.get("maximum", math.inf)
+        and n > schema.get("exclusiveMinimum", -math.inf)
+        and n < schema.get("exclusiveMaximum", math.inf)
+    )
+
+
+def conversation_values(body: ChatCompletionRequest) -> Values:
+    """The URLs (system and user turns), spans and numbers (user turns, latest first) a call may copy."""
+    words: list[str] = []
+    for message in reversed(body.messages):
+        if message.role == "user" and len(words) < _SPAN_SOURCE_WORDS:
+            try:
+                text = message.text()
+            except ValueError:  # content the model cannot read: the prompt refuses it
+                continue
+            words = [*text.split()[: _SPAN_SOURCE_WORDS - len(words)], *words]
+    text = " ".join(words)
+    return Values(tuple(conversation_urls(body)), tuple(_spans(words)), tuple(_numbers(text)))
+
+
+def _spans(words: list[str]) -> Iterator[str]:
+    seen: set[str] = set()
+    for start in range(len(words)):
+        for end in range(start + 1, min(start + MAX_SPAN_WORDS, len(words)) + 1):
+            span = " ".join(words[start:end]).strip(_EDGE).replace("\\", "")
+            if span and span not in seen:
+                seen.add(span)
+                yield span
+
+
+def _numbers(text: str) -> Iterator[tuple[float, bool]]:
+    for match in _NUMBER.finditer(text):
+        number, scale, percent = match.groups()
+        value = float(number.replace(",", "")) * _SCALE.get((scale or "").lower(), 1)
+        yield value, percent is not None
 
 
 def conversation_urls(body: ChatCompletionRequest) -> list[str]:

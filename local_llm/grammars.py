@@ -13,8 +13,8 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from autoqwen.local_llm.argument_schema import argument_schema, closed, conversation_urls
-from autoqwen.local_llm.protocol import ChatCompletionRequest, ResponseFormat, Tool
+from autoqwen.local_llm.argument_schema import NO_VALUES, Values, argument_schema, closed, conversation_values
+from autoqwen.local_llm.protocol import ChatCompletionRequest, NamedToolChoice, ResponseFormat, Tool
 from autoqwen.local_llm.tool_choice import offered_tools
 from autoqwen.local_llm.tool_prompt import TOOL_CLOSE, TOOL_OPEN
 
@@ -37,23 +37,32 @@ def tool_grammar(
     *,
     special_open: bool = False,
     tokenize: Callable[[str], Sequence[int] | None] | None = None,
+    parallel: bool = True,
+    copy_values: bool = True,
 ) -> str | None:
     """The grammar for a request with tools, or None when no call is possible.
 
     `tokenize` (a tool name to the model's token ids where it follows `{"name": "`, or None when they cannot be
-    told apart) makes each name come out as its canonical tokens.
+    told apart) makes each name come out as its canonical tokens. `parallel` allows several calls unless the client
+    asks for one; without it, only `parallel_tool_calls: true` does. `copy_values` takes free strings and numbers
+    from the user's words (URLs of format `uri` always come from the conversation).
     """
     tools = offered_tools(body)
     if not tools:
         return None
     open_ = TOOL_OPEN if special_open else json.dumps(TOOL_OPEN)
-    # Several calls only when asked for explicitly: small models otherwise repeat the same call until the cap.
-    calls = MAX_PARALLEL_CALLS if body.parallel_tool_calls else 1
+    values = conversation_values(body)
+    values = values if copy_values else Values(urls=values.urls)
+    # Several calls unless the client asks for one (parallel_tool_calls false, or a named tool_choice); identical
+    # calls are dropped, and argument values come from the conversation, so a small model cannot pad the reply.
+    asked = body.parallel_tool_calls if parallel else body.parallel_tool_calls is True
+    several = asked is not False and not isinstance(body.tool_choice, NamedToolChoice)
+    calls = MAX_PARALLEL_CALLS if several else 1
     more = ' ("\\n" block)?' * (calls - 1)
     rules = [
         f"block: {open_} call",
         f'call: "\\n" ({" | ".join(f"call_{i}" for i in range(len(tools)))}) "\\n{TOOL_CLOSE}"',
-        *(f"call_{i}: {_call_rule(tool, tokenize, conversation_urls(body))}" for i, tool in enumerate(tools)),
+        *(f"call_{i}: {_call_rule(tool, tokenize, values)}" for i, tool in enumerate(tools)),
     ]
     if body.tool_choice in ("auto", None):
         # Free text until the model opens a call: the lazy lexeme ends the text at the opening tag.
@@ -65,7 +74,7 @@ def tool_grammar(
     return "%llguidance {}\n" + "\n".join(rules) + "\n"
 
 
-def _call_rule(tool: Tool, tokenize: Callable[[str], Sequence[int] | None] | None, urls: Sequence[str] = ()) -> str:
+def _call_rule(tool: Tool, tokenize: Callable[[str], Sequence[int] | None] | None, values: Values = NO_VALUES) -> str:
     """One tool's call, `{"name": NAME, "arguments": ARGS}`, in the canonical JSON style of the prompt.
 
     With `tokenize`, the name must come as the tokenizer's own tokens: a small model that may spell a name in
@@ -75,20 +84,24 @@ def _call_rule(tool: Tool, tokenize: Callable[[str], Sequence[int] | None] | Non
     name = tool.function.name
     ids = tokenize(name) if tokenize else None
     spelled = " ".join(f"<[{t}]>" for t in ids) if ids else json.dumps(name)
-    arguments = json.dumps({**argument_schema(tool.function.parameters, urls=urls), "x-guidance": _JSON_STYLE})
+    arguments = json.dumps({**argument_schema(tool.function.parameters, values), "x-guidance": _JSON_STYLE})
     return f'{_OPEN_NAME} {spelled} {_NAME_TO_ARGUMENTS} %json {arguments} "}}"'
 
 
 def answer_grammar(body: ChatCompletionRequest) -> str | None:
-    """The grammar of a text reply to tool results (no tool may be called), or None for other requests.
+    """The grammar of a text reply when tools are listed but none may be called, or None for other requests.
 
     Told to answer after a `<tool_response>` turn, SmolLM2-135M echoes the block back (`<tool_response>\\n...`)
     instead of answering. A reply to tool results is therefore plain text that starts with a visible character
-    other than `<` and never holds the tags of the call protocol.
+    other than `<` and never holds the tags of the call protocol; any other text reply never holds the tags either.
     """
-    if not _has_results(body) or body.response_format is not None or offered_tools(body):
+    if body.response_format is not None or offered_tools(body):
         return None
-    return f"%llguidance {{}}\nstart: ANSWER\nANSWER: {_ANSWER}\n"
+    if _has_results(body):
+        return f"%llguidance {{}}\nstart: ANSWER\nANSWER: {_ANSWER}\n"
+    if body.tools:
+        return f"%llguidance {{}}\nstart: PLAIN\nPLAIN: {_PLAIN}\n"
+    return None
 
 
 def _has_results(body: ChatCompletionRequest) -> bool:

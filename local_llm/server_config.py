@@ -55,6 +55,21 @@ class ServerConfig(BaseModel):
         description='when a call is required and several tools fit: "channel" picks the tool under which the '
         'user\'s message is most likely (scored by the model), "model" lets the model write the name',
     )
+    no_tool_option: bool = Field(
+        default=True,
+        description="under call-then-answer with channel selection, a user message that no tool fits better than "
+        'a "no tool" description is answered in text',
+    )
+    parallel_calls: bool = Field(
+        default=True,
+        description="several calls in one reply (at most 3) unless the client sets parallel_tool_calls false or "
+        "names a tool; off: only when parallel_tool_calls is true",
+    )
+    copy_values: bool = Field(
+        default=True,
+        description="argument strings and numbers a schema leaves free are taken from the user's words (spans, "
+        "numbers as written); off: the model writes any value the schema allows",
+    )
 
     def served_models(self, model_id: str) -> tuple[str, ...]:
         """Every name the server answers to: the engine's model id, then the aliases."""

@@ -45,8 +45,8 @@ from autoqwen.local_llm.tool_choice import (
     channel_pairs,
     check_tools,
     offered_tools,
+    pick,
     resolve_auto,
-    select_tool,
 )
 from autoqwen.local_llm.tool_parse import ToolCallStream, parse_reply
 from autoqwen.local_llm.tool_prompt import TOOL_OPEN, render_messages
@@ -78,39 +78,43 @@ class ChatServing:
             raise unknown_model(body.model, self.served)
         _check_characters(body, self.engine.context_length)
         check_tools(body)
-        body = resolve_auto(body, self.config.auto_tool_choice)
+        forced = resolve_auto(body, self.config.auto_tool_choice)
+        may_answer, body = forced.tool_choice != body.tool_choice, forced  # a call the client did not require
         # The prompt lists every tool whichever one is chosen below, so it is measured before the (costlier) choice.
         prompt = await asyncio.to_thread(self.engine.encode_chat, render_messages(body))  # a long prompt takes seconds
         self.engine.check_prompt(prompt)
-        body = await self._choose_tool(body, cache_scope)
+        body = await self._choose_tool(body, cache_scope, may_answer=may_answer)
         grammar = self._grammar(body) if self.config.constrained_decoding else None
         with_tools = bool(offered_tools(body))
         params = _sampling_params(body, self.config, grammar, _vocab_size(self.engine))
         completion = self.engine.submit(prompt, params, async_mode=True, cache_scope=cache_scope)
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            return self._stream(completion, body.model, include_usage, with_tools)
+            return self._stream(completion, body.model, include_usage, _required(body) if with_tools else None)
         text = await _collect(completion, is_disconnected)
         _observe(self.metrics, completion)
-        content, calls = parse_reply(text) if with_tools else (text, [])
+        content, calls = parse_reply(text, _required(body)) if with_tools else (text, [])
         finish = _finish_reason(completion, bool(calls))
         message = ResponseMessage(content=content, tool_calls=calls or None)
         return ChatCompletion(
             model=body.model, choices=[Choice(message=message, finish_reason=finish)], usage=_usage(completion)
         )
 
-    async def _choose_tool(self, body: ChatCompletionRequest, cache_scope: str | None) -> ChatCompletionRequest:
-        """`body` (call-then-answer applied) narrowed to one tool by channel selection, when that policy applies."""
+    async def _choose_tool(
+        self, body: ChatCompletionRequest, cache_scope: str | None, *, may_answer: bool
+    ) -> ChatCompletionRequest:
+        """`body` (call-then-answer applied) narrowed to one tool, or to a text answer when the call was not the
+        client's requirement (`may_answer`) and no tool fits, by channel selection, when that policy applies."""
         config, engine = self.config, self.engine
-        if config.constrained_decoding and config.tool_selection == "channel" and (pairs := channel_pairs(body)):
+        pairs = channel_pairs(body, may_answer=may_answer and config.no_tool_option)
+        if config.constrained_decoding and config.tool_selection == "channel" and pairs:
             tools, texts = pairs
 
             def score() -> list[float]:  # on a thread: tokenising a long message and scoring take a while
                 question = engine.encode(texts[0][1])[:CHANNEL_TOKENS]  # the same message follows every tool
                 return engine.score([(engine.encode(head), question) for head, _ in texts], cache_scope=cache_scope)
 
-            scores = await asyncio.to_thread(score)
-            body = select_tool(body, tools[max(range(len(tools)), key=scores.__getitem__)])
+            body = pick(body, tools, await asyncio.to_thread(score))
         return body
 
     def cache_scope(self, authorization: str | None) -> str | None:
@@ -133,6 +137,8 @@ class ChatServing:
                 body,
                 special_open=engine.is_special_token(TOOL_OPEN),
                 tokenize=lambda name: engine.encode_after(NAME_PREFIX, name),
+                parallel=self.config.parallel_calls,
+                copy_values=self.config.copy_values,
             )
             or json_grammar(body.response_format)
             or answer_grammar(body)
@@ -145,9 +151,10 @@ class ChatServing:
         return grammar
 
     async def _stream(
-        self, completion: Completion, model: str, include_usage: bool, with_tools: bool
+        self, completion: Completion, model: str, include_usage: bool, required: dict[str, list[str]] | None
     ) -> AsyncIterator[str]:
-        """Server-sent events of one streaming completion, ending with `data: [DONE]`."""
+        """Server-sent events of one streaming completion, ending with `data: [DONE]`; `required` (each tool's
+        required parameters) when the reply may hold tool calls."""
         base = ChatCompletionChunk(
             id=f"chatcmpl-{secrets.token_hex(16)}", created=int(time.time()), model=model, choices=[]
         )
@@ -158,7 +165,7 @@ class ChatServing:
 
         try:
             yield event([ChunkChoice(delta=Delta(role="assistant", content=""))])
-            calls = ToolCallStream() if with_tools else None
+            calls = ToolCallStream(required) if required is not None else None
             async for piece in completion:
                 for item in calls.feed(piece) if calls else [piece]:
                     yield event([ChunkChoice(delta=_delta(item, calls))])
@@ -276,6 +283,16 @@ def _observe(metrics: ServerMetrics, completion: Completion) -> None:
             span = completion.finished_at - completion.first_token_at
             if span > 0:
                 metrics.decode_rate.set((completion.completion_tokens - 1) / span)
+
+
+def _required(body: ChatCompletionRequest) -> dict[str, list[str]]:
+    """Each offered tool's required parameters (by which a repeated call is told apart from a new one)."""
+    out: dict[str, list[str]] = {}
+    for tool in body.tools or []:
+        required = tool.function.parameters.get("required")
+        keys = required if isinstance(required, list) else []
+        out[tool.function.name] = [key for key in keys if isinstance(key, str)]
+    return out
 
 
 def _finish_reason(completion: Completion, called: bool) -> FinishReason:

@@ -5,7 +5,9 @@ Two policies, each behind a `ServerConfig` switch:
 * call-then-answer (`auto_tool_choice`): under `tool_choice: "auto"`, a user turn is answered with a tool call and
   tool results are answered in text, for models too small to decide by themselves;
 * channel selection (`tool_selection`): when one call to one of several tools is required, the model scores how
-  likely the user's message is under each tool's description, and the request is narrowed to the best tool.
+  likely the user's message is under each tool's description, and the request is narrowed to the best tool. When
+  the call was only forced by call-then-answer (the client sent "auto"), a "no tool" description competes too
+  (unless the instructions name a tool): a message no tool fits is answered in text.
 
 Scoring reads the user's message once per tool, so its cost is bounded: at most `MAX_TOOLS` tools of at most
 `MAX_DESCRIPTION_CHARS` characters of description each (OpenAI's own limits; more is a 400), and only the first
@@ -14,10 +16,11 @@ Scoring reads the user's message once per tool, so its cost is bounded: at most 
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from autoqwen.local_llm.errors import InvalidRequest
-from autoqwen.local_llm.protocol import ChatCompletionRequest, NamedToolChoice, Tool
+from autoqwen.local_llm.protocol import ChatCompletionRequest, Tool
 from autoqwen.local_llm.tool_prompt import message_text
 
 __all__ = [
@@ -29,6 +32,7 @@ __all__ = [
     "channel_pairs",
     "check_tools",
     "offered_tools",
+    "pick",
     "resolve_auto",
     "select_tool",
 ]
@@ -40,6 +44,11 @@ MAX_TOOLS = 128  # OpenAI refuses more functions than this, so no client written
 MAX_DESCRIPTION_CHARS = 1024  # OpenAI's limit on a function's description
 # A message's first tokens say what it asks for; scoring a long pasted text whole, once per tool, took seconds.
 CHANNEL_TOKENS = 256
+_CHANNEL_HEAD = "Tool: {name} - {description}\nA user request this tool answers:"
+# The "no tool" candidate, and how much likelier (log-probability, nats) the message must be under the best tool
+# than under it for a call: measured on the broad eval (docs/benchmarks.md).
+NO_TOOL = ("chat", "talk with the user and answer from general knowledge, without any tool")
+NO_TOOL_MARGIN = 2.5
 
 
 def check_tools(body: ChatCompletionRequest) -> None:
@@ -70,30 +79,56 @@ def resolve_auto(body: ChatCompletionRequest, policy: AutoToolChoice) -> ChatCom
     return body.model_copy(update={"tool_choice": choice})
 
 
-def channel_pairs(body: ChatCompletionRequest) -> tuple[list[Tool], list[tuple[str, str]]] | None:
+def channel_pairs(
+    body: ChatCompletionRequest, *, may_answer: bool = False
+) -> tuple[list[Tool], list[tuple[str, str]]] | None:
     """The tools to choose among, and per tool a (description, user message) text pair to score, when the
-    request must make one call to one of several tools in reply to a user message; else None.
+    request must make one call to one of several tools in reply to a user message; else None. With `may_answer`
+    (the call is required by call-then-answer, not by the client), one more pair, last, scores the `NO_TOOL`
+    description, and a single tool is scored against it too.
 
     Scoring log P(user message | tool description) ("noisy channel", Min et al. 2022) picks the right tool more
     often than the name the model writes (docs/tool-calling.md).
     """
     tools = offered_tools(body)
-    if body.tool_choice != "required" or len(tools) < 2 or body.parallel_tool_calls:
+    may_answer = may_answer and not _names_a_tool(body, tools)
+    if body.tool_choice != "required" or len(tools) < (1 if may_answer else 2):
         return None  # a named or single tool is chosen already; parallel calls may mix tools
     if not body.messages or body.messages[-1].role != "user":
         return None
     question = message_text(body.messages[-1], len(body.messages) - 1).strip()
     if not question:
         return None
-    head = "Tool: {name} - {description}\nA user request this tool answers:"
-    texts = [head.format(name=t.function.name, description=t.function.description or "") for t in tools]
+    described = [(t.function.name, t.function.description or "") for t in tools]
+    texts = [_CHANNEL_HEAD.format(name=name, description=text) for name, text in described]
+    if may_answer:
+        texts.append(_CHANNEL_HEAD.format(name=NO_TOOL[0], description=NO_TOOL[1]))
     return tools, [(text, " " + question) for text in texts]
 
 
+def _names_a_tool(body: ChatCompletionRequest, tools: list[Tool]) -> bool:
+    """Whether the system's instructions or the last message name one of `tools`: a call is wanted then (a
+    workflow's agent told "call web_fetch with the first link" reads a list of links, which no tool describes)."""
+    last = len(body.messages) - 1
+    text = " ".join(
+        message_text(m, i) for i, m in enumerate(body.messages) if m.role in ("system", "developer") or i == last
+    )
+    return any(re.search(rf"\b{re.escape(t.function.name)}\b", text) for t in tools)
+
+
+def pick(body: ChatCompletionRequest, tools: list[Tool], scores: list[float]) -> ChatCompletionRequest:
+    """`body` narrowed by the channel scores of `tools` (one more score, last, for `NO_TOOL` when it competed):
+    to the best tool, or to a text answer (tool_choice "none") when no tool beats `NO_TOOL` by the margin."""
+    best = max(range(len(tools)), key=scores.__getitem__)
+    if len(scores) > len(tools) and scores[best] - scores[-1] < NO_TOOL_MARGIN:
+        return body.model_copy(update={"tool_choice": "none"})
+    return select_tool(body, tools[best])
+
+
 def select_tool(body: ChatCompletionRequest, tool: Tool) -> ChatCompletionRequest:
-    """`body` with tool_choice naming `tool`."""
-    choice = NamedToolChoice.model_validate({"type": "function", "function": {"name": tool.function.name}})
-    return body.model_copy(update={"tool_choice": choice})
+    """`body` whose calls may go to `tool` only (the prompt, made before, still lists every tool). Unlike a
+    client's named tool_choice, which asks for one call, this keeps several calls possible."""
+    return body.model_copy(update={"tools": [tool]})
 
 
 def offered_tools(body: ChatCompletionRequest) -> list[Tool]:

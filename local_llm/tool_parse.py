@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 
 from autoqwen.local_llm.protocol import FunctionCall, ToolCall
 from autoqwen.local_llm.tool_prompt import TOOL_CLOSE, TOOL_OPEN
@@ -24,12 +24,16 @@ class ToolCallStream:
 
     Text that may be the start of `<tool_call>` is held back until it is clear. A call whose JSON does not parse
     (cut off, or without constraints) becomes a call with its arguments as written when its name can be read, and
-    is dropped when it cannot: its tags and JSON never reach the content.
+    is dropped when it cannot: its tags and JSON never reach the content. A call that repeats an earlier one of
+    the reply adds nothing and is dropped: the same tool with the same values of its `required` parameters (only
+    options changed), or the same arguments for a tool without required parameters; so is a call cut off after
+    complete ones (the reply is whole without it).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, required: Mapping[str, Sequence[str]] | None = None) -> None:
         self._buffer = ""
         self._in_call = False
+        self._required = required or {}
         self.calls: list[ToolCall] = []
 
     def feed(self, piece: str) -> Iterator[str | ToolCall]:
@@ -43,8 +47,8 @@ class ToolCallStream:
                 body, self._buffer = self._buffer[:end], self._buffer[end + len(TOOL_CLOSE) :]
                 self._in_call = False
                 call = _parse_call(body) or _partial_call(body)
-                if call is not None and not any(c.function == call.function for c in self.calls):
-                    self.calls.append(call)  # a repeated call adds nothing
+                if call is not None and not any(self._same(c, call) for c in self.calls):
+                    self.calls.append(call)
                     yield call
                 continue
             start = self._buffer.find(TOOL_OPEN)
@@ -65,11 +69,30 @@ class ToolCallStream:
         rest, in_call = self._buffer, self._in_call
         self._buffer, self._in_call = "", False
         if in_call:
-            if (call := _partial_call(rest)) is not None:
+            if not self.calls and (call := _partial_call(rest)) is not None:
                 self.calls.append(call)
                 yield call
         elif rest.strip() or (rest and not self.calls):
             yield rest
+
+    def _same(self, earlier: ToolCall, call: ToolCall) -> bool:
+        if earlier.function.name != call.function.name:
+            return False
+        if earlier.function.arguments == call.function.arguments:
+            return True
+        required = self._required.get(call.function.name)
+        first, second = _arguments(earlier), _arguments(call)
+        if not required or first is None or second is None:
+            return False
+        return all(first.get(key) == second.get(key) for key in required)
+
+
+def _arguments(call: ToolCall) -> dict[str, object] | None:
+    try:
+        value = json.loads(call.function.arguments)
+    except json.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def _parse_call(body: str) -> ToolCall | None:
@@ -107,9 +130,10 @@ def _partial_call(body: str) -> ToolCall | None:
     return ToolCall(id=f"call_{secrets.token_hex(12)}", function=FunctionCall(name=name, arguments=arguments))
 
 
-def parse_reply(text: str) -> tuple[str | None, list[ToolCall]]:
-    """A whole reply split into its content (None when it only made calls) and its tool calls."""
-    stream = ToolCallStream()
+def parse_reply(text: str, required: Mapping[str, Sequence[str]] | None = None) -> tuple[str | None, list[ToolCall]]:
+    """A whole reply split into its content (None when it only made calls) and its tool calls (`required`: each
+    tool's required parameters, as ToolCallStream takes them)."""
+    stream = ToolCallStream(required)
     pieces = [p for p in [*stream.feed(text), *stream.close()] if isinstance(p, str)]
     content = "".join(pieces).strip()
     return (content or None) if stream.calls else "".join(pieces), stream.calls

@@ -56,7 +56,7 @@ def render_messages(body: ChatCompletionRequest) -> list[dict[str, str]]:
                 out.append({"role": "user", "content": block, "_tool": "1"})
             continue
         if message.role == "assistant" and message.tool_calls:
-            blocks = [_call_block(call, i, j) for j, call in enumerate(message.tool_calls)]
+            blocks = [_call_block(call) for call in message.tool_calls]
             call_ids.update(call.id for call in message.tool_calls)
             text = "\n".join(([text] if text else []) + blocks)
         out.append({"role": "system" if message.role == "developer" else message.role, "content": text})
@@ -79,11 +79,12 @@ def message_text(message: ChatMessage, i: int) -> str:
         raise InvalidRequest(f"messages.{i}.content: {exc}", param=f"messages.{i}.content") from None
 
 
-def _call_block(call: ToolCall, i: int, j: int) -> str:
+def _call_block(call: ToolCall) -> str:
+    """An earlier call as the model wrote it; arguments that are not JSON (a call cut off by `max_tokens`, which
+    OpenAI servers return as it was written) are shown as they came."""
     try:
-        arguments = json.loads(call.function.arguments or "{}")
-    except json.JSONDecodeError as exc:
-        param = f"messages.{i}.tool_calls.{j}.function.arguments"
-        raise InvalidRequest(f"{param}: not valid JSON ({exc})", param=param) from None
-    payload = json.dumps({"name": call.function.name, "arguments": arguments}, ensure_ascii=False)
-    return f"{TOOL_OPEN}\n{payload}\n{TOOL_CLOSE}"
+        arguments = json.dumps(json.loads(call.function.arguments or "{}"), ensure_ascii=False)
+    except json.JSONDecodeError:
+        arguments = call.function.arguments
+    name = json.dumps(call.function.name, ensure_ascii=False)
+    return f'{TOOL_OPEN}\n{{"name": {name}, "arguments": {arguments}}}\n{TOOL_CLOSE}'

@@ -11,9 +11,17 @@ import pytest
 from fastapi.testclient import TestClient
 
 from autoqwen.local_llm import Engine, ServerConfig, create_app
-from autoqwen.local_llm.argument_schema import MAX_ITEMS, MAX_STRING_CHARS, argument_schema, closed
+from autoqwen.local_llm.argument_schema import (
+    MAX_ITEMS,
+    MAX_SPAN_WORDS,
+    MAX_STRING_CHARS,
+    Values,
+    argument_schema,
+    closed,
+    conversation_values,
+)
 from autoqwen.local_llm.grammars import json_grammar
-from autoqwen.local_llm.protocol import ResponseFormat
+from autoqwen.local_llm.protocol import ChatCompletionRequest, ResponseFormat
 
 URL = "/v1/chat/completions"
 # Most clients' schemas say nothing of additionalProperties; JSON Schema's default is open.
@@ -91,9 +99,43 @@ def test_unbounded_values_get_bounds_and_given_bounds_are_kept() -> None:
 
 def test_uri_strings_take_the_conversations_urls() -> None:
     schema = {"type": "object", "properties": {"url": {"type": "string", "format": "uri"}}}
-    urls = ["https://example.com/a"]
-    assert argument_schema(schema, urls=urls)["properties"]["url"] == {"enum": urls}
+    urls = ("https://example.com/a",)
+    assert argument_schema(schema, Values(urls=urls))["properties"]["url"] == {"enum": list(urls)}
     assert argument_schema(schema)["properties"]["url"] == {"type": "string", "format": "uri"}
+
+
+def values_of(text: str) -> Values:
+    return conversation_values(
+        ChatCompletionRequest.model_validate({"model": "m", "messages": [{"role": "user", "content": text}]})
+    )
+
+
+def test_free_strings_take_spans_of_the_users_words() -> None:
+    """Before: `"query": "search_papers"`, `protein_folding_protein_protein...`, "New York" for "New York, NY"."""
+    schema = {"type": "object", "properties": {"city": {"type": "string", "description": "City"}}}
+    city = argument_schema(schema, values_of("Weather in New York, NY tomorrow?"))["properties"]["city"]
+    assert "New York, NY" in city["enum"] and "tomorrow" in city["enum"] and city["description"] == "City"
+    assert all(not span.endswith(("?", ",")) for span in city["enum"])
+    assert all(len(span.split()) <= MAX_SPAN_WORDS for span in city["enum"])
+    shaped = {"type": "object", "properties": {"date": {"type": "string", "pattern": "^[0-9-]+$"}}}
+    assert "enum" not in argument_schema(shaped, values_of("on 2025-01-06"))["properties"]["date"]
+
+
+def test_numbers_are_read_as_a_reader_reads_them() -> None:
+    """Before: 50 million became 50, 2,000,000 became 200000, "5 %" 5.0 where a fraction was asked."""
+    schema = {
+        "type": "object",
+        "properties": {
+            "population": {"type": "integer"},
+            "rate": {"type": "number", "description": "Growth rate as a fraction"},
+            "count": {"type": "integer", "minimum": 1, "maximum": 100},
+        },
+    }
+    props = argument_schema(schema, values_of("A city of 50 million grows 5 % a year; 2,000,000 left."))["properties"]
+    assert 50_000_000 in props["population"]["enum"] and 2_000_000 in props["population"]["enum"]
+    assert 0.05 in props["rate"]["enum"] and 5 not in props["rate"]["enum"]
+    assert set(props["count"]["enum"]) <= set(range(1, 101))  # the schema's own bounds still hold
+    assert "enum" not in argument_schema(schema, values_of("no numbers here"))["properties"]["population"]
 
 
 def test_response_format_schemas_are_closed_but_not_bounded() -> None:

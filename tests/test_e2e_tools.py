@@ -67,3 +67,63 @@ def test_assistant_agent_calls_a_function_tool_and_answers(server: EmbeddedServe
     assert isinstance(final, TextMessage) and final.source == "assistant"
     assert final.content.strip() and "<tool_" not in final.content
     assert "17 degrees" in final.content  # the answer uses the result (deterministic at temperature 0)
+
+
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Get the current weather in a city.",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+        },
+    },
+    {
+        "type": "function",
+        "function": {
+            "name": "search_papers",
+            "description": "Search scientific papers by topic.",
+            "parameters": {
+                "type": "object",
+                "properties": {"query": {"type": "string"}, "max_results": {"type": "integer"}},
+                "required": ["query"],
+            },
+        },
+    },
+]
+
+
+def ask(server: EmbeddedServer, question: str) -> tuple[str | None, list[tuple[str, dict[str, object]]]]:
+    """The bundled model's reply to one question with TOOLS offered, as the unchanged openai SDK gets it."""
+    import openai
+
+    client = openai.OpenAI(base_url=server.base_url, api_key="unused")
+    reply = client.chat.completions.create(
+        model=server.engine.model_id,
+        messages=[{"role": "user", "content": question}],
+        tools=TOOLS,  # type: ignore[arg-type]
+        temperature=0,
+        max_tokens=128,
+    )
+    message = reply.choices[0].message
+    calls = [(c.function.name, json.loads(c.function.arguments)) for c in message.tool_calls or []]
+    return message.content, calls
+
+
+def test_a_request_no_tool_fits_is_answered_in_text(server: EmbeddedServer) -> None:
+    """Before, call-then-answer called a tool for every user turn (get_weather for a joke)."""
+    content, calls = ask(server, "Tell me a joke.")
+    assert calls == [] and content and "<tool" not in content
+
+
+def test_several_items_get_a_call_each(server: EmbeddedServer) -> None:
+    """Before, "Oslo and Cairo" got one call."""
+    _, calls = ask(server, "What's the weather in Oslo and in Cairo?")
+    assert calls == [("get_weather", {"city": "Oslo"}), ("get_weather", {"city": "Cairo"})]
+
+
+def test_argument_values_are_the_users_words(server: EmbeddedServer) -> None:
+    """Before, the query was `protein_folding_protein_protein_...` (256 characters), with invented keys."""
+    _, calls = ask(server, "Find papers on protein folding.")
+    assert [(name, args["query"]) for name, args in calls] == [("search_papers", "protein folding")]
+    assert all(set(args) <= {"query", "max_results"} for _, args in calls)

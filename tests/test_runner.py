@@ -143,7 +143,7 @@ agents:
   - {name: picker, skills: [pick], max_tokens: 120, temperature: 0}
 team: {type: round_robin, max_turns: 1}
 termination: {after: [picker]}
-task: Pick a colour.
+task: Pick a colour with pick.
 """
 PICK = '''
 from typing import Literal

@@ -54,6 +54,27 @@ def serve(
         Literal["channel", "model"],
         typer.Option(help="A required call among several tools: picked by scoring (channel), or named by the model."),
     ] = "channel",
+    no_tool_option: Annotated[
+        bool,
+        typer.Option(
+            "--no-tool-option/--always-call",
+            help="Under call-then-answer, answer in text when no tool fits the message (scored), or always call.",
+        ),
+    ] = True,
+    parallel_calls: Annotated[
+        bool,
+        typer.Option(
+            "--parallel-calls/--one-call",
+            help="Several calls in one reply unless the client asks for one, or only with parallel_tool_calls true.",
+        ),
+    ] = True,
+    copy_values: Annotated[
+        bool,
+        typer.Option(
+            "--copy-values/--free-values",
+            help="Free argument strings and numbers come from the user's words, or any value the schema allows.",
+        ),
+    ] = True,
     max_batch: Annotated[int, typer.Option(min=1, help="Requests that decode together; more wait in the queue.")] = 4,
     max_queue: Annotated[
         int, typer.Option(min=1, help="Requests that wait, first come first served; beyond them: 503 + Retry-After.")
@@ -98,6 +119,9 @@ def serve(
         max_body_bytes=max_body_bytes,
         auto_tool_choice=auto_tool_choice,
         tool_selection=tool_selection,
+        no_tool_option=no_tool_option,
+        parallel_calls=parallel_calls,
+        copy_values=copy_values,
     )
     server = uvicorn.Server(uvicorn.Config(create_app(engine, config), host=host, port=port, log_level="info"))
     failed = threading.Event()
