@@ -10,6 +10,7 @@ protocol's tags (`answer_grammar`).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -18,7 +19,7 @@ from autoqwen.local_llm.protocol import ChatCompletionRequest, NamedToolChoice, 
 from autoqwen.local_llm.tool_choice import offered_tools
 from autoqwen.local_llm.tool_prompt import TOOL_CLOSE, TOOL_OPEN
 
-__all__ = ["NAME_PREFIX", "answer_grammar", "json_grammar", "tool_grammar"]
+__all__ = ["NAME_PREFIX", "answer_grammar", "json_grammar", "result_values", "tool_grammar"]
 
 MAX_PARALLEL_CALLS = 3
 # Compact, canonical JSON with the spacing of the prompt's example: a small model cannot wander off in whitespace.
@@ -26,8 +27,8 @@ _JSON_STYLE = {"whitespace_flexible": False, "item_separator": ", ", "key_separa
 NAME_PREFIX = '{"name": "'  # what a call writes just before the tool's name
 # Text outside calls never holds the protocol's tags; a reply to tool results also opens with a visible
 # character that is not `<` (so it cannot start by echoing a `<tool_response>` block under another spelling).
-_PLAIN = r"/(.|\n)*/ & ~/(.|\n)*<\/?tool_(.|\n)*/"
-_ANSWER = r"/[^<\s](.|\n)*/ & ~/(.|\n)*<\/?tool_(.|\n)*/"
+_PLAIN = r"/(.|\n)*/ & ~/(.|\n)*<\/?tool(.|\n)*/"
+_ANSWER = r"/[^<\s](.|\n)*/ & ~/(.|\n)*<\/?tool(.|\n)*/"
 _OPEN_NAME = json.dumps(NAME_PREFIX)  # the call's JSON around the name, as Lark string literals
 _NAME_TO_ARGUMENTS = json.dumps('", "arguments": ')
 
@@ -88,20 +89,50 @@ def _call_rule(tool: Tool, tokenize: Callable[[str], Sequence[int] | None] | Non
     return f'{_OPEN_NAME} {spelled} {_NAME_TO_ARGUMENTS} %json {arguments} "}}"'
 
 
-def answer_grammar(body: ChatCompletionRequest) -> str | None:
+def answer_grammar(body: ChatCompletionRequest, *, grounded: bool = True) -> str | None:
     """The grammar of a text reply when tools are listed but none may be called, or None for other requests.
 
     Told to answer after a `<tool_response>` turn, SmolLM2-135M echoes the block back (`<tool_response>\\n...`)
     instead of answering. A reply to tool results is therefore plain text that starts with a visible character
     other than `<` and never holds the tags of the call protocol; any other text reply never holds the tags either.
+    `grounded`: when the latest results are short values (numbers, dates, ids: `result_values`), the reply holds
+    one of them (after `add` returned 5555, SmolLM2-135M answered "123483").
     """
     if body.response_format is not None or offered_tools(body):
         return None
     if _has_results(body):
-        return f"%llguidance {{}}\nstart: ANSWER\nANSWER: {_ANSWER}\n"
+        values = result_values(body) if grounded else []
+        holds = f" & /(.|\\n)*({'|'.join(_literal(v) for v in values)})(.|\\n)*/" if values else ""
+        return f"%llguidance {{}}\nstart: ANSWER\nANSWER: {_ANSWER}{holds}\n"
     if body.tools:
         return f"%llguidance {{}}\nstart: PLAIN\nPLAIN: {_PLAIN}\n"
     return None
+
+
+# A result is a value, not a page, when it is this short; the values are its words that hold a digit.
+_VALUE_RESULT_CHARS = 300
+_MAX_RESULT_VALUES = 20
+_VALUE = re.compile(r"[^\s\"'`,;()\[\]{}]*\d[^\s\"'`,;()\[\]{}]*")
+
+
+def result_values(body: ChatCompletionRequest) -> list[str]:
+    """The values (words holding a digit: numbers, dates, times, ids) of the latest tool results, when each is short
+    enough to be a value rather than a page; empty otherwise or when there are too many."""
+    results: list[str] = []
+    for message in reversed(body.messages):
+        if message.role != "tool":
+            break
+        results.append(message.text())
+    if not results or any(len(text) > _VALUE_RESULT_CHARS for text in results):
+        return []
+    found = dict.fromkeys(v.rstrip(".:") for text in results for v in _VALUE.findall(text))
+    values = [v for v in found if v]
+    return values if len(values) <= _MAX_RESULT_VALUES else []
+
+
+def _literal(text: str) -> str:
+    """`text` as a Lark regex that matches it literally (any character but letters and digits escaped)."""
+    return "".join(c if c.isascii() and c.isalnum() else f"\\x{{{ord(c):x}}}" for c in text)
 
 
 def _has_results(body: ChatCompletionRequest) -> bool:

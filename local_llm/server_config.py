@@ -65,6 +65,10 @@ class ServerConfig(BaseModel):
         description="several calls in one reply (at most 3) unless the client sets parallel_tool_calls false or "
         "names a tool; off: only when parallel_tool_calls is true",
     )
+    ground_answers: bool = Field(
+        default=True,
+        description="a text answer to short tool results (values: numbers, dates, ids) holds one of their values",
+    )
     copy_values: bool = Field(
         default=True,
         description="argument strings and numbers a schema leaves free are taken from the user's words (spans, "

@@ -141,7 +141,7 @@ class ChatServing:
                 copy_values=self.config.copy_values,
             )
             or json_grammar(body.response_format)
-            or answer_grammar(body)
+            or answer_grammar(body, grounded=self.config.ground_answers)
         )
         if grammar is not None and (error := engine.check_grammar(grammar)) is not None:
             param = "response_format" if body.response_format else "tools"

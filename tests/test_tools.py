@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from autoqwen.local_llm import Engine, ServerConfig, create_app
 from autoqwen.local_llm.argument_schema import conversation_urls
-from autoqwen.local_llm.grammars import NAME_PREFIX, answer_grammar, tool_grammar
+from autoqwen.local_llm.grammars import NAME_PREFIX, answer_grammar, result_values, tool_grammar
 from autoqwen.local_llm.protocol import ChatCompletionRequest, Tool
 from autoqwen.local_llm.signatures import signature
 from autoqwen.local_llm.tool_choice import channel_pairs
@@ -601,3 +601,48 @@ def test_a_call_cut_off_after_complete_ones_is_dropped() -> None:
     text = '<tool_call>\n{"name": "f", "arguments": {"a": 1}}\n</tool_call>\n<tool_call>\n{"name": "f", "argu'
     content, calls = parse_reply(text)
     assert content is None and [c.function.arguments for c in calls] == ['{"a": 1}']
+
+
+def accepts(engine: Engine, grammar: str, text: str) -> bool:
+    """Whether `grammar` lets the model write exactly `text` (token by token, then stop)."""
+    assert engine.tokenizer is not None
+    matcher = engine.tokenizer.matcher(grammar)
+    return all(matcher.consume_token(t) for t in engine.encode(text)) and matcher.is_accepting()
+
+
+def results_turns(result: str) -> list[dict[str, Any]]:
+    call = {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
+    return [
+        *ASK,
+        {"role": "assistant", "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "c1", "content": result},
+    ]
+
+
+def test_an_answer_to_short_results_holds_one_of_their_values(tiny_engine: Engine) -> None:
+    """Before, after `add` returned 5555 the bundled model answered "123483"."""
+    body = ChatCompletionRequest.model_validate(
+        {
+            "model": "m",
+            "messages": results_turns("Total: 5555 (2026-12-05)."),
+            "tools": [WEATHER],
+            "tool_choice": "none",
+        }
+    )
+    assert result_values(body) == ["5555", "2026-12-05"]
+    grammar = answer_grammar(body)
+    assert grammar is not None and tiny_engine.check_grammar(grammar) is None
+    assert accepts(tiny_engine, grammar, "The answer is 5555.")
+    assert accepts(tiny_engine, grammar, "On 2026-12-05, yes.")
+    assert not accepts(tiny_engine, grammar, "The answer is 123483.")
+    assert not accepts(tiny_engine, grammar, "5555\n</tool>")  # no protocol tags, whole or not
+    free = answer_grammar(body, grounded=False)
+    assert free is not None and accepts(tiny_engine, free, "The answer is 123483.")
+
+
+def test_a_page_is_not_a_value() -> None:
+    long = "Updated 2026-12-05. " + "Words without numbers. " * 20
+    body = ChatCompletionRequest.model_validate(
+        {"model": "m", "messages": results_turns(long), "tools": [WEATHER], "tool_choice": "none"}
+    )
+    assert result_values(body) == []

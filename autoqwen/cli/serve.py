@@ -75,6 +75,13 @@ def serve(
             help="Free argument strings and numbers come from the user's words, or any value the schema allows.",
         ),
     ] = True,
+    ground_answers: Annotated[
+        bool,
+        typer.Option(
+            "--ground-answers/--free-answers",
+            help="An answer to short tool results (numbers, dates, ids) holds one of their values, or any text.",
+        ),
+    ] = True,
     max_batch: Annotated[int, typer.Option(min=1, help="Requests that decode together; more wait in the queue.")] = 4,
     max_queue: Annotated[
         int, typer.Option(min=1, help="Requests that wait, first come first served; beyond them: 503 + Retry-After.")
@@ -122,6 +129,7 @@ def serve(
         no_tool_option=no_tool_option,
         parallel_calls=parallel_calls,
         copy_values=copy_values,
+        ground_answers=ground_answers,
     )
     server = uvicorn.Server(uvicorn.Config(create_app(engine, config), host=host, port=port, log_level="info"))
     failed = threading.Event()
