@@ -15,7 +15,7 @@
   `MAX_SPAN_WORDS` words: "New York, NY", not "New York" nor the tool's own name), and a number one the user wrote,
   read as a reader would ("50 million" is 50000000, "2,000,000" is 2000000, "5 %" is 0.05 where the parameter is a
   fraction), plus 0, 1 and the schema's default. Without such words or numbers in the conversation, the value is
-  free.
+  free. An enum whose values the user names ("in fahrenheit", "to JPY") offers only those.
 
 `response_format` json_schema is closed the same way, but not bounded (a JSON answer may be long).
 """
@@ -43,6 +43,7 @@ __all__ = [
     "closed",
     "conversation_urls",
     "conversation_values",
+    "mentioned_by",
 ]
 
 MAX_STRING_CHARS = 256  # a string argument without maxLength, enum, const, pattern or format
@@ -53,10 +54,11 @@ MAX_SPAN_WORDS = 8  # the longest span of the user's words a string argument may
 _SPAN_SOURCE_WORDS = 300  # words of the user's turns (latest first) that spans come from
 _EDGE = "\"'`.,;:!?()[]{}<>"  # stripped from a span's ends
 _NUMBER = re.compile(
-    r"(?<![\w.])(-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?)\s*(thousand|million|billion|trillion|bn|k|m)?\b\s*(%|percent)?",
+    r"(?<![\w.])(-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?)(?:st|nd|rd|th)?"
+    r"(?:\s*(thousand|million|billion|trillion|bn)\b)?\s*(%|percent)?",
     re.IGNORECASE,
 )
-_SCALE = {"thousand": 1e3, "k": 1e3, "million": 1e6, "m": 1e6, "billion": 1e9, "bn": 1e9, "trillion": 1e12}
+_SCALE = {"thousand": 1e3, "million": 1e6, "billion": 1e9, "bn": 1e9, "trillion": 1e12}
 _FRACTION_WORDS = re.compile(r"\b(fraction|ratio|decimal|proportion|between 0 and 1)\b", re.IGNORECASE)
 _URL = re.compile(r"https?://[^\s<>\"'`)\]}\\]+")
 _URL_ROLES = ("system", "developer", "user")  # where a workflow's task and inputs arrive
@@ -73,6 +75,7 @@ class Values:
     urls: tuple[str, ...] = ()
     spans: tuple[str, ...] = ()
     numbers: tuple[tuple[float, bool], ...] = ()  # (value, written as a percentage)
+    text: str = ""  # the user's words, lower case: an enum's values the user names are the only choices
 
 
 NO_VALUES = Values()
@@ -140,7 +143,10 @@ def _copy_values(schema: dict[str, Any], values: Values) -> dict[str, Any]:
     writes `protein_folding_protein_protein...`; choosing among the user's words, it writes "protein folding".
     """
     kind = schema.get("type")
-    if "enum" in schema or "const" in schema:
+    if isinstance(schema.get("enum"), list):
+        named = [v for v in schema["enum"] if isinstance(v, str) and _mentions(values.text, v)]
+        return schema | {"enum": named} if named else schema
+    if "const" in schema:
         return schema
     if kind == "string" and schema.get("format") in ("uri", "url"):
         return _limited(schema, list(values.urls))
@@ -156,6 +162,24 @@ def _copy_values(schema: dict[str, Any], values: Values) -> dict[str, Any]:
         candidates = [*found, 0, 1, *([default] if isinstance(default, int | float) else [])]
         return _limited(schema, [n for n in dict.fromkeys(_json_number(c) for c in candidates) if _fits(schema, n)])
     return schema
+
+
+def mentioned_by(values: Values) -> Callable[[object], bool]:
+    """Whether an argument value is one the user wrote: a word or phrase of theirs, or one of their numbers."""
+    numbers = {n for value, percent in values.numbers for n in ((value, value / 100) if percent else (value,))}
+
+    def mentioned(value: object) -> bool:
+        if isinstance(value, bool):
+            return False
+        if isinstance(value, int | float):
+            return any(math.isclose(value, n, rel_tol=1e-9) for n in numbers)
+        return isinstance(value, str) and _mentions(values.text, value)
+
+    return mentioned
+
+
+def _mentions(text: str, value: str) -> bool:
+    return bool(value.strip()) and re.search(rf"(?<!\w){re.escape(value.lower())}(?!\w)", text) is not None
 
 
 def _limited(schema: dict[str, Any], choices: list[Any]) -> dict[str, Any]:
@@ -191,7 +215,7 @@ def conversation_values(body: ChatCompletionRequest) -> Values:
                 continue
             words = [*text.split()[: _SPAN_SOURCE_WORDS - len(words)], *words]
     text = " ".join(words)
-    return Values(tuple(conversation_urls(body)), tuple(_spans(words)), tuple(_numbers(text)))
+    return Values(tuple(conversation_urls(body)), tuple(_spans(words)), tuple(_numbers(text)), text.lower())
 
 
 def _spans(words: list[str]) -> Iterator[str]:

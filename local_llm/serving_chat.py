@@ -19,6 +19,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from autoqwen.local_llm.api_errors import APIError, api_error, unknown_model
+from autoqwen.local_llm.argument_schema import conversation_values, mentioned_by
 from autoqwen.local_llm.completion import Completion
 from autoqwen.local_llm.engine import Engine
 from autoqwen.local_llm.errors import ContextLengthExceeded, InvalidRequest, LocalLLMError
@@ -90,10 +91,10 @@ class ChatServing:
         completion = self.engine.submit(prompt, params, async_mode=True, cache_scope=cache_scope)
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            return self._stream(completion, body.model, include_usage, _required(body) if with_tools else None)
+            return self._stream(completion, body.model, include_usage, _splitter(body) if with_tools else None)
         text = await _collect(completion, is_disconnected)
         _observe(self.metrics, completion)
-        content, calls = parse_reply(text, _required(body)) if with_tools else (text, [])
+        content, calls = parse_reply(text, _splitter(body)) if with_tools else (text, [])
         finish = _finish_reason(completion, bool(calls))
         message = ResponseMessage(content=content, tool_calls=calls or None)
         return ChatCompletion(
@@ -151,10 +152,10 @@ class ChatServing:
         return grammar
 
     async def _stream(
-        self, completion: Completion, model: str, include_usage: bool, required: dict[str, list[str]] | None
+        self, completion: Completion, model: str, include_usage: bool, calls: ToolCallStream | None
     ) -> AsyncIterator[str]:
-        """Server-sent events of one streaming completion, ending with `data: [DONE]`; `required` (each tool's
-        required parameters) when the reply may hold tool calls."""
+        """Server-sent events of one streaming completion, ending with `data: [DONE]`; `calls` splits the text
+        when the reply may hold tool calls."""
         base = ChatCompletionChunk(
             id=f"chatcmpl-{secrets.token_hex(16)}", created=int(time.time()), model=model, choices=[]
         )
@@ -165,7 +166,6 @@ class ChatServing:
 
         try:
             yield event([ChunkChoice(delta=Delta(role="assistant", content=""))])
-            calls = ToolCallStream(required) if required is not None else None
             async for piece in completion:
                 for item in calls.feed(piece) if calls else [piece]:
                     yield event([ChunkChoice(delta=_delta(item, calls))])
@@ -285,14 +285,14 @@ def _observe(metrics: ServerMetrics, completion: Completion) -> None:
                 metrics.decode_rate.set((completion.completion_tokens - 1) / span)
 
 
-def _required(body: ChatCompletionRequest) -> dict[str, list[str]]:
-    """Each offered tool's required parameters (by which a repeated call is told apart from a new one)."""
-    out: dict[str, list[str]] = {}
+def _splitter(body: ChatCompletionRequest) -> ToolCallStream:
+    """The reply's splitter into content and calls, told each offered tool's required parameters and the user's
+    values (by which a repeated or padding call is told apart from a new one)."""
+    required: dict[str, list[str]] = {}
     for tool in body.tools or []:
-        required = tool.function.parameters.get("required")
-        keys = required if isinstance(required, list) else []
-        out[tool.function.name] = [key for key in keys if isinstance(key, str)]
-    return out
+        keys = tool.function.parameters.get("required")
+        required[tool.function.name] = [key for key in keys if isinstance(key, str)] if isinstance(keys, list) else []
+    return ToolCallStream(required, mentioned_by(conversation_values(body)))
 
 
 def _finish_reason(completion: Completion, called: bool) -> FinishReason:

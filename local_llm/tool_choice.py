@@ -48,7 +48,7 @@ _CHANNEL_HEAD = "Tool: {name} - {description}\nA user request this tool answers:
 # The "no tool" candidate, and how much likelier (log-probability, nats) the message must be under the best tool
 # than under it for a call: measured on the broad eval (docs/benchmarks.md).
 NO_TOOL = ("chat", "talk with the user and answer from general knowledge, without any tool")
-NO_TOOL_MARGIN = 2.5
+NO_TOOL_MARGIN = 4.0
 
 
 def check_tools(body: ChatCompletionRequest) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from autoqwen.local_llm.protocol import FunctionCall, ToolCall
 from autoqwen.local_llm.tool_prompt import TOOL_CLOSE, TOOL_OPEN
@@ -30,10 +30,15 @@ class ToolCallStream:
     complete ones (the reply is whole without it).
     """
 
-    def __init__(self, required: Mapping[str, Sequence[str]] | None = None) -> None:
+    def __init__(
+        self,
+        required: Mapping[str, Sequence[str]] | None = None,
+        mentioned: Callable[[object], bool] | None = None,
+    ) -> None:
         self._buffer = ""
         self._in_call = False
         self._required = required or {}
+        self._mentioned = mentioned
         self.calls: list[ToolCall] = []
 
     def feed(self, piece: str) -> Iterator[str | ToolCall]:
@@ -47,7 +52,7 @@ class ToolCallStream:
                 body, self._buffer = self._buffer[:end], self._buffer[end + len(TOOL_CLOSE) :]
                 self._in_call = False
                 call = _parse_call(body) or _partial_call(body)
-                if call is not None and not any(self._same(c, call) for c in self.calls):
+                if call is not None and not self._adds_nothing(call):
                     self.calls.append(call)
                     yield call
                 continue
@@ -75,6 +80,17 @@ class ToolCallStream:
         elif rest.strip() or (rest and not self.calls):
             yield rest
 
+    def _adds_nothing(self, call: ToolCall) -> bool:
+        """Whether `call` repeats an earlier call of the reply, or (with `mentioned`) brings no value of the user's
+        that the earlier calls did not use: "add 12 and 7" then "subtract 12 and 7" is padding, "Oslo" then
+        "Cairo" is not."""
+        if any(self._same(c, call) for c in self.calls):
+            return True
+        if not self.calls or self._mentioned is None:
+            return False
+        used = {json.dumps(v) for c in self.calls for v in _leaves(_arguments(c))}
+        return not any(self._mentioned(v) for v in _leaves(_arguments(call)) if json.dumps(v) not in used)
+
     def _same(self, earlier: ToolCall, call: ToolCall) -> bool:
         if earlier.function.name != call.function.name:
             return False
@@ -85,6 +101,18 @@ class ToolCallStream:
         if not required or first is None or second is None:
             return False
         return all(first.get(key) == second.get(key) for key in required)
+
+
+def _leaves(value: object) -> Iterator[object]:
+    """The strings, numbers and booleans in a call's arguments."""
+    if isinstance(value, dict):
+        for item in value.values():
+            yield from _leaves(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _leaves(item)
+    elif value is not None:
+        yield value
 
 
 def _arguments(call: ToolCall) -> dict[str, object] | None:
@@ -130,10 +158,10 @@ def _partial_call(body: str) -> ToolCall | None:
     return ToolCall(id=f"call_{secrets.token_hex(12)}", function=FunctionCall(name=name, arguments=arguments))
 
 
-def parse_reply(text: str, required: Mapping[str, Sequence[str]] | None = None) -> tuple[str | None, list[ToolCall]]:
-    """A whole reply split into its content (None when it only made calls) and its tool calls (`required`: each
-    tool's required parameters, as ToolCallStream takes them)."""
-    stream = ToolCallStream(required)
+def parse_reply(text: str, stream: ToolCallStream | None = None) -> tuple[str | None, list[ToolCall]]:
+    """A whole reply split into its content (None when it only made calls) and its tool calls, by `stream` (a
+    fresh ToolCallStream, set up for the request) or a plain one."""
+    stream = stream or ToolCallStream()
     pieces = [p for p in [*stream.feed(text), *stream.close()] if isinstance(p, str)]
     content = "".join(pieces).strip()
     return (content or None) if stream.calls else "".join(pieces), stream.calls

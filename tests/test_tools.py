@@ -591,7 +591,7 @@ def test_a_call_that_only_changes_options_repeats_the_one_before() -> None:
         block.format(args=a)
         for a in ('{"url": "http://a"}', '{"url": "http://a", "max_length": 5}', '{"url": "http://b"}')
     )
-    _, calls = parse_reply(text, {"fetch": ["url"]})
+    _, calls = parse_reply(text, ToolCallStream({"fetch": ["url"]}))
     assert [json.loads(c.function.arguments)["url"] for c in calls] == ["http://a", "http://b"]
     _, calls = parse_reply(text)  # without required parameters known, only identical calls repeat
     assert len(calls) == 3
@@ -646,3 +646,20 @@ def test_a_page_is_not_a_value() -> None:
         {"model": "m", "messages": results_turns(long), "tools": [WEATHER], "tool_choice": "none"}
     )
     assert result_values(body) == []
+
+
+def test_a_later_call_must_bring_a_value_the_user_wrote() -> None:
+    """Before, "Add 12 and 7" got add, subtract and multiply of 12 and 7 once several calls were allowed."""
+    from autoqwen.local_llm.argument_schema import conversation_values, mentioned_by
+
+    def calls_for(question: str, *arguments: str) -> list[str]:
+        body = ChatCompletionRequest.model_validate({"model": "m", "messages": [{"role": "user", "content": question}]})
+        block = '<tool_call>\n{{"name": "f", "arguments": {}}}\n</tool_call>'
+        text = "\n".join(block.format(a) for a in arguments)
+        _, calls = parse_reply(text, ToolCallStream({}, mentioned_by(conversation_values(body))))
+        return [c.function.arguments for c in calls]
+
+    padded = calls_for("Add 12 and 7.", '{"op": "add", "a": 12, "b": 7}', '{"op": "subtract", "a": 12, "b": 7}')
+    assert padded == ['{"op": "add", "a": 12, "b": 7}']
+    two = calls_for("Weather in Oslo and in Cairo?", '{"city": "Oslo"}', '{"city": "Cairo"}', '{"city": "Rome"}')
+    assert two == ['{"city": "Oslo"}', '{"city": "Cairo"}']
