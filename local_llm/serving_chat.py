@@ -92,7 +92,7 @@ class ChatServing:
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
             return self._stream(completion, body.model, include_usage, _splitter(body) if with_tools else None)
-        text = await _collect(completion, is_disconnected)
+        text = await _collect(completion, is_disconnected, _splitter(body) if with_tools else None)
         _observe(self.metrics, completion)
         content, calls = parse_reply(text, _splitter(body)) if with_tools else (text, [])
         finish = _finish_reason(completion, bool(calls))
@@ -169,6 +169,8 @@ class ChatServing:
             async for piece in completion:
                 for item in calls.feed(piece) if calls else [piece]:
                     yield event([ChunkChoice(delta=_delta(item, calls))])
+                if calls and calls.ended:
+                    break
             for item in calls.close() if calls else []:
                 yield event([ChunkChoice(delta=_delta(item, calls))])
             finish = _finish_reason(completion, bool(calls and calls.calls))
@@ -217,11 +219,21 @@ def _vocab_size(engine: Engine) -> int | None:
 DISCONNECT_POLL_S = 0.2
 
 
-async def _collect(completion: Completion, is_disconnected: Callable[[], Awaitable[bool]] | None) -> str:
-    """The whole text of `completion`; cancelled (APIError 499) as soon as `is_disconnected` says the client left."""
+async def _collect(
+    completion: Completion, is_disconnected: Callable[[], Awaitable[bool]] | None, calls: ToolCallStream | None
+) -> str:
+    """The whole text of `completion`; cancelled (APIError 499) as soon as `is_disconnected` says the client left,
+    and stopped where `calls` (when the reply may hold calls) says it is over."""
 
     async def join() -> str:
-        return "".join([piece async for piece in completion])
+        pieces = []
+        async for piece in completion:
+            pieces.append(piece)
+            if calls is not None:
+                list(calls.feed(piece))  # only to learn where the reply ends: parse_reply splits the whole text
+                if calls.ended:
+                    break
+        return "".join(pieces)
 
     task = asyncio.ensure_future(join())
     try:

@@ -27,7 +27,8 @@ class ToolCallStream:
     is dropped when it cannot: its tags and JSON never reach the content. A call that repeats an earlier one of
     the reply adds nothing and is dropped: the same tool with the same values of its `required` parameters (only
     options changed), or the same arguments for a tool without required parameters; so is a call cut off after
-    complete ones (the reply is whole without it).
+    complete ones (the reply is whole without it). After a dropped call the reply is over (`ended`): a small model
+    that pads a reply with one invented call goes on with more, and the server stops generating there.
     """
 
     def __init__(
@@ -40,9 +41,12 @@ class ToolCallStream:
         self._required = required or {}
         self._mentioned = mentioned
         self.calls: list[ToolCall] = []
+        self.ended = False  # a call was dropped: what follows is padding too, generation may stop
 
     def feed(self, piece: str) -> Iterator[str | ToolCall]:
-        """Add generated text; yield what can be sent now."""
+        """Add generated text; yield what can be sent now (nothing once the reply has `ended`)."""
+        if self.ended:
+            return
         self._buffer += piece
         while True:
             if self._in_call:
@@ -55,6 +59,10 @@ class ToolCallStream:
                 if call is not None and not self._adds_nothing(call):
                     self.calls.append(call)
                     yield call
+                elif call is not None:
+                    self.ended = True
+                    self._buffer = ""
+                    return
                 continue
             start = self._buffer.find(TOOL_OPEN)
             if start >= 0:

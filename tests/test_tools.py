@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from autoqwen.local_llm import Engine, ServerConfig, create_app
 from autoqwen.local_llm.argument_schema import conversation_urls
 from autoqwen.local_llm.grammars import NAME_PREFIX, answer_grammar, result_values, tool_grammar
-from autoqwen.local_llm.protocol import ChatCompletionRequest, Tool
+from autoqwen.local_llm.protocol import ChatCompletionRequest, Tool, ToolCall
 from autoqwen.local_llm.signatures import signature
 from autoqwen.local_llm.tool_choice import channel_pairs
 from autoqwen.local_llm.tool_parse import ToolCallStream, parse_reply
@@ -592,7 +592,7 @@ def test_a_call_that_only_changes_options_repeats_the_one_before() -> None:
         for a in ('{"url": "http://a"}', '{"url": "http://a", "max_length": 5}', '{"url": "http://b"}')
     )
     _, calls = parse_reply(text, ToolCallStream({"fetch": ["url"]}))
-    assert [json.loads(c.function.arguments)["url"] for c in calls] == ["http://a", "http://b"]
+    assert [json.loads(c.function.arguments)["url"] for c in calls] == ["http://a"]  # the repeat ends the reply
     _, calls = parse_reply(text)  # without required parameters known, only identical calls repeat
     assert len(calls) == 3
 
@@ -663,3 +663,15 @@ def test_a_later_call_must_bring_a_value_the_user_wrote() -> None:
     assert padded == ['{"op": "add", "a": 12, "b": 7}']
     two = calls_for("Weather in Oslo and in Cairo?", '{"city": "Oslo"}', '{"city": "Cairo"}', '{"city": "Rome"}')
     assert two == ['{"city": "Oslo"}', '{"city": "Cairo"}']
+
+
+def test_a_dropped_call_ends_the_reply() -> None:
+    """A small model that pads a reply goes on padding: the server stops generating at the first dropped call."""
+    block = '<tool_call>\n{{"name": "f", "arguments": {}}}\n</tool_call>\n'
+    stream = ToolCallStream({"f": ["city"]})
+    first = list(stream.feed(block.format('{"city": "Oslo"}')))
+    assert [c.function.arguments for c in first if isinstance(c, ToolCall)] == ['{"city": "Oslo"}']
+    assert not stream.ended
+    assert list(stream.feed(block.format('{"city": "Oslo", "days": 2}'))) == [] and stream.ended
+    assert list(stream.feed(block.format('{"city": "Cairo"}') + "text")) == [] and list(stream.close()) == []
+    assert [c.function.arguments for c in stream.calls] == ['{"city": "Oslo"}']
