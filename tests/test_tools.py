@@ -14,6 +14,7 @@ from autoqwen.local_llm import Engine, ServerConfig, create_app
 from autoqwen.local_llm.argument_schema import conversation_urls
 from autoqwen.local_llm.grammars import NAME_PREFIX, answer_grammar, result_values, tool_grammar
 from autoqwen.local_llm.protocol import ChatCompletionRequest, Tool, ToolCall
+from autoqwen.local_llm.scoring import MERGE_TAIL
 from autoqwen.local_llm.signatures import signature
 from autoqwen.local_llm.tool_choice import channel_pairs
 from autoqwen.local_llm.tool_parse import ToolCallStream, parse_reply
@@ -521,10 +522,16 @@ def test_engine_scoring_reads_a_known_prefix_from_the_cache(
     first = tiny_engine.score([(prefix, continuation)])
     again = tiny_engine.score([(prefix, continuation)])
     assert again == pytest.approx(first, abs=1e-4)
-    # The prefix (then only its last token) with the last position's logits; the continuation but its last token
-    # with logits at every position.
-    rest = ("all", len(continuation) - 1)
-    assert read == [("last", len(prefix)), rest, ("last", 1), rest]
+    # A short uncached prefix (then only its last token) read in one pass with the continuation but its last token,
+    # logits at every position; a long one alone, with the last position's logits only, then the continuation.
+    assert len(prefix) <= MERGE_TAIL
+    assert read == [("all", len(prefix) + len(continuation) - 1), ("all", len(continuation))]
+    long_prefix = tiny_engine.encode("Tool: plan_trip - plans a trip " * 8)
+    assert len(long_prefix) > MERGE_TAIL
+    read.clear()
+    tiny_engine.prefix_cache.clear()
+    tiny_engine.score([(long_prefix, continuation)])
+    assert read == [("last", len(long_prefix)), ("all", len(continuation) - 1)]
 
 
 @pytest.mark.parametrize("best", ["get_weather", "plan_trip"])
