@@ -11,19 +11,23 @@ from __future__ import annotations
 import inspect
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from autoqwen.agents.errors import AgentBuildError, ModelEndpointError
+from autoqwen.agents.model_info import DEFAULT_MODEL_INFO
 from autoqwen.agents.spec import AgentSpec, AssistantSpec, CodeExecutorSpec, ExternalModel, UserProxySpec
 from autoqwen.agents.window import DEFAULT_CONTEXT_WINDOW, ContextWindow
 from autoqwen.skills import SkillError, SkillRegistry
 
 if TYPE_CHECKING:
     from autogen_agentchat.base import ChatAgent
+    from autogen_core.tools import BaseTool
     from autogen_ext.models.openai import OpenAIChatCompletionClient
+
+    from autoqwen.agents.mcp_tools import McpServers
 
 __all__ = ["AgentContext", "Endpoint", "HumanMode", "build_agent", "external_endpoint", "model_client"]
 
@@ -33,13 +37,15 @@ HumanMode = Literal["never", "terminate", "always"]
 @dataclass(frozen=True)
 class Endpoint:
     """An OpenAI-compatible server as agents see it: base URL, model name, API key, context window in tokens
-    (None when the server does not say: agents then assume DEFAULT_CONTEXT_WINDOW)."""
+    (None when the server does not say: agents then assume DEFAULT_CONTEXT_WINDOW), and AutoGen's model_info
+    (None: DEFAULT_MODEL_INFO with `function_calling`; see model_info.py)."""
 
     base_url: str
     model: str
     api_key: str = "none"
     function_calling: bool = True
     context_window: int | None = None
+    model_info: Mapping[str, object] | None = None
 
 
 def external_endpoint(spec: ExternalModel) -> Endpoint:
@@ -51,7 +57,8 @@ def external_endpoint(spec: ExternalModel) -> Endpoint:
             raise ModelEndpointError(
                 f"the model server {spec.base_url} needs an API key: set the environment variable {spec.api_key_env}"
             )
-    return Endpoint(spec.base_url, spec.model, api_key, spec.function_calling, spec.context_window)
+    calls = spec.function_calling if spec.function_calling is not None else True
+    return Endpoint(spec.base_url, spec.model, api_key, calls, spec.context_window)
 
 
 def model_client(
@@ -63,7 +70,7 @@ def model_client(
     window: ContextWindow | None = None,
     agent: str = "",
 ) -> OpenAIChatCompletionClient:
-    """An AutoGen OpenAI client for `endpoint`; `model_info` is always given so any model name works.
+    """An AutoGen OpenAI client for `endpoint`; `model_info` (the endpoint's) is always given so any model name works.
 
     With a `window`, the client calibrates its token estimate from each reply, and re-trims and retries a prompt
     the server refuses as too long (reported as `agent`'s trim).
@@ -75,18 +82,13 @@ def model_client(
     options = {"temperature": temperature, "max_tokens": max_tokens, "seed": seed}
     windowed = {"window": window, "agent": agent, "reserve": window.reserve(max_tokens)} if window else {}
     cls = WindowedClient if window else OpenAIChatCompletionClient
+    info = {**DEFAULT_MODEL_INFO, "function_calling": endpoint.function_calling, **(endpoint.model_info or {})}
     return cls(
         **windowed,  # type: ignore[arg-type]
         model=endpoint.model,
         base_url=endpoint.base_url,
         api_key=endpoint.api_key,
-        model_info={
-            "vision": False,
-            "function_calling": endpoint.function_calling,
-            "json_output": True,
-            "family": "unknown",
-            "structured_output": True,
-        },
+        model_info=info,  # type: ignore[arg-type]
         **{k: v for k, v in options.items() if v is not None},  # type: ignore[arg-type]
     )
 
@@ -104,6 +106,8 @@ class AgentContext:
     seed: int | None = None
     window: ContextWindow = field(default_factory=lambda: ContextWindow(tokens=0))
     """The model's window, shared by the run's agents; left unset, it is the endpoint's (else the default)."""
+    mcp: McpServers | None = None
+    """The run's MCP servers, started (`McpServers.serve`); their tools join each assistant's skills."""
 
     def __post_init__(self) -> None:
         if self.window.tokens <= 0:
@@ -125,12 +129,13 @@ def _assistant(spec: AssistantSpec, ctx: AgentContext) -> ChatAgent:
     from autoqwen.skills import as_tool
 
     try:
-        tools = [as_tool(ctx.skills.get(name)) for name in spec.skills]
+        tools: list[BaseTool[Any, Any]] = [as_tool(ctx.skills.get(name)) for name in spec.skills]
     except SkillError as exc:
         raise AgentBuildError(f"agent {spec.name}: {exc}", agent=spec.name) from exc
+    tools += _mcp_tools(spec, ctx, {tool.name for tool in tools})
     if tools and not ctx.endpoint.function_calling:
         raise AgentBuildError(
-            f"agent {spec.name} uses skills, but the model server is marked function_calling: false",
+            f"agent {spec.name} uses skills or MCP tools, but the model server is marked function_calling: false",
             agent=spec.name,
         )
     from autoqwen.agents.context import WindowedContext
@@ -160,6 +165,25 @@ def _assistant(spec: AssistantSpec, ctx: AgentContext) -> ChatAgent:
         max_tool_iterations=spec.max_tool_iterations,
         **extra,  # type: ignore[arg-type]
     )
+
+
+def _mcp_tools(spec: AssistantSpec, ctx: AgentContext, taken: set[str]) -> list[BaseTool[Any, Any]]:
+    """The tools of the MCP servers the assistant (or its workflow) names; a name given twice is refused."""
+    if ctx.mcp is None:
+        if spec.mcp:
+            raise AgentBuildError(
+                f"agent {spec.name} names MCP servers, which must be started first (McpServers.serve)", agent=spec.name
+            )
+        return []
+    tools = ctx.mcp.tools(spec.mcp)
+    for tool in tools:
+        if tool.name in taken:
+            raise AgentBuildError(
+                f"agent {spec.name}: two of its tools are called {tool.name!r} (a skill or another MCP server's)",
+                agent=spec.name,
+            )
+        taken.add(tool.name)
+    return tools
 
 
 def _user_proxy(spec: UserProxySpec, ctx: AgentContext) -> ChatAgent:

@@ -4,6 +4,7 @@ agents:
   - name: researcher                  # kind: assistant, the default
     system_message: You find papers and summarise them.
     skills: [paper_search]
+    mcp: [{command: python, args: [my_server.py]}]   # MCP servers' tools too (see mcp_spec.py)
   - {name: you, kind: user_proxy, auto_reply: Go on.}
   - {name: runner, kind: code_executor, timeout_s: 30, languages: [python, bash]}
 model: embedded   # or: {base_url: http://127.0.0.1:11434/v1, model: qwen:0.5b, context_window: 8192}
@@ -16,6 +17,9 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from autoqwen.agents.mcp_spec import McpServerSpec
+from autoqwen.agents.model_info import ModelInfoSpec
 
 __all__ = [
     "AGENT_KINDS",
@@ -47,7 +51,12 @@ class ExternalModel(BaseModel):
     base_url: str = Field(description="the server's OpenAI base URL, e.g. http://127.0.0.1:1234/v1")
     model: str = Field(description="the model name the server expects")
     api_key_env: str | None = Field(default=None, description="environment variable holding the API key")
-    function_calling: bool = Field(default=True, description="whether the server supports OpenAI tools")
+    function_calling: bool | None = Field(
+        default=None, description="whether the server supports OpenAI tools; unset: what it reports, else true"
+    )
+    model_info: ModelInfoSpec | None = Field(
+        default=None, description="AutoGen model_info fields that win over what the server reports in /v1/models"
+    )
     context_window: int | None = Field(
         default=None,
         ge=256,
@@ -75,6 +84,9 @@ class AssistantSpec(_Agent):
     kind: Literal["assistant"] = Field(default="assistant", description="an LLM agent (the default kind)")
     system_message: str | None = Field(default=None, description="its instructions")
     skills: tuple[str, ...] = Field(default=(), description="names of skills it may call as tools")
+    mcp: tuple[McpServerSpec, ...] = Field(
+        default=(), description="MCP servers whose tools it may call: {command, args, env} or {url}"
+    )
     reflect_on_tool_use: bool = Field(default=True, description="answer in text after its tool calls")
     max_tool_iterations: int = Field(default=1, ge=1, le=10, description="tool rounds per turn")
     temperature: float | None = Field(default=None, ge=0, le=2, description="sampling temperature")

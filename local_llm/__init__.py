@@ -13,6 +13,7 @@ from autoqwen.local_llm.errors import (
     ModelLoadError,
     QueueFull,
 )
+from autoqwen.local_llm.model_provider import ModelProvider
 from autoqwen.local_llm.resolve import AUTO, BUNDLED, DEFAULT_HUB_ID, ModelSource, bundled_gguf, resolve_model
 from autoqwen.local_llm.sampling import SamplingParams
 from autoqwen.local_llm.scheduler import EngineHooks
@@ -31,6 +32,7 @@ __all__ = [
     "InvalidRequest",
     "LocalLLMError",
     "ModelLoadError",
+    "ModelProvider",
     "ModelSource",
     "QueueFull",
     "SamplingParams",

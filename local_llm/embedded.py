@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from types import TracebackType
 
 import uvicorn
 
 from autoqwen.local_llm.engine import Engine
+from autoqwen.local_llm.model_provider import ModelProvider
 from autoqwen.local_llm.server import ServerConfig, create_app
 
 __all__ = ["EmbeddedServer"]
@@ -24,10 +26,16 @@ class EmbeddedServer:
     """The engine's server on `host:port` (port 0 picks a free one) in a daemon thread."""
 
     def __init__(
-        self, engine: Engine, config: ServerConfig | None = None, *, host: str = "127.0.0.1", port: int = 0
+        self,
+        engine: Engine,
+        config: ServerConfig | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        providers: Sequence[ModelProvider] = (),
     ) -> None:
         self.engine = engine
-        self.app = create_app(engine, config)
+        self.app = create_app(engine, config, providers=providers)
         self._server = uvicorn.Server(
             uvicorn.Config(self.app, host=host, port=port, log_level="warning", lifespan="off")
         )

@@ -274,10 +274,22 @@ class ChatCompletionChunk(BaseModel):
 
 
 class ModelCard(BaseModel):
+    """One entry of /v1/models: OpenAI's model object, plus what the model can do (null where unknown).
+
+    The capability fields are extras to OpenAI's object, named as in AutoGen's `ModelInfo` (plus the context
+    window, as LM Studio names it), so a client can build its `model_info` from them instead of guessing.
+    """
+
     id: str
     object: Literal["model"] = "model"
     created: int = Field(default_factory=lambda: int(time.time()))
     owned_by: str = "autoqwen"
+    function_calling: bool | None = Field(default=None, description="answers `tools` with tool calls")
+    json_output: bool | None = Field(default=None, description='honours response_format {"type": "json_object"}')
+    structured_output: bool | None = Field(default=None, description="holds json_schema output to its schema")
+    vision: bool | None = Field(default=None, description="reads image content parts")
+    context_length: int | None = Field(default=None, description="context window in tokens (null until loaded)")
+    family: str | None = Field(default=None, description='an AutoGen model family; "unknown" for local models')
 
 
 class ModelList(BaseModel):

@@ -5,13 +5,15 @@
 
 This module holds the app, its error handlers and thin routes; the Host, API key and body size checks run before
 any body is read, in `request_guard`; each endpoint's pipeline lives in its own serving module (`serving_chat` for
-/v1/chat/completions), and errors map to OpenAI bodies in `api_errors`.
+/v1/chat/completions), and errors map to OpenAI bodies in `api_errors`. Models served by something other than the
+engine (a model-name prefix, e.g. `workflow:NAME`) plug in as `ModelProvider`s (`model_provider`).
 """
 
 from __future__ import annotations
 
 import importlib.metadata
 import logging
+from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any
 
@@ -25,6 +27,7 @@ from autoqwen.local_llm.api_errors import APIError, api_error, error_response, u
 from autoqwen.local_llm.engine import Engine
 from autoqwen.local_llm.errors import LocalLLMError
 from autoqwen.local_llm.metrics import CountRequests, ServerMetrics
+from autoqwen.local_llm.model_provider import ModelProvider, ProviderReply, find_provider
 from autoqwen.local_llm.protocol import ChatCompletion, ChatCompletionRequest, ModelCard, ModelList
 from autoqwen.local_llm.request_guard import RequestGuard
 from autoqwen.local_llm.server_config import ServerConfig
@@ -38,8 +41,11 @@ log = logging.getLogger(__name__)
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
-def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
-    """Build the FastAPI app serving `engine` over the OpenAI chat completions API."""
+def create_app(
+    engine: Engine, config: ServerConfig | None = None, *, providers: Sequence[ModelProvider] = ()
+) -> FastAPI:
+    """Build the FastAPI app serving `engine` over the OpenAI chat completions API; each of `providers` serves
+    the models under its name prefix besides (see `model_provider`)."""
     config = config or ServerConfig()
     metrics = ServerMetrics(engine)
     chat = ChatServing(engine, config, metrics)
@@ -93,21 +99,46 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> FastAPI:
     async def prometheus_metrics() -> Response:
         return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
+    def engine_card(name: str) -> ModelCard:
+        # Every model gets tools (its own template, or injected signatures) and json output; schemas hold only
+        # under constrained decoding. Local models fall under AutoGen's "unknown" family (its families are hosted
+        # releases). The window is known once the model is loaded.
+        return ModelCard(
+            id=name,
+            function_calling=True,
+            json_output=True,
+            structured_output=config.constrained_decoding,
+            vision=False,
+            context_length=engine.context_length or None,
+            family="unknown",
+        )
+
     @app.get("/v1/models")
     async def list_models() -> ModelList:
-        return ModelList(data=[ModelCard(id=name) for name in served])
+        provided = [card for provider in providers for card in provider.models()]
+        return ModelList(data=[engine_card(name) for name in served] + provided)
 
     @app.get("/v1/models/{model_id:path}")
     async def get_model(model_id: str) -> ModelCard:
+        provider = find_provider(providers, model_id)
+        card = next((c for c in provider.models() if c.id == model_id), None) if provider else None
+        if card is not None:
+            return card
         if model_id not in served:
             raise unknown_model(model_id, served)
-        return ModelCard(id=model_id)
+        return engine_card(model_id)
 
     @app.post("/v1/chat/completions", response_model=None)
-    async def chat_completions(body: ChatCompletionRequest, request: Request) -> ChatCompletion | StreamingResponse:
-        scope = chat.cache_scope(request.headers.get("authorization"))
-        reply = await chat.create(body, request.is_disconnected, cache_scope=scope)
-        if isinstance(reply, ChatCompletion):
+    async def chat_completions(
+        body: ChatCompletionRequest, request: Request
+    ) -> ChatCompletion | JSONResponse | StreamingResponse:
+        provider = find_provider(providers, body.model)
+        if provider is not None:
+            reply: ProviderReply = await provider.complete(body, request.is_disconnected)
+        else:
+            scope = chat.cache_scope(request.headers.get("authorization"))
+            reply = await chat.create(body, request.is_disconnected, cache_scope=scope)
+        if isinstance(reply, ChatCompletion | JSONResponse):
             return reply
         return StreamingResponse(reply, media_type="text/event-stream", headers=_SSE_HEADERS)
 

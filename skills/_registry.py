@@ -40,7 +40,12 @@ logger = logging.getLogger("autoqwen.skills")
 
 ENTRY_POINT_GROUP = "autoqwen.skills"
 # Builtins load through the same loader as plugins, first, so no plugin or user file can shadow them.
-BUILTIN_MODULES = ("autoqwen.skills.builtins.web", "autoqwen.skills.builtins.arxiv", "autoqwen.skills.builtins.chart")
+BUILTIN_MODULES = (
+    "autoqwen.skills.builtins.web",
+    "autoqwen.skills.builtins.arxiv",
+    "autoqwen.skills.builtins.chart",
+    "autoqwen.skills.builtins.image",
+)
 _USER_MODULE_PREFIX = "autoqwen_user_skills"
 
 

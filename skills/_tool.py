@@ -8,7 +8,9 @@ from typing import Any
 
 from autogen_core import CancellationToken
 from autogen_core.tools import BaseTool, FunctionTool, ToolSchema
+from autogen_core.tools._function_tool import FunctionToolConfig
 
+from autoqwen.skills._portable import WRAPPER_IMPORTS, portable_source
 from autoqwen.skills._skill import Skill
 
 __all__ = ["SkillTool", "as_tool"]
@@ -32,6 +34,17 @@ class SkillTool(FunctionTool):
             description=self.skill.description,
             parameters=self.skill.parameters,  # type: ignore[typeddict-item]
             strict=False,
+        )
+
+    def _to_config(self) -> FunctionToolConfig:
+        """A `FunctionTool` component (`dump_component()`) whose code calls the installed skill by name (see
+        _portable.py), since the function this tool wraps is a closure that means nothing outside this process."""
+        return FunctionToolConfig(
+            source_code=portable_source(self.skill),
+            global_imports=list(WRAPPER_IMPORTS),
+            name=self.skill.name,
+            description=self.skill.description,
+            has_cancellation_support=False,
         )
 
 

@@ -147,9 +147,11 @@ def test_a_long_run_on_a_small_window_model_finishes_and_says_turns_were_dropped
 
 
 def test_a_server_that_does_not_tell_its_window_still_gets_a_run_that_fits(
-    tmp_path: Path, small_server: EmbeddedServer
+    tmp_path: Path, small_server: EmbeddedServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Agents assume 4096 tokens; the server's first refusal tells the real window, and the prompt is retried."""
+    # Our server reports its window in /v1/models: here it stands for one that says nothing there.
+    monkeypatch.setattr("autoqwen.workflows.endpoints._served_entry", lambda *_: None)
     _, notes, _ = chat_run(tmp_path, "", base_url=small_server.base_url)
     assert any("after the server refused" in note for note in notes), notes
     assert all(f"{WINDOW}-token window" in note for note in notes)

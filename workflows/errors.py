@@ -14,6 +14,7 @@ from pathlib import Path
 
 __all__ = [
     "GalleryError",
+    "InteropError",
     "RunError",
     "SessionExists",
     "SessionNotFound",
@@ -70,6 +71,14 @@ class GalleryError(WorkflowError):
     def __init__(self, message: str, *, path: Path) -> None:
         super().__init__(message)
         self.path = path
+
+
+class InteropError(WorkflowError):
+    """An AutoGen component file `path` could not be used; `where` is the JSON path of the problem (`$.config...`)."""
+
+    def __init__(self, message: str, *, path: Path | None = None, where: str | None = None) -> None:
+        super().__init__(message)
+        self.path, self.where = path, where
 
 
 class SpecError(WorkflowError):

@@ -13,7 +13,7 @@ import yaml
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails
 
-from autoqwen.agents import AGENT_KINDS, AgentSpec, AssistantSpec, EmbeddedModel, ExternalModel
+from autoqwen.agents import AGENT_KINDS, MCP_TRANSPORTS, AgentSpec, AssistantSpec, EmbeddedModel, ExternalModel
 from autoqwen.skills import SkillRegistry
 from autoqwen.workflows.errors import SpecError
 from autoqwen.workflows.spec import TEAM_TYPES, WorkflowSpec
@@ -31,6 +31,7 @@ _UNIONS: tuple[tuple[str, Mapping[str, type[BaseModel]]], ...] = (
     ("kind", AGENT_KINDS),
     ("type", TEAM_TYPES),
     ("kind", {"embedded": EmbeddedModel, "external": ExternalModel}),
+    ("transport", MCP_TRANSPORTS),
 )
 _WORKFLOW = TypeAdapter(WorkflowSpec)
 _AGENT: TypeAdapter[AgentSpec] = TypeAdapter(AgentSpec)
@@ -160,8 +161,8 @@ def _untagged(loc: Loc, data: Any) -> tuple[Loc, tuple[str, str] | None]:
     tag: tuple[str, str] | None = None
     node = data
     for n, part in enumerate(loc):
-        if isinstance(part, str) and part[:1].isupper():
-            continue  # a member of an untagged union, named by its class
+        if isinstance(part, str) and part[:1].isupper() and not (isinstance(node, dict) and part in node):
+            continue  # a member of an untagged union, named by its class (not a key such as an env variable's)
         member = _member(part)
         # A tag is never a key of the data there (the data holds it as the value of `kind:` or `type:`); the
         # last part of a location may be a missing key, so it is never a tag.

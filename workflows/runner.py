@@ -14,6 +14,7 @@ import dataclasses
 import inspect
 import logging
 import signal
+import threading
 import time
 from collections.abc import Callable, Sequence
 from contextlib import suppress
@@ -52,6 +53,8 @@ __all__ = ["RunOptions", "RunResult", "resume_workflow", "run_workflow"]
 
 log = logging.getLogger(__name__)
 
+_watchers: set[asyncio.Task[None]] = set()
+
 
 @dataclass
 class RunOptions:
@@ -74,6 +77,10 @@ class RunOptions:
     """The model's context window in tokens, when the server does not say (or says more than it can serve)."""
     input_func: Callable[[str], str] = input
     on_loading: Callable[[Engine], None] | None = None
+    on_session: Callable[[str], None] | None = None
+    """Told the session id as soon as the session exists (the HTTP API announces it before the first message)."""
+    cancel: threading.Event | None = None
+    """Set from another thread to stop the run as Ctrl-C does (the HTTP API's cancel); the session ends `stopped`."""
 
 
 @dataclass(frozen=True)
@@ -183,6 +190,12 @@ def _distrust(spec: WorkflowSpec, session: Session, options: RunOptions) -> Work
             f"model {spec.model.model!r}. Resume it with --model NAME (that one or another), "
             "or pass --trust-imported to use the one it names"
         )
+    if spec.mcp_servers() and not options.trust_imported:
+        names = ", ".join(server.label for server in spec.mcp_servers())
+        raise RunError(
+            f"session {session.id} was imported from {session.imported_from}, and its workflow snapshot starts or "
+            f"reaches MCP servers ({names}). Pass --trust-imported to let it"
+        )
     return spec.model_copy(update={"code_execution": False})
 
 
@@ -203,6 +216,8 @@ def _drive(
     started = time.monotonic()
     with model_endpoint(spec, options) as endpoint:
         session_id = start(endpoint)
+        if options.on_session is not None:
+            options.on_session(session_id)
 
         def record(message: Message) -> None:
             if on_message is not None:
@@ -211,6 +226,9 @@ def _drive(
         def trimmed(agent: str, note: str) -> None:  # said in the transcript, before the reply it shaped
             record(store.append_message(session_id, agent, note, type="system"))
 
+        from autoqwen.agents.mcp_tools import McpServers  # the mcp SDK and autogen_core: loaded for a run only
+
+        servers = McpServers(spec.mcp)
         ctx = AgentContext(
             endpoint=endpoint,
             skills=registry,
@@ -220,13 +238,21 @@ def _drive(
             code_execution=spec.code_execution or options.execute_code,
             seed=options.seed,
             window=ContextWindow(endpoint.context_window or DEFAULT_CONTEXT_WINDOW, on_trim=trimmed),
+            mcp=servers,
         )
 
         try:
             with use_work_dir(ctx.work_dir):
-                stop_reason, by_cap = asyncio.run(_run_team(spec, options, ctx, task, store, session_id, record))
+                team_run = _run_team(spec, options, ctx, task, store, session_id, record)
+                # The MCP servers run for the length of the team's run, started before and stopped after it.
+                stop_reason, by_cap = asyncio.run(servers.serve(team_run, spec.mcp_servers()))
         except KeyboardInterrupt:
-            store.finish_session(session_id, "stopped", stop_reason="stopped by the user (Ctrl-C)")
+            why = (
+                "cancelled"
+                if options.cancel is not None and options.cancel.is_set()
+                else "stopped by the user (Ctrl-C)"
+            )
+            store.finish_session(session_id, "stopped", stop_reason=why)
             raise
         except (AgentError, SkillError) as exc:
             store.finish_session(session_id, "failed", error=str(exc))
@@ -287,7 +313,7 @@ async def _run_team(
         team = RoundRobinGroupChat(agents, termination_condition=termination, max_turns=max_turns)
     next_task = task
     given = {m.id for m in task} if isinstance(task, list) else set()  # a resumed history, already stored
-    interrupted = _stop_on_ctrl_c()
+    interrupted = _stop_on_ctrl_c(options.cancel)
     try:
         while True:
             stop_reason = ""
@@ -327,8 +353,9 @@ async def _run_team(
         raise
 
 
-def _stop_on_ctrl_c() -> asyncio.Event:
-    """Make Ctrl-C cancel the running task and set the returned event (asyncio.run's own handler only cancels)."""
+def _stop_on_ctrl_c(cancel: threading.Event | None = None) -> asyncio.Event:
+    """Make Ctrl-C (or setting `cancel`) cancel the running task and set the returned event (asyncio.run's own
+    handler only cancels)."""
     interrupted = asyncio.Event()
     loop, task = asyncio.get_running_loop(), asyncio.current_task()
 
@@ -336,6 +363,16 @@ def _stop_on_ctrl_c() -> asyncio.Event:
         interrupted.set()
         if task is not None:
             task.cancel()
+
+    async def watch(event: threading.Event) -> None:  # ended by asyncio.run with the run's other tasks
+        while not event.is_set():
+            await asyncio.sleep(0.05)
+        interrupt()
+
+    if cancel is not None:
+        watcher = loop.create_task(watch(cancel))
+        _watchers.add(watcher)  # the loop holds tasks weakly
+        watcher.add_done_callback(_watchers.discard)
 
     # Not possible off the main thread or without Unix signals: Ctrl-C then works as asyncio.run makes it.
     with suppress(NotImplementedError, RuntimeError, ValueError):

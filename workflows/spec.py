@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from autoqwen.agents import AGENT_KINDS, AgentSpec, AssistantSpec, EmbeddedModel, HumanMode, ModelSpec
+from autoqwen.agents import AGENT_KINDS, AgentSpec, AssistantSpec, EmbeddedModel, HumanMode, McpServerSpec, ModelSpec
 
 __all__ = [
     "TEAM_TYPES",
@@ -117,6 +117,9 @@ class WorkflowSpec(BaseModel):
     human_input: HumanMode = Field(default="never", description="never | terminate | always")
     model: ModelSpec = Field(default_factory=EmbeddedModel, description="'embedded' or {base_url, model, ...}")
     code_execution: bool = Field(default=False, description="let code_executor agents run code")
+    mcp: tuple[McpServerSpec, ...] = Field(
+        default=(), description="MCP servers whose tools every assistant gets: {command, args, env} or {url}"
+    )
     task: str = Field(description="the task, with {input} placeholders")
 
     @classmethod
@@ -160,6 +163,11 @@ class WorkflowSpec(BaseModel):
     def skill_names(self) -> list[str]:
         """The skills its agents call, in order, each once."""
         return list(dict.fromkeys(s for a in self.agents if isinstance(a, AssistantSpec) for s in a.skills))
+
+    def mcp_servers(self) -> list[McpServerSpec]:
+        """The MCP servers of the workflow and of its assistants, each once."""
+        servers = [*self.mcp, *(s for a in self.agents if isinstance(a, AssistantSpec) for s in a.mcp)]
+        return list({s.model_dump_json(): s for s in servers}.values())
 
     def placeholders(self) -> list[str]:
         """The `{name}` placeholders of the task template."""

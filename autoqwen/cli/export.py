@@ -8,7 +8,10 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-gallery_app = typer.Typer(help="Gallery folders: read exported sessions back into the store.", no_args_is_help=True)
+gallery_app = typer.Typer(
+    help="Gallery folders: read exported sessions back into the store; an AutoGen Studio gallery of the workflows.",
+    no_args_is_help=True,
+)
 
 
 def register(root: typer.Typer) -> None:
@@ -48,3 +51,30 @@ def import_session(
     with SessionStore() as store:
         session = import_folder(store, folder, replace=replace)
     Console().print(f"imported {session.id} ({session.title!r}, {session.message_count} messages)", highlight=False)
+
+
+@gallery_app.command("export-autogen")
+def export_autogen(
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file.")] = None,
+    base_url: Annotated[
+        str | None, typer.Option(help="Point the model clients at this server (default: each workflow's).")
+    ] = None,
+) -> None:
+    """Write one AutoGen Studio gallery JSON of all workflows (as teams) and skills (as tools)."""
+    import json
+
+    from rich.text import Text
+
+    from autoqwen.terminal import terminal_safe
+    from autoqwen.workflows.autogen_studio import gallery_of_workflows
+
+    gallery, notes = gallery_of_workflows(base_url=base_url)
+    text = json.dumps(gallery, indent=2)
+    if output is None:
+        typer.echo(text)
+    else:
+        output.write_text(text + "\n", encoding="utf-8")
+        teams = len(gallery["components"]["teams"])
+        Console().print(f"wrote {output} ({teams} teams, {len(gallery['components']['tools'])} tools)", highlight=False)
+    for note in notes:
+        Console(stderr=True).print(Text(f"note: {terminal_safe(note)}"))

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.text import Text
 from typer.core import TyperGroup
 
-from autoqwen.cli import export, run, serve, sessions, skills
+from autoqwen.cli import export, mcp, run, serve, sessions, skills
 from autoqwen.terminal import terminal_safe
 
 __all__ = ["app", "user_facing_errors"]
@@ -70,5 +70,6 @@ def _root(
 serve.register(app)
 run.register(app)
 app.add_typer(skills.app, name="skills")
+app.add_typer(mcp.app, name="mcp")
 sessions.register(app)
 export.register(app)

@@ -168,3 +168,47 @@ def schema(output: Annotated[Path | None, typer.Option("--output", "-o", help="W
         typer.echo(text)
     else:
         output.write_text(text + "\n", encoding="utf-8")
+
+
+@workflows_app.command("export")
+def export_workflow(
+    name: Annotated[str, typer.Argument(help="A workflow name or a .yaml path.")],
+    format: Annotated[
+        Literal["autogen"], typer.Option("--format", help="autogen: AgentChat component JSON (AutoGen Studio).")
+    ] = "autogen",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file.")] = None,
+    base_url: Annotated[
+        str | None, typer.Option(help="Point the model clients at this server (default: the workflow's).")
+    ] = None,
+) -> None:
+    """Write a workflow's team as AutoGen AgentChat component JSON, for AutoGen Studio or `load_component`."""
+    from autoqwen import load_workflow
+    from autoqwen.workflows.autogen_studio import export_notes, export_team
+
+    spec = load_workflow(name)
+    text = json.dumps(export_team(spec, base_url=base_url), indent=2)
+    if output is None:
+        typer.echo(text)
+    else:
+        output.write_text(text + "\n", encoding="utf-8")
+        console.print(f"wrote {output}", highlight=False)
+    for note in export_notes(spec):
+        Console(stderr=True).print(Text(f"note: {terminal_safe(note)}"))
+
+
+@workflows_app.command("import")
+def import_workflow(
+    file: Annotated[Path, typer.Argument(help="An AutoGen team component JSON, or an AutoGen Studio gallery JSON.")],
+    name: Annotated[str | None, typer.Option(help="Name of the new workflow (default: the team's).")] = None,
+    team: Annotated[str | None, typer.Option(help="The team to take from a gallery, by label.")] = None,
+    replace: Annotated[bool, typer.Option("--replace", help="Overwrite a workflow file of the same name.")] = False,
+) -> None:
+    """Make a workflow YAML in your workflows folder from an AutoGen Studio team; its code is never run."""
+    from autoqwen.workflows.autogen_import import import_team_file
+
+    result = import_team_file(file, name=name, team=team, replace=replace)
+    for note in result.notes:  # they quote the file: plain text, control characters escaped
+        Console(stderr=True).print(Text(f"note: {terminal_safe(note)}"))
+    console.print(
+        Text(f"imported {result.spec.name} ({len(result.spec.agents)} agents) → {result.path}"), highlight=False
+    )

@@ -98,10 +98,14 @@ def serve(
         typer.Option(min=0, help="Send streamed text at most this often; tokens decoded meanwhile go together."),
     ] = 20,
 ) -> None:
-    """Serve a local chat model over the OpenAI API (/v1/models, /v1/chat/completions, /health, /metrics)."""
+    """Serve a local chat model over the OpenAI API (/v1/models, /v1/chat/completions, /health, /metrics), and
+    workflows and sessions over HTTP (/v1/workflows, /v1/sessions, model "workflow:NAME"; docs at /docs)."""
     import uvicorn
 
     from autoqwen.local_llm import Engine, ServerConfig, create_app, resolve_model
+    from autoqwen.workflows.http_api import workflow_router
+    from autoqwen.workflows.live_runs import LiveRuns, RunTarget
+    from autoqwen.workflows.workflow_models import WorkflowModels
 
     if not api_key and not is_loopback(host):
         console.print(
@@ -131,7 +135,12 @@ def serve(
         copy_values=copy_values,
         ground_answers=ground_answers,
     )
-    server = uvicorn.Server(uvicorn.Config(create_app(engine, config), host=host, port=port, log_level="info"))
+    # Runs started over HTTP reach this same server over loopback, with its first key.
+    target = RunTarget(own_url(host, port), engine.model_id, api_key[0] if api_key else None, engine.wait_ready)
+    runs = LiveRuns(target)
+    app = create_app(engine, config, providers=[WorkflowModels(runs)])
+    app.include_router(workflow_router(runs))
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info"))
     failed = threading.Event()
 
     def announce() -> None:
@@ -149,6 +158,7 @@ def serve(
     try:
         server.run()
     finally:
+        runs.close()
         engine.close()
     if failed.is_set():
         raise typer.Exit(1)
@@ -243,6 +253,15 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return host.lower() == "localhost"
+
+
+def own_url(host: str, port: int) -> str:
+    """The base URL at which this machine reaches a server bound to `host:port` (loopback for any-address)."""
+    if host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host in ("::", "[::]"):
+        host = "::1"
+    return f"http://[{host.strip('[]')}]:{port}/v1" if ":" in host else f"http://{host}:{port}/v1"
 
 
 def quiet_progress_bars() -> None:

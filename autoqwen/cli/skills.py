@@ -33,8 +33,21 @@ def source_label(source: SkillSource) -> str:
 
 
 @app.command("list")
-def list_skills() -> None:
+def list_skills(
+    mcp: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--mcp", help="List this MCP server's tools instead: a command line or an http(s) URL; repeatable."
+        ),
+    ] = None,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Seconds to wait for an MCP server.", min=0.1, max=3600)
+    ] = 10,
+) -> None:
     """List every skill: name, source and what it does (problems loading skills are shown after)."""
+    if mcp:
+        _list_mcp_tools(mcp, timeout)
+        return
     from autoqwen.skills import load_skills
 
     registry = load_skills(warn=False)
@@ -44,6 +57,25 @@ def list_skills() -> None:
     console.print(table)
     for problem in registry.problems:
         err_console.print(f"[yellow]warning:[/] {problem.message}", highlight=False)
+
+
+def _list_mcp_tools(servers: list[str], timeout: float) -> None:
+    """The tools of MCP servers, listed like skills (their names and descriptions are the server's: escaped)."""
+    import asyncio
+
+    from autoqwen.agents import list_mcp_tools, parse_mcp_server
+
+    table = Table("name", "source", "description", box=None, pad_edge=False)
+    for text in servers:
+        server = parse_mcp_server(text, timeout=timeout)
+        for tool in asyncio.run(list_mcp_tools(server)):
+            summary = (tool.get("description") or "").strip().splitlines()[:1]
+            table.add_row(
+                Text(terminal_safe(tool["name"])),
+                Text(terminal_safe(f"mcp {server.label}")),
+                Text(terminal_safe(" ".join(summary))),
+            )
+    console.print(table)
 
 
 @app.command()
