@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from openai_stub import serve_stub
 from typer.testing import CliRunner
 
 from autoqwen.cli import app
@@ -20,7 +21,6 @@ from autoqwen.workflows.autogen_studio import EMBEDDED_BASE_URL, export_gallery,
 from autoqwen.workflows.catalog import BUILTIN_DIR
 from autoqwen.workflows.errors import InteropError
 from autoqwen.workflows.loader import load_workflow
-from tests.openai_stub import serve_stub
 
 BUILTINS = sorted(BUILTIN_DIR.glob("*.yaml"))
 PICK = '''

@@ -19,6 +19,7 @@ from autogen_core.models import (
     UserMessage,
 )
 from conftest import build_tiny_model
+from openai_stub import models_server
 
 from autoqwen.agents import ContextWindow, TokenEstimate
 from autoqwen.agents.context import WindowedContext, fit_messages
@@ -170,32 +171,11 @@ def test_the_window_a_workflow_gives_an_external_server_is_used(tmp_path: Path, 
     [({"max_model_len": 1234}, 1234), ({"meta": {"n_ctx_train": 2048}}, 2048), ({"owned_by": "x"}, None)],
 )
 def test_the_window_a_server_lists_in_v1_models_is_read(entry: dict[str, object], window: int | None) -> None:
-    import json
-    import threading
-    from http.server import BaseHTTPRequestHandler, HTTPServer
-
     from autoqwen.workflows.endpoints import _served_window
 
-    class Models(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = json.dumps({"object": "list", "data": [{"id": "m", "object": "model", **entry}]}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *_: object) -> None:
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Models)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        base_url = f"http://127.0.0.1:{server.server_port}/v1"
+    with models_server(entry) as base_url:
         assert _served_window(base_url, "none", "m") == window
         assert _served_window(base_url, "none", "other") is None
-    finally:
-        server.shutdown()
 
 
 def test_the_cli_window_option_reaches_the_agents(tmp_path: Path, small_server: EmbeddedServer) -> None:

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
+from openai_stub import models_server
 
 from autoqwen.agents import model_client
 from autoqwen.agents.model_info import DEFAULT_MODEL_INFO, ModelInfoSpec, reported_capabilities, resolve_model_info
@@ -30,31 +26,6 @@ team: {type: round_robin, max_turns: 1}
 termination: {text: null}
 task: Hello.
 """
-
-
-@contextmanager
-def models_server(entry: dict[str, Any]) -> Iterator[str]:
-    """A server whose /v1/models lists the model `m` with the fields of `entry`."""
-
-    class Models(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = json.dumps({"object": "list", "data": [{"id": "m", "object": "model", **entry}]}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *_: object) -> None:
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Models)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/v1"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def spec_with(tmp_path: Path, model: str = "embedded") -> Any:

@@ -24,6 +24,7 @@ from autoqwen.skills import SkillRegistry
 from autoqwen.workflows.autogen_mapping import ImportedTeam, slug, team_to_spec
 from autoqwen.workflows.catalog import BUILTIN_DIR
 from autoqwen.workflows.errors import InteropError
+from autoqwen.workflows.loader import read_bounded
 from autoqwen.workflows.spec import WorkflowSpec
 
 __all__ = ["MAX_COMPONENT_BYTES", "ImportedTeam", "import_team_file", "team_to_spec", "workflow_yaml"]
@@ -70,13 +71,7 @@ def workflow_yaml(spec: WorkflowSpec) -> str:
 
 
 def _read(path: Path) -> Any:
-    try:
-        with path.open("rb") as file:
-            raw = file.read(MAX_COMPONENT_BYTES + 1)
-    except OSError as exc:
-        raise InteropError(f"{path}: cannot read: {exc.strerror}", path=path) from exc
-    if len(raw) > MAX_COMPONENT_BYTES:
-        raise InteropError(f"{path}: larger than {MAX_COMPONENT_BYTES // 1024 // 1024} MiB", path=path)
+    raw = read_bounded(path, MAX_COMPONENT_BYTES, InteropError)
     try:
         return json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

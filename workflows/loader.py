@@ -15,10 +15,10 @@ from pydantic_core import ErrorDetails
 
 from autoqwen.agents import AGENT_KINDS, MCP_TRANSPORTS, AgentSpec, AssistantSpec, EmbeddedModel, ExternalModel
 from autoqwen.skills import SkillRegistry
-from autoqwen.workflows.errors import SpecError
+from autoqwen.workflows.errors import InteropError, SpecError
 from autoqwen.workflows.spec import TEAM_TYPES, WorkflowSpec
 
-__all__ = ["MAX_YAML_BYTES", "load_agent", "load_workflow", "read_yaml"]
+__all__ = ["MAX_YAML_BYTES", "load_agent", "load_workflow", "read_bounded", "read_yaml"]
 
 MAX_YAML_BYTES = 256 * 1024
 
@@ -63,19 +63,27 @@ def read_yaml(path: Path) -> Any:
     return _parse(path)[0]
 
 
+def read_bounded(path: Path, limit: int, error: type[SpecError] | type[InteropError], why: str = "") -> bytes:
+    """The bytes of a file that the user named and that may be hostile: at most `limit`, else `error` (also when
+    it cannot be read), naming the file; `why` follows the size in the message."""
+    try:
+        with path.open("rb") as file:
+            raw = file.read(limit + 1)
+    except OSError as exc:
+        raise error(f"{path}: cannot read: {exc.strerror}", path=path) from exc
+    if len(raw) > limit:
+        size = f"{limit // 1024 // 1024} MiB" if limit >= 1024 * 1024 else f"{limit // 1024} KiB"
+        raise error(f"{path}: larger than {size}" + (f"; {why}" if why else ""), path=path)
+    return raw
+
+
 def _parse(path: Path) -> tuple[Any, yaml.Node | None]:
     """The data of a YAML file and its node tree, from one pass of a safe loader that refuses aliases.
 
     An alias repeats a whole subtree, so a few hundred bytes of nested aliases expand to millions of nodes ("billion
     laughs"); refusing them, and capping the file size, bounds the work by the size of the file.
     """
-    try:
-        with path.open("rb") as file:
-            raw = file.read(MAX_YAML_BYTES + 1)
-    except OSError as exc:
-        raise SpecError(f"{path}: cannot read: {exc.strerror}", path=path) from exc
-    if len(raw) > MAX_YAML_BYTES:
-        raise SpecError(f"{path}: larger than {MAX_YAML_BYTES // 1024} KiB; a workflow file is far smaller", path=path)
+    raw = read_bounded(path, MAX_YAML_BYTES, SpecError, "a workflow file is far smaller")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
