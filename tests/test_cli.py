@@ -75,3 +75,27 @@ def test_offline_hub_id_is_a_clear_error(tmp_path: Path, monkeypatch: object) ->
     result = runner.invoke(app, ["serve", "--model", "someone/some-model"])
     assert result.exit_code == 1
     assert "'someone/some-model'" in result.output and "--model auto" in result.output
+
+
+def test_serve_on_port_0_learns_the_port_it_got() -> None:
+    """Before, `serve --port 0` announced port 0 and pointed workflow runs at it."""
+    import threading
+
+    import httpx
+    import uvicorn
+    from fastapi import FastAPI
+
+    from autoqwen.cli.serve import _bound_port, own_url
+
+    app = FastAPI()
+    app.get("/v1/ping")(lambda: {"ok": True})
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        port = _bound_port(server)
+        assert port > 0
+        assert httpx.get(own_url("127.0.0.1", port) + "/ping").json() == {"ok": True}
+    finally:
+        server.should_exit = True
+        thread.join(10)

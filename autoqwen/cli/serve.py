@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 from rich.console import Console
@@ -144,6 +145,9 @@ def serve(
     failed = threading.Event()
 
     def announce() -> None:
+        bound = port or _bound_port(server)  # port 0: the one the system picked, before any run can start
+        if bound != port:
+            runs.target = dataclasses.replace(target, base_url=own_url(host, bound))
         try:
             wait_for_model(engine)
         except Exception as exc:
@@ -151,7 +155,7 @@ def serve(
             failed.set()
             server.should_exit = True
             return
-        console.print(f"[green]Serving {engine.model_id}[/] at http://{host}:{port}/v1  (Ctrl-C to stop)")
+        console.print(f"[green]Serving {engine.model_id}[/] at http://{host}:{bound}/v1  (Ctrl-C to stop)")
 
     engine.start()
     threading.Thread(target=announce, daemon=True).start()
@@ -253,6 +257,14 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return host.lower() == "localhost"
+
+
+def _bound_port(server: Any) -> int:
+    """The port a starting uvicorn server listens on (it was asked for port 0)."""
+    while not server.started and not server.should_exit:
+        time.sleep(0.05)
+    sockets = [s for srv in getattr(server, "servers", []) for s in srv.sockets]
+    return int(sockets[0].getsockname()[1]) if sockets else 0
 
 
 def own_url(host: str, port: int) -> str:
