@@ -16,11 +16,13 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
-# Headless Chromium (Debian's package) for the gallery's browser test. Never fails: without it, that test is skipped.
+# Headless Chromium and its driver (Debian's packages) for the gallery's and the UI's browser tests. Never fails:
+# without them, those tests are skipped.
 browser:
-	@command -v chromium >/dev/null 2>&1 \
-	  || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1 \
-	  || echo "chromium unavailable: the gallery browser test will be skipped"
+	@(command -v chromium && command -v chromedriver) >/dev/null 2>&1 \
+	  || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver) \
+	     >/dev/null 2>&1 \
+	  || echo "chromium unavailable: the gallery and UI browser tests will be skipped"
 
 demo: install
 	$(BIN)/autoqwen run write-review --max-turns 2 --seed 0

@@ -21,6 +21,7 @@ FOLDERS = {
     "autoqwen.agents": ROOT / "agents",
     "autoqwen.workflows": ROOT / "workflows",
     "autoqwen.cli": ROOT / "autoqwen" / "cli",
+    "autoqwen.ui": ROOT / "autoqwen" / "ui",
 }
 # What each layer may import besides itself and the shared base (BASE: modules that import no layer): lower layers
 # only.
@@ -29,7 +30,16 @@ ALLOWED = {
     "autoqwen.skills": set(),
     "autoqwen.agents": {"autoqwen.skills", "autoqwen.local_llm"},
     "autoqwen.workflows": {"autoqwen.skills", "autoqwen.local_llm", "autoqwen.agents"},
-    "autoqwen.cli": {"autoqwen", "autoqwen.skills", "autoqwen.local_llm", "autoqwen.agents", "autoqwen.workflows"},
+    "autoqwen.cli": {
+        "autoqwen",
+        "autoqwen.skills",
+        "autoqwen.local_llm",
+        "autoqwen.agents",
+        "autoqwen.workflows",
+        "autoqwen.ui",
+    },
+    # The web UI: the top layer beside the CLI.
+    "autoqwen.ui": {"autoqwen.skills", "autoqwen.local_llm", "autoqwen.agents", "autoqwen.workflows"},
 }
 BASE = {"autoqwen.paths", "autoqwen.addresses", "autoqwen.terminal"}
 OLD_NAMES = {"local_llm", "skills", "agents", "workflows"}
@@ -163,6 +173,8 @@ def test_the_wheel_adds_exactly_one_top_level_package(tmp_path: Path) -> None:
         "autoqwen/skills/builtins/web.py",
         "autoqwen/workflows/builtin/write-review.yaml",
         "autoqwen/workflows/templates/index.html",
+        "autoqwen/ui/templates/base.html",
+        "autoqwen/ui/static/ui.js",
     ):
         assert needed in files, f"the wheel lacks {needed}"
 

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.text import Text
 from typer.core import TyperGroup
 
-from autoqwen.cli import export, mcp, run, serve, sessions, skills
+from autoqwen.cli import export, mcp, run, serve, sessions, skills, ui
 from autoqwen.terminal import terminal_safe
 
 __all__ = ["app", "user_facing_errors"]
@@ -25,9 +25,10 @@ def user_facing_errors() -> tuple[type[Exception], ...]:
     from autoqwen.agents.errors import AgentError
     from autoqwen.local_llm.errors import LocalLLMError
     from autoqwen.skills.errors import SkillError
+    from autoqwen.ui.errors import UIError
     from autoqwen.workflows.errors import WorkflowError
 
-    return (LocalLLMError, WorkflowError, SkillError, AgentError)
+    return (LocalLLMError, WorkflowError, SkillError, AgentError, UIError)
 
 
 class _Group(TyperGroup):
@@ -73,3 +74,4 @@ app.add_typer(skills.app, name="skills")
 app.add_typer(mcp.app, name="mcp")
 sessions.register(app)
 export.register(app)
+ui.register(app)
