@@ -7,9 +7,13 @@ both build their bodies from `APIError`.
 
 from __future__ import annotations
 
+from http import HTTPStatus
+
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from autoqwen.local_llm.errors import (
     ContextLengthExceeded,
@@ -20,7 +24,7 @@ from autoqwen.local_llm.errors import (
 )
 from autoqwen.local_llm.protocol import ErrorInfo, ErrorResponse
 
-__all__ = ["APIError", "api_error", "error_response", "unknown_model", "validation_error"]
+__all__ = ["APIError", "add_error_handlers", "api_error", "error_response", "unknown_model", "validation_error"]
 
 
 class APIError(Exception):
@@ -98,3 +102,22 @@ def unknown_model(model: str, served: tuple[str, ...]) -> APIError:
         param="model",
         code="model_not_found",
     )
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    """OpenAI-style bodies for `APIError`, invalid requests (400 naming the field) and Starlette's HTTP errors
+    (404 for an unknown path, 405, ...): the handlers every app of the project shares."""
+
+    @app.exception_handler(APIError)
+    async def _on_api_error(_: Request, exc: APIError) -> JSONResponse:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _on_validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(validation_error(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _on_http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
+        message = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+        return error_response(APIError(exc.status_code, message, type="invalid_request_error", code=code))

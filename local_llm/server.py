@@ -14,16 +14,19 @@ from __future__ import annotations
 import importlib.metadata
 import logging
 from collections.abc import Sequence
-from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from autoqwen.local_llm.api_errors import APIError, api_error, error_response, unknown_model, validation_error
+from autoqwen.local_llm.api_errors import (
+    APIError,
+    add_error_handlers,
+    api_error,
+    error_response,
+    unknown_model,
+)
 from autoqwen.local_llm.engine import Engine
 from autoqwen.local_llm.errors import LocalLLMError
 from autoqwen.local_llm.metrics import CountRequests, ServerMetrics
@@ -59,23 +62,11 @@ def create_app(
         )
     app.add_middleware(CountRequests, metrics=metrics, routes=app.router.routes)
 
-    @app.exception_handler(APIError)
-    async def _on_api_error(_: Request, exc: APIError) -> JSONResponse:
-        return error_response(exc)
+    add_error_handlers(app)
 
     @app.exception_handler(LocalLLMError)
     async def _on_engine_error(_: Request, exc: LocalLLMError) -> JSONResponse:
         return error_response(api_error(exc))
-
-    @app.exception_handler(RequestValidationError)
-    async def _on_validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(validation_error(exc))
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _on_http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
-        message = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
-        return error_response(APIError(exc.status_code, message, type="invalid_request_error", code=code))
 
     @app.exception_handler(Exception)
     async def _on_unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -17,6 +17,7 @@ import httpx
 import openai
 import pytest
 import uvicorn
+from workflow_samples import LONG, PAIR
 
 from autoqwen.local_llm import Engine, ServerConfig, create_app
 from autoqwen.paths import user_workflows_dir
@@ -26,20 +27,7 @@ from autoqwen.workflows.store import SessionStore
 from autoqwen.workflows.workflow_models import WorkflowModels
 
 KEY = "secret"
-PAIR = """\
-name: pair
-description: Two agents talk.
-inputs:
-  topic: {default: cats}
-agents:
-  - {name: alice, system_message: You talk., max_tokens: 4}
-  - {name: bob, system_message: You answer., max_tokens: 4}
-team: {type: round_robin, max_turns: 2}
-termination: {text: null}
-task: Talk about {topic}.
-"""
 NEEDY = PAIR.replace("name: pair", "name: needy").replace("topic: {default: cats}", "topic: {description: A topic}")
-LONG = PAIR.replace("name: pair", "name: long").replace("max_turns: 2", "max_turns: 100")
 
 
 @dataclass

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
+from workflow_samples import PAIR
 
 from autoqwen.cli import app
 from autoqwen.local_llm import EmbeddedServer
@@ -15,18 +16,6 @@ from autoqwen.workflows.errors import RunError
 from autoqwen.workflows.loader import load_workflow
 from autoqwen.workflows.runner import RunOptions, run_workflow
 from autoqwen.workflows.store import SessionStore
-
-PAIR = """\
-name: pair
-inputs:
-  topic: {default: cats}
-agents:
-  - {name: alice, system_message: You talk., max_tokens: 4}
-  - {name: bob, system_message: You answer., max_tokens: 4}
-team: {type: round_robin, max_turns: 2}
-termination: {text: null}
-task: Talk about {topic}.
-"""
 
 
 def flow(tmp_path: Path, text: str) -> Path:

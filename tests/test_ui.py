@@ -15,6 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from openai_stub import serve_stub
 from typer.testing import CliRunner
+from workflow_samples import LONG, PAIR
 
 from autoqwen.cli import app as cli_app
 from autoqwen.paths import user_workflows_dir
@@ -23,19 +24,6 @@ from autoqwen.workflows.live_runs import LiveRuns, RunTarget
 from autoqwen.workflows.store import SessionStore
 
 HOSTILE = "<script>alert(1)</script>"
-PAIR = """\
-name: pair
-description: Two agents talk.
-inputs:
-  topic: {default: cats}
-agents:
-  - {name: alice, system_message: You talk., max_tokens: 4}
-  - {name: bob, system_message: You answer., max_tokens: 4}
-team: {type: round_robin, max_turns: 2}
-termination: {text: null}
-task: Talk about {topic}.
-"""
-LONG = PAIR.replace("name: pair", "name: long").replace("max_turns: 2", "max_turns: 100")
 ORIGIN = "http://127.0.0.1"
 
 

@@ -14,13 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from autoqwen.local_llm.api_errors import APIError, error_response, validation_error
+from autoqwen.local_llm.api_errors import APIError, add_error_handlers
 from autoqwen.ui.guard import AccessGuard, GuardConfig
 from autoqwen.workflows.catalog import WorkflowEntry, list_workflows
 from autoqwen.workflows.errors import SessionNotFound
@@ -44,18 +42,7 @@ def create_ui_app(runs: LiveRuns, guard: GuardConfig | None = None, *, model_lab
     app.add_middleware(AccessGuard, config=guard or GuardConfig())
     store = runs.store
 
-    @app.exception_handler(APIError)
-    async def _on_api_error(_: Request, exc: APIError) -> JSONResponse:
-        return error_response(exc)
-
-    @app.exception_handler(RequestValidationError)
-    async def _on_validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(validation_error(exc))
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _on_http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        message = exc.detail if isinstance(exc.detail, str) else "error"
-        return error_response(APIError(exc.status_code, message, type="invalid_request_error"))
+    add_error_handlers(app)
 
     def page(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
         return templates.TemplateResponse(request, name, context, status_code=status)
