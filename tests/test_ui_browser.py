@@ -6,27 +6,19 @@ The run goes to tests/openai_stub.py's scripted server, whose reply carries a sc
 
 from __future__ import annotations
 
-import shutil
-import threading
-import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
-import uvicorn
 from openai_stub import serve_stub
+from ui_browser import chrome, needs_browser, serve_app
 
 from autoqwen.paths import user_workflows_dir
 from autoqwen.ui import GuardConfig, create_ui_app
 from autoqwen.workflows.live_runs import LiveRuns, RunTarget
 from autoqwen.workflows.store import SessionStore
 
-webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e .[dev])")
-CHROMIUM = next((path for name in ("chromium", "chromium-browser") if (path := shutil.which(name))), None)
-DRIVER = shutil.which("chromedriver")
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None or DRIVER is None,
-    reason="chromium or chromium-driver is not installed (`make browser` installs them): UI not checked in a browser",
-)
+pytestmark = needs_browser
 HOSTILE = "<script>alert(1)</script>"
 LONG = """\
 name: long
@@ -47,42 +39,25 @@ def ui_url() -> Iterator[str]:
     (user_workflows_dir() / "long.yaml").write_text(LONG)
     with serve_stub(f"Draft {HOSTILE}") as stub:
         runs = LiveRuns(RunTarget(stub.base_url, "stub", "k"), SessionStore())
-        app = create_ui_app(runs, GuardConfig(), model_label="stub")
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        while not server.started:
-            time.sleep(0.01)
         try:
-            yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+            with serve_app(create_ui_app(runs, GuardConfig(), model_label="stub")) as url:
+                yield url
         finally:
             runs.close()
-            server.should_exit = True
-            thread.join(10)
             runs.store.close()
 
 
 @pytest.fixture
-def browser() -> Iterator[object]:
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
-    options = Options()
-    options.binary_location = str(CHROMIUM)
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(executable_path=str(DRIVER)), options=options)
-    try:
+def browser() -> Iterator[Any]:
+    with chrome() as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
-def test_run_write_review_in_the_playground_and_see_messages(ui_url: str, browser: object) -> None:
+def test_run_write_review_in_the_playground_and_see_messages(ui_url: str, browser: Any) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    driver: webdriver.Chrome = browser  # type: ignore[assignment]
+    driver = browser
     driver.get(f"{ui_url}/")
     assert "write-review" in driver.find_element(By.TAG_NAME, "main").text
     driver.find_element(By.LINK_TEXT, "Playground").click()
@@ -107,11 +82,11 @@ def test_run_write_review_in_the_playground_and_see_messages(ui_url: str, browse
     assert HOSTILE in driver.find_element(By.ID, "messages").text
 
 
-def test_stop_ends_a_running_workflow(ui_url: str, browser: object) -> None:
+def test_stop_ends_a_running_workflow(ui_url: str, browser: Any) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    driver: webdriver.Chrome = browser  # type: ignore[assignment]
+    driver = browser
     driver.get(f"{ui_url}/playground?workflow=long")
     driver.find_element(By.ID, "run").click()
     wait = WebDriverWait(driver, 60)

@@ -54,7 +54,7 @@ def ui(
         lazy = LazyModel(model)
         target, label = lazy.target(), f"{model} (embedded, loads on the first run)"
     runs = LiveRuns(target)
-    app = create_ui_app(runs, GuardConfig(token=token, hosts=(host.lower(),)), model_label=label)
+    app = create_ui_app(runs, GuardConfig(token=token, hosts=(host.lower(),)), model=lazy, model_label=label)
     address = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/"
     link = f"{address}?token={token}" if token else address
     console.print(f"[green]autoqwen UI[/] at {address}  (Ctrl-C to stop)", highlight=False)
