@@ -3,6 +3,7 @@
 data_dir()              # AUTOQWEN_HOME, else the platform's user data dir (~/.local/share/autoqwen on Linux)
 user_skills_dir()       # <data dir>/skills: `autoqwen skills add/remove`
 user_workflows_dir()    # <data dir>/workflows: the user's named workflows
+user_models_dir()       # <data dir>/models: the user's own .gguf files and model folders (`autoqwen models list`)
 sessions_db()           # <data dir>/sessions.db: every session and message
 session_work_dir(id)    # <data dir>/sessions/<id>/files: what one session's agents produce
 current_work_dir()      # where a skill writes now: the running session's work dir (see use_work_dir)
@@ -24,6 +25,7 @@ __all__ = [
     "session_work_dir",
     "sessions_db",
     "use_work_dir",
+    "user_models_dir",
     "user_skills_dir",
     "user_workflows_dir",
 ]
@@ -59,6 +61,11 @@ def user_skills_dir() -> Path:
 def user_workflows_dir() -> Path:
     """Where users keep their own workflow files."""
     return data_dir() / "workflows"
+
+
+def user_models_dir() -> Path:
+    """The user's models folder: .gguf files and Hugging Face model folders put there are listed and served by name."""
+    return data_dir() / "models"
 
 
 def sessions_db(home: Path | None = None) -> Path:

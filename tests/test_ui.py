@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from openai_stub import serve_stub
 from typer.testing import CliRunner
-from workflow_samples import LONG, PAIR
+from workflow_samples import ENDLESS, PAIR
 
 from autoqwen.cli import app as cli_app
 from autoqwen.paths import user_workflows_dir
@@ -36,9 +36,7 @@ def runs() -> Iterator[LiveRuns]:
     folder = user_workflows_dir()
     folder.mkdir(parents=True)
     (folder / "pair.yaml").write_text(PAIR)
-    (folder / "long.yaml").write_text(
-        LONG.replace("termination: {text: null}", "termination: {text: null, max_messages: null}")
-    )
+    (folder / "long.yaml").write_text(ENDLESS)
     with serve_stub(f"Hi {HOSTILE}") as stub:
         live = LiveRuns(RunTarget(stub.base_url, "stub", "k"), SessionStore())
         try:

@@ -11,46 +11,23 @@ from typing import Any
 
 import pytest
 from openai_stub import serve_stub
-from ui_browser import chrome, needs_browser, serve_app
+from ui_browser import needs_browser, serve_ui
+from workflow_samples import ENDLESS
 
-from autoqwen.paths import user_workflows_dir
-from autoqwen.ui import GuardConfig, create_ui_app
-from autoqwen.workflows.live_runs import LiveRuns, RunTarget
-from autoqwen.workflows.store import SessionStore
+from autoqwen.local_llm import EmbeddedServer
+from autoqwen.workflows.live_runs import RunTarget
 
 pytestmark = needs_browser
 HOSTILE = "<script>alert(1)</script>"
-LONG = """\
-name: long
-inputs:
-  topic: {default: cats}
-agents:
-  - {name: alice, system_message: You talk., max_tokens: 4}
-  - {name: bob, system_message: You answer., max_tokens: 4}
-team: {type: round_robin, max_turns: 100}
-termination: {text: null, max_messages: null}
-task: Talk about {topic}.
-"""
 
 
 @pytest.fixture
 def ui_url() -> Iterator[str]:
-    user_workflows_dir().mkdir(parents=True)
-    (user_workflows_dir() / "long.yaml").write_text(LONG)
-    with serve_stub(f"Draft {HOSTILE}") as stub:
-        runs = LiveRuns(RunTarget(stub.base_url, "stub", "k"), SessionStore())
-        try:
-            with serve_app(create_ui_app(runs, GuardConfig(), model_label="stub")) as url:
-                yield url
-        finally:
-            runs.close()
-            runs.store.close()
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    with chrome() as driver:
-        yield driver
+    with (
+        serve_stub(f"Draft {HOSTILE}") as stub,
+        serve_ui(RunTarget(stub.base_url, "stub", "k"), workflows={"long": ENDLESS}) as (url, _),
+    ):
+        yield url
 
 
 def test_run_write_review_in_the_playground_and_see_messages(ui_url: str, browser: Any) -> None:
@@ -97,3 +74,39 @@ def test_stop_ends_a_running_workflow(ui_url: str, browser: Any) -> None:
     summary = driver.find_element(By.ID, "summary").text
     assert "status: stopped" in summary, summary
     assert driver.find_element(By.ID, "run").is_enabled()
+
+
+@pytest.mark.model
+def test_write_review_on_the_bundled_model_shows_each_message_before_the_run_ends(
+    bundled_server: EmbeddedServer, browser: Any
+) -> None:
+    """The issue's check: `write-review`, 2 turns, on the real model; the writer's message is on screen while the
+    critic still writes (no summary yet), and the run ends with both."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = browser
+    with serve_ui(RunTarget(bundled_server.base_url), label="bundled") as (url, _):
+        driver.get(f"{url}/playground?workflow=write-review")
+        for field, value in (("max-turns", "2"), ("seed", "0")):
+            box = driver.find_element(By.ID, field)
+            box.clear()
+            box.send_keys(value)
+        driver.find_element(By.ID, "run").click()
+        seen: list[tuple[int, bool]] = []  # (messages on screen, summary shown) at each look
+        wait = WebDriverWait(driver, 300, poll_frequency=0.05)
+
+        def look(d: Any) -> bool:
+            shown = d.find_element(By.ID, "summary").is_displayed()
+            seen.append((len(d.find_elements(By.CSS_SELECTOR, "#messages article")), shown))
+            return shown
+
+        wait.until(look)
+        sources = [
+            a.find_element(By.CSS_SELECTOR, "strong").text
+            for a in driver.find_elements(By.CSS_SELECTOR, "#messages article")
+        ]
+        assert sources == ["user", "writer", "critic"]
+        assert (2, False) in seen, seen  # the writer's message shown, the run not over
+        assert "status: finished" in driver.find_element(By.ID, "summary").text
+        assert driver.find_elements(By.CSS_SELECTOR, "#messages article .md-rendered")  # Markdown rendered

@@ -1,8 +1,8 @@
 """Shared by the browser tests of the web UI: a UI app served on loopback, headless Chromium driven by Selenium.
 
     pytestmark = needs_browser
-    with serve_app(create_ui_app(runs)) as url, chrome() as driver:
-        driver.get(f"{url}/workflows")
+    with serve_ui(RunTarget(stub.base_url, "stub", "k"), workflows={"long": LONG}) as (url, runs):
+        browser.get(f"{url}/workflows")
 
 Needs Debian's `chromium` and `chromium-driver` (`make browser`) and selenium (a dev dependency); `needs_browser`
 skips a test, with the reason, where they are missing.
@@ -20,6 +20,11 @@ from typing import Any
 import pytest
 import uvicorn
 from fastapi import FastAPI
+
+from autoqwen.paths import user_workflows_dir
+from autoqwen.ui import GuardConfig, create_ui_app
+from autoqwen.workflows.live_runs import LiveRuns, RunTarget
+from autoqwen.workflows.store import SessionStore
 
 try:
     from selenium import webdriver
@@ -48,6 +53,25 @@ def serve_app(app: FastAPI) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+@contextmanager
+def serve_ui(
+    target: RunTarget | None = None, *, workflows: dict[str, str] | None = None, label: str = "stub"
+) -> Iterator[tuple[str, LiveRuns]]:
+    """The UI served on loopback, its runs going to `target` (by default a closed port: nothing runs), with
+    `workflows` (name: YAML) written to the user workflows folder first; its URL and its runs."""
+    if workflows:
+        user_workflows_dir().mkdir(parents=True, exist_ok=True)
+        for name, text in workflows.items():
+            (user_workflows_dir() / f"{name}.yaml").write_text(text)
+    runs = LiveRuns(target or RunTarget("http://127.0.0.1:9/v1", "stub", "k"), SessionStore())
+    try:
+        with serve_app(create_ui_app(runs, GuardConfig(), model_label=label)) as url:
+            yield url, runs
+    finally:
+        runs.close()
+        runs.store.close()
 
 
 @contextmanager

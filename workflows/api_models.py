@@ -1,6 +1,8 @@
 """The HTTP API's wire types for workflows and sessions (the OpenAI endpoints' own are in local_llm.protocol).
 
     POST /v1/workflows/write-review/runs   {"inputs": {"topic": "local LLMs"}, "max_turns": 2, "stream": true}
+    POST /v1/sessions/ID/input             {"request_id": "9f0c...", "text": "Shorter, please."}
+    POST /v1/sessions/ID/resume            {"max_turns": 4, "human": "terminate", "stream": true}
 
 Requests refuse fields they do not know (`extra="forbid"`): a mistyped option is a 400 naming it, not a run with
 defaults.
@@ -12,20 +14,73 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from autoqwen.agents import HumanMode
 from autoqwen.local_llm.protocol import SEED_MAX, SEED_MIN
 from autoqwen.workflows.records import Message, Session, SessionStatus
 
-__all__ = ["InputInfo", "RunOutcome", "RunRequest", "RunSummary", "SessionList", "WorkflowInfo", "WorkflowList"]
+__all__ = [
+    "InputAccepted",
+    "InputAnswer",
+    "InputInfo",
+    "ResumeRequest",
+    "ResumeStarted",
+    "RunOutcome",
+    "RunRequest",
+    "RunSummary",
+    "SessionList",
+    "WorkflowInfo",
+    "WorkflowList",
+]
+
+_HUMAN = (
+    "human input mode: never (user proxies give their auto_reply), always (each user proxy turn asks for an "
+    "answer: an `input_request` event, answered with POST /v1/sessions/{id}/input), terminate (asked for feedback "
+    "when the team stops: an answer runs it again with it as the task, an empty one ends the run); default never, "
+    "so a client that does not answer never blocks a run"
+)
 
 
 class RunRequest(BaseModel):
-    """Body of POST /v1/workflows/{name}/runs: the options of `autoqwen run` (humans are never asked here)."""
+    """Body of POST /v1/workflows/{name}/runs: the options of `autoqwen run`."""
 
     model_config = ConfigDict(extra="forbid")
     inputs: dict[str, str] = Field(default_factory=dict, description="the task's inputs, by name")
     max_turns: Annotated[int, Field(ge=1, le=100)] | None = Field(default=None, description="cap on agent turns")
+    human: HumanMode = Field(default="never", description=_HUMAN)
     seed: Annotated[int, Field(ge=SEED_MIN, le=SEED_MAX)] | None = Field(default=None, description="sampling seed")
     stream: bool = Field(default=False, description="answer with the run's events as SSE, else one JSON result")
+
+
+class ResumeRequest(BaseModel):
+    """Body of POST /v1/sessions/{id}/resume: the options of `autoqwen run --resume`."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_turns: Annotated[int, Field(ge=1, le=100)] | None = Field(default=None, description="cap on agent turns")
+    human: HumanMode = Field(default="never", description=_HUMAN)
+    seed: Annotated[int, Field(ge=SEED_MIN, le=SEED_MAX)] | None = Field(default=None, description="sampling seed")
+    stream: bool = Field(default=False, description="answer with the run's events as SSE, else its session id")
+
+
+class ResumeStarted(BaseModel):
+    """The answer to a resume that is not streamed: the session now running (its events: GET .../events)."""
+
+    session_id: str
+    workflow: str
+
+
+class InputAnswer(BaseModel):
+    """Body of POST /v1/sessions/{id}/input: the answer to the run's pending `input_request`."""
+
+    model_config = ConfigDict(extra="forbid")
+    request_id: str = Field(max_length=200, description="the `request_id` of the input_request event answered")
+    text: str = Field(max_length=100_000, description="the answer; what an empty one means depends on the mode")
+
+
+class InputAccepted(BaseModel):
+    """The answer to POST /v1/sessions/{id}/input: the request answered; the run goes on."""
+
+    session_id: str
+    request_id: str
 
 
 class InputInfo(BaseModel):

@@ -7,6 +7,9 @@ GET  /v1/workflows                    the named workflows, their inputs
 POST /v1/workflows/{name}/runs        run one: its events as SSE (`stream: true`) or one JSON result
 GET  /v1/sessions                     stored sessions, newest first
 GET  /v1/sessions/{id}                one session with its messages and files
+GET  /v1/sessions/{id}/events         its events as SSE: a live run's from its start, or the stored ones
+POST /v1/sessions/{id}/input          answer a run's human input request
+POST /v1/sessions/{id}/resume         continue a stored session as a live run
 POST /v1/sessions/{id}/cancel         stop a run of this server; the session ends `stopped`
 
 Only named workflows run (builtin or in the user's workflows folder), never a path a client sends. Errors are
@@ -16,16 +19,19 @@ OpenAI-style bodies raised as `APIError`; the app's handlers (local_llm.server) 
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator
+import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Body, Path, Query
 from fastapi.responses import StreamingResponse
 
 from autoqwen.local_llm.api_errors import APIError
 from autoqwen.workflows.api_models import (
+    InputAccepted,
+    InputAnswer,
     InputInfo,
+    ResumeRequest,
+    ResumeStarted,
     RunOutcome,
     RunRequest,
     RunSummary,
@@ -35,12 +41,24 @@ from autoqwen.workflows.api_models import (
 )
 from autoqwen.workflows.catalog import WorkflowEntry, list_workflows
 from autoqwen.workflows.errors import SessionNotFound, SpecError
-from autoqwen.workflows.live_runs import LiveRun, LiveRuns, NotRunning, RunEvent
-from autoqwen.workflows.records import SESSION_ID_PATTERN, Message, Session, SessionRecord
+from autoqwen.workflows.event_stream import live_events, run_failed, sse, stored_events
+from autoqwen.workflows.human_input import InputNotPending
+from autoqwen.workflows.live_runs import AlreadyRunning, LiveRun, LiveRuns, NotRunning, RunEvent
+from autoqwen.workflows.records import SESSION_ID_PATTERN, Session, SessionRecord
 from autoqwen.workflows.spec import WorkflowSpec
 from autoqwen.workflows.store import SessionStore
 
-__all__ = ["MODEL_PREFIX", "begin_run", "check_inputs", "ended", "served_workflow", "sse", "workflow_router"]
+__all__ = [
+    "MODEL_PREFIX",
+    "begin_run",
+    "check_inputs",
+    "ended",
+    "opened",
+    "served_workflow",
+    "session_not_found",
+    "sse",
+    "workflow_router",
+]
 
 MODEL_PREFIX = "workflow:"
 # Proxies must pass events on as they come, and clients must not cache a stream.
@@ -48,6 +66,10 @@ _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 _STREAM_DOC: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/event-stream": {}}, "description": "with `stream: true`: SSE events"}
 }
+_EVENTS_DOC: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/event-stream": {}}, "description": "SSE events, up to `end`"}
+}
+_SessionId = Annotated[str, Path(max_length=200)]
 
 
 def workflow_router(runs: LiveRuns) -> APIRouter:
@@ -63,13 +85,9 @@ def workflow_router(runs: LiveRuns) -> APIRouter:
     async def start_run(name: str, body: RunRequest) -> RunOutcome | StreamingResponse:
         spec = served_workflow(name)
         check_inputs(spec, body.inputs)
-        run, first = await begin_run(runs, spec, body)
+        run, _ = await begin_run(runs, spec, body)
         if body.stream:
-            return StreamingResponse(
-                _sse_events(spec.name, run, first),
-                media_type="text/event-stream",
-                headers={**_SSE_HEADERS, "X-Autoqwen-Session": str(run.session_id)},
-            )
+            return _stream(run, store)
         return await _outcome(store, run)
 
     @router.get("/sessions", summary="List stored sessions, newest first")
@@ -77,26 +95,74 @@ def workflow_router(runs: LiveRuns) -> APIRouter:
         return SessionList(data=store.list_sessions(limit=limit))
 
     @router.get("/sessions/{session_id}", summary="One session with its messages")
-    async def get_session(session_id: Annotated[str, Path(max_length=200)]) -> SessionRecord:
+    async def get_session(session_id: _SessionId) -> SessionRecord:
         _check_session_id(session_id)
         try:
             return store.get_record(session_id)
         except SessionNotFound as exc:
-            raise _no_session(session_id) from exc
+            raise session_not_found(session_id) from exc
+
+    @router.get("/sessions/{session_id}/events", responses=_EVENTS_DOC, summary="A session's events, live or stored")
+    async def session_events(session_id: _SessionId) -> StreamingResponse:
+        _check_session_id(session_id)
+        run = runs.get(session_id)
+        if run is not None:
+            return _stream(run, store)
+        try:
+            store.get_session(session_id)  # a 404 now, not an error mid-stream
+        except SessionNotFound as exc:
+            raise session_not_found(session_id) from exc
+        return StreamingResponse(
+            stored_events(store, session_id),
+            media_type="text/event-stream",
+            headers={**_SSE_HEADERS, "X-Autoqwen-Session": session_id},
+        )
+
+    @router.post("/sessions/{session_id}/input", summary="Answer a run's human input request")
+    async def answer_input(session_id: _SessionId, body: InputAnswer) -> InputAccepted:
+        _check_session_id(session_id)
+        try:
+            runs.answer(session_id, body.request_id, body.text)
+        except SessionNotFound as exc:
+            raise session_not_found(session_id) from exc
+        except NotRunning as exc:
+            raise _not_running(exc) from exc
+        except InputNotPending as exc:
+            raise APIError(
+                409, str(exc), type="invalid_request_error", param="request_id", code="input_not_pending"
+            ) from exc
+        return InputAccepted(session_id=session_id, request_id=body.request_id)
+
+    @router.post(
+        "/sessions/{session_id}/resume", response_model=ResumeStarted, responses=_STREAM_DOC, summary="Resume a session"
+    )
+    async def resume(
+        session_id: _SessionId, body: Annotated[ResumeRequest | None, Body()] = None
+    ) -> ResumeStarted | StreamingResponse:
+        _check_session_id(session_id)
+        body = body or ResumeRequest()
+        try:
+            run = runs.resume(session_id, body)
+        except SessionNotFound as exc:
+            raise session_not_found(session_id) from exc
+        except AlreadyRunning as exc:
+            raise APIError(
+                409, str(exc), type="invalid_request_error", param="session_id", code="session_running"
+            ) from exc
+        await opened(run)
+        if body.stream:
+            return _stream(run, store)
+        return ResumeStarted(session_id=session_id, workflow=run.workflow)
 
     @router.post("/sessions/{session_id}/cancel", summary="Stop a running session")
-    async def cancel(session_id: Annotated[str, Path(max_length=200)]) -> Session:
-        import asyncio
-
+    async def cancel(session_id: _SessionId) -> Session:
         _check_session_id(session_id)
         try:
             return await asyncio.to_thread(runs.cancel, session_id)
         except SessionNotFound as exc:
-            raise _no_session(session_id) from exc
+            raise session_not_found(session_id) from exc
         except NotRunning as exc:
-            raise APIError(
-                409, str(exc), type="invalid_request_error", param="session_id", code="session_not_running"
-            ) from exc
+            raise _not_running(exc) from exc
 
     return router
 
@@ -128,10 +194,15 @@ async def begin_run(runs: LiveRuns, spec: WorkflowSpec, body: RunRequest) -> tup
     """Start a run and return it once its session exists, with its first event (the session); a run that cannot
     start is an OpenAI-style error."""
     run = runs.start(spec, body)
+    return run, await opened(run)
+
+
+async def opened(run: LiveRun) -> RunEvent:
+    """Wait for a run's first event (its session, once it exists); a run that could not start is a 503 error."""
     first = await anext(aiter(run.events()))
     if first[0] == "error":
-        raise _run_failed(str(first[1]))
-    return run, first
+        raise run_failed(str(first[1]))
+    return first
 
 
 def check_inputs(spec: WorkflowSpec, inputs: dict[str, str]) -> None:
@@ -155,11 +226,6 @@ def check_inputs(spec: WorkflowSpec, inputs: dict[str, str]) -> None:
                 param=f"inputs.{name}",
                 code="missing_input",
             )
-
-
-def sse(event: str, data: Any) -> str:
-    """One server-sent event: its name and its JSON data."""
-    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
 def _info(entry: WorkflowEntry) -> WorkflowInfo:
@@ -186,26 +252,13 @@ def _info(entry: WorkflowEntry) -> WorkflowInfo:
     return info.model_copy(update={"inputs": inputs})
 
 
-def _event_name(message: Message) -> str:
-    return message.type if message.type in ("tool_call", "tool_result") else "message"
-
-
-def _sse_line(event: RunEvent) -> str:
-    kind, data = event
-    if kind == "message" and isinstance(data, Message):
-        return sse(_event_name(data), data.model_dump(mode="json"))
-    if kind == "end" and isinstance(data, RunSummary):
-        return sse("end", data.model_dump(mode="json"))
-    if kind in ("end", "error"):
-        return sse("error", _run_failed(str(data or "the run ended without its session")).body().model_dump())
-    return sse(kind, data)
-
-
-async def _sse_events(workflow: str, run: LiveRun, first: RunEvent) -> AsyncIterator[str]:
-    """The SSE lines of a run; a client that leaves closes this generator, and the run goes on."""
-    yield sse(first[0], {**first[1], "workflow": workflow})
-    async for event in run.events():
-        yield _sse_line(event)
+def _stream(run: LiveRun, store: SessionStore) -> StreamingResponse:
+    """A live run's events, from its start, as the answer."""
+    return StreamingResponse(
+        live_events(run, store),
+        media_type="text/event-stream",
+        headers={**_SSE_HEADERS, "X-Autoqwen-Session": str(run.session_id)},
+    )
 
 
 async def ended(run: LiveRun) -> RunSummary:
@@ -214,8 +267,8 @@ async def ended(run: LiveRun) -> RunSummary:
         if kind == "end" and isinstance(data, RunSummary):
             return data
         if kind in ("end", "error"):
-            raise _run_failed(str(data or "the run ended without its session"))
-    raise _run_failed("the run ended without its session")
+            raise run_failed(str(data or "the run ended without its session"))
+    raise run_failed("the run ended without its session")
 
 
 async def _outcome(store: SessionStore, run: LiveRun) -> RunOutcome:
@@ -224,16 +277,17 @@ async def _outcome(store: SessionStore, run: LiveRun) -> RunOutcome:
     return RunOutcome(**summary.model_dump(), messages=store.get_messages(summary.session_id))
 
 
-def _run_failed(message: str) -> APIError:
-    return APIError(503, message, type="service_unavailable", code="run_failed")
-
-
 def _check_session_id(session_id: str) -> None:
     if not SESSION_ID_PATTERN.match(session_id):
-        raise _no_session(session_id)
+        raise session_not_found(session_id)
 
 
-def _no_session(session_id: str) -> APIError:
+def _not_running(exc: NotRunning) -> APIError:
+    return APIError(409, str(exc), type="invalid_request_error", param="session_id", code="session_not_running")
+
+
+def session_not_found(session_id: str) -> APIError:
+    """404 `session_not_found` for an id no stored session has."""
     return APIError(
         404,
         f"no session {session_id[:100]!r}",

@@ -1,6 +1,7 @@
 """Load workflow and agent YAML files into specs; every error names the file, the line and the field.
 
 spec = load_workflow(Path("my-flow.yaml"), skills=load_skills())
+spec, problems = check_workflow_text(text, path=folder / "my-flow.yaml", skills=load_skills())  # an editor's text
 """
 
 from __future__ import annotations
@@ -18,9 +19,18 @@ from autoqwen.skills import SkillRegistry
 from autoqwen.workflows.errors import InteropError, SpecError
 from autoqwen.workflows.spec import TEAM_TYPES, WorkflowSpec
 
-__all__ = ["MAX_YAML_BYTES", "load_agent", "load_workflow", "read_bounded", "read_yaml"]
+__all__ = [
+    "MAX_YAML_BYTES",
+    "check_workflow_text",
+    "load_agent",
+    "load_workflow",
+    "read_bounded",
+    "read_yaml",
+    "read_yaml_text",
+]
 
 MAX_YAML_BYTES = 256 * 1024
+_SMALLER = "a workflow file is far smaller"
 
 Loc = tuple[str | int, ...]
 T = TypeVar("T")
@@ -39,17 +49,46 @@ _AGENT: TypeAdapter[AgentSpec] = TypeAdapter(AgentSpec)
 
 def load_workflow(path: Path, *, skills: SkillRegistry | None = None) -> WorkflowSpec:
     """Read and validate a workflow file; agent refs are loaded; with `skills`, skill names are checked too."""
-    data, lines = _read(path)
-    if isinstance(data, dict) and isinstance(data.get("agents"), list):
-        data["agents"] = [_resolve_ref(item, path, lines, i) for i, item in enumerate(data["agents"])]
-    spec = _validate(_WORKFLOW, data, path, lines)
+    spec, problems = _check_workflow(*_read(path), path, skills)
+    if spec is None:
+        raise problems[0]
+    return spec
+
+
+def check_workflow_text(
+    text: str, *, path: Path, skills: SkillRegistry | None = None
+) -> tuple[WorkflowSpec | None, list[SpecError]]:
+    """Validate workflow YAML `text` as `load_workflow` would the file `path` (which need not exist: it names the
+    text in messages, and agent refs are relative to its folder); the spec, or None and every problem found."""
+    try:
+        data, lines = _mapping(*_parse_text(_bounded(text, path), path), path)
+    except SpecError as exc:
+        return None, [exc]
+    return _check_workflow(data, lines, path, skills)
+
+
+def _check_workflow(
+    data: dict[str, Any], lines: dict[Loc, int], path: Path, skills: SkillRegistry | None
+) -> tuple[WorkflowSpec | None, list[SpecError]]:
+    """The spec of a workflow's data, or None and its problems (the first is what the CLI reports)."""
+    try:
+        if isinstance(data.get("agents"), list):
+            data["agents"] = [_resolve_ref(item, path, lines, i) for i, item in enumerate(data["agents"])]
+    except SpecError as exc:
+        return None, [exc]
+    try:
+        spec = _WORKFLOW.validate_python(data)
+    except ValidationError as exc:
+        return None, _problems(exc, data, path, lines)
+    problems: list[SpecError] = []
     if skills is not None:
         for i, agent in enumerate(spec.agents):
             for j, name in enumerate(agent.skills if isinstance(agent, AssistantSpec) else ()):
                 if name not in skills:
                     known = ", ".join(skills.names()) or "none"
-                    raise _error(path, lines, ("agents", i, "skills", j), f"unknown skill {name!r} (known: {known})")
-    return spec
+                    message = f"unknown skill {name!r} (known: {known})"
+                    problems.append(_error(path, lines, ("agents", i, "skills", j), message))
+    return (None if problems else spec), problems
 
 
 def load_agent(path: Path) -> AgentSpec:
@@ -63,6 +102,17 @@ def read_yaml(path: Path) -> Any:
     return _parse(path)[0]
 
 
+def read_yaml_text(text: str, *, path: Path) -> Any:
+    """`read_yaml` for text already in memory (an editor's); `path` names it in messages."""
+    return _parse_text(_bounded(text, path), path)[0]
+
+
+def _bounded(text: str, path: Path) -> str:
+    if len(text.encode("utf-8", errors="replace")) > MAX_YAML_BYTES:
+        raise SpecError(f"{path}: larger than {_size(MAX_YAML_BYTES)}; {_SMALLER}", path=path)
+    return text
+
+
 def read_bounded(path: Path, limit: int, error: type[SpecError] | type[InteropError], why: str = "") -> bytes:
     """The bytes of a file that the user named and that may be hostile: at most `limit`, else `error` (also when
     it cannot be read), naming the file; `why` follows the size in the message."""
@@ -72,9 +122,12 @@ def read_bounded(path: Path, limit: int, error: type[SpecError] | type[InteropEr
     except OSError as exc:
         raise error(f"{path}: cannot read: {exc.strerror}", path=path) from exc
     if len(raw) > limit:
-        size = f"{limit // 1024 // 1024} MiB" if limit >= 1024 * 1024 else f"{limit // 1024} KiB"
-        raise error(f"{path}: larger than {size}" + (f"; {why}" if why else ""), path=path)
+        raise error(f"{path}: larger than {_size(limit)}" + (f"; {why}" if why else ""), path=path)
     return raw
+
+
+def _size(limit: int) -> str:
+    return f"{limit // 1024 // 1024} MiB" if limit >= 1024 * 1024 else f"{limit // 1024} KiB"
 
 
 def _parse(path: Path) -> tuple[Any, yaml.Node | None]:
@@ -83,11 +136,16 @@ def _parse(path: Path) -> tuple[Any, yaml.Node | None]:
     An alias repeats a whole subtree, so a few hundred bytes of nested aliases expand to millions of nodes ("billion
     laughs"); refusing them, and capping the file size, bounds the work by the size of the file.
     """
-    raw = read_bounded(path, MAX_YAML_BYTES, SpecError, "a workflow file is far smaller")
+    raw = read_bounded(path, MAX_YAML_BYTES, SpecError, _SMALLER)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise SpecError(f"{path}: not UTF-8 text: {exc}", path=path) from exc
+    return _parse_text(text, path)
+
+
+def _parse_text(text: str, path: Path) -> tuple[Any, yaml.Node | None]:
+    """`_parse` of text already read; `path` names it in messages."""
     loader = _SafeNoAliasLoader(text)
     try:
         node = loader.get_single_node()
@@ -115,8 +173,12 @@ class _SafeNoAliasLoader(yaml.SafeLoader):
         return super().compose_node(parent, index)  # type: ignore[arg-type]
 
 
-def _read(path: Path) -> tuple[Any, dict[Loc, int]]:
-    data, node = _parse(path)
+def _read(path: Path) -> tuple[dict[str, Any], dict[Loc, int]]:
+    return _mapping(*_parse(path), path)
+
+
+def _mapping(data: Any, node: yaml.Node | None, path: Path) -> tuple[dict[str, Any], dict[Loc, int]]:
+    """The top-level mapping of a document and the line of every key and list item in it; else SpecError."""
     if not isinstance(data, dict):
         raise SpecError(f"{path}:1: expected a mapping of fields at the top level", path=path, line=1)
     lines: dict[Loc, int] = {}
@@ -140,8 +202,22 @@ def _validate(adapter: TypeAdapter[T], data: Any, path: Path, lines: dict[Loc, i
     try:
         return adapter.validate_python(data)
     except ValidationError as exc:
-        loc, message = _explain(exc.errors()[0], data)
-        raise _error(path, lines, loc, message) from None
+        raise _problems(exc, data, path, lines)[0] from None
+
+
+def _problems(exc: ValidationError, data: Any, path: Path, lines: dict[Loc, int]) -> list[SpecError]:
+    """One SpecError per distinct pydantic error, in pydantic's order (the CLI reports the first).
+
+    An error at a field holding another error's field is left out: it only echoes that one (a list of agents
+    "should have at least 1 item" when its only item is invalid).
+    """
+    found = [_explain(error, data) for error in exc.errors()]
+    problems: dict[str, SpecError] = {}
+    for loc, message in found:
+        if not any(len(other) > len(loc) and other[: len(loc)] == loc for other, _ in found):
+            problem = _error(path, lines, loc, message)
+            problems.setdefault(str(problem), problem)
+    return list(problems.values())
 
 
 def _explain(error: ErrorDetails, data: Any) -> tuple[Loc, str]:

@@ -4,7 +4,10 @@ serve.py     `serve`, `chat`: the model server's commands (also `python -m autoq
 run.py       `run`, `workflows list|show|validate|schema`
 skills.py    `skills list|show|add|remove|run`
 sessions.py  `sessions list|show|delete`
-export.py    `export`, `gallery import`
+export.py    `export`, `gallery import|export-autogen`
+models.py    `models list|pull|show|rm`
+mcp.py       `mcp serve`
+ui.py        `ui`: the web UI (autoqwen.ui)
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.text import Text
 from typer.core import TyperGroup
 
-from autoqwen.cli import export, mcp, run, serve, sessions, skills, ui
+from autoqwen.cli import export, mcp, models, run, serve, sessions, skills, ui
 from autoqwen.terminal import terminal_safe
 
 __all__ = ["app", "user_facing_errors"]
@@ -73,5 +73,6 @@ run.register(app)
 app.add_typer(skills.app, name="skills")
 app.add_typer(mcp.app, name="mcp")
 sessions.register(app)
+models.register(app)
 export.register(app)
 ui.register(app)

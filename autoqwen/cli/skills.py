@@ -14,22 +14,13 @@ from rich.text import Text
 from autoqwen.terminal import terminal_safe
 
 if TYPE_CHECKING:
-    from autoqwen.skills import SkillSource
+    pass
 
 __all__ = ["app"]
 
 app = typer.Typer(help="List, inspect, add, remove and run skills.", no_args_is_help=True)
 console = Console()
 err_console = Console(stderr=True)
-
-
-def source_label(source: SkillSource) -> str:
-    """A short label for where a skill came from: builtin, the package name, or the user file name."""
-    if source.kind == "plugin":
-        return f"plugin {source.package}"
-    if source.kind == "user" and source.path is not None:
-        return f"user {source.path.name}"
-    return source.kind
 
 
 @app.command("list")
@@ -53,7 +44,7 @@ def list_skills(
     registry = load_skills(warn=False)
     table = Table("name", "source", "description", box=None, pad_edge=False)
     for entry in registry:
-        table.add_row(entry.skill.name, source_label(entry.source), Text(terminal_safe(entry.skill.summary)))
+        table.add_row(entry.skill.name, entry.source.label, Text(terminal_safe(entry.skill.summary)))
     console.print(table)
     for problem in registry.problems:
         err_console.print(f"[yellow]warning:[/] {problem.message}", highlight=False)

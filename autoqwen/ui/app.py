@@ -20,6 +20,7 @@ from autoqwen.local_llm.api_errors import add_error_handlers
 from autoqwen.ui import (
     editor_api,
     gallery_pages,
+    model_api,
     model_pages,
     playground_pages,
     session_api,
@@ -39,7 +40,7 @@ __all__ = ["API_PREFIX", "create_ui_app"]
 API_PREFIX = "/api"
 _HERE = Path(__file__).resolve().parent
 _PAGES = (workflow_pages, playground_pages, session_pages, gallery_pages, skills_pages, model_pages)
-_APIS = (editor_api, session_api, skills_api)
+_APIS = (editor_api, session_api, skills_api, model_api)
 
 
 def create_ui_app(

@@ -16,7 +16,9 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
+from autoqwen.workflows.errors import SessionNotFound
 from autoqwen.workflows.live_runs import LiveRuns
+from autoqwen.workflows.records import SESSION_ID_PATTERN, Session
 
 if TYPE_CHECKING:
     from autoqwen.ui.model import LazyModel
@@ -40,6 +42,15 @@ class Pages:
     def page(self, request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
         """Render template `name` with `context` (which names `title` and `nav`, the highlighted navigation entry)."""
         return self.templates.TemplateResponse(request, name, context, status_code=status)
+
+    def session(self, session_id: str) -> Session | None:
+        """The stored session of that id, or None (an id of the wrong shape included)."""
+        if not SESSION_ID_PATTERN.match(session_id):
+            return None
+        try:
+            return self.store.get_session(session_id)
+        except SessionNotFound:
+            return None
 
     def missing(self, request: Request, message: str) -> HTMLResponse:
         """The 404 page saying what was not found."""

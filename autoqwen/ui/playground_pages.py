@@ -1,4 +1,9 @@
-"""The Playground page: pick a workflow, fill its inputs, run it and watch its messages (static/ui.js)."""
+"""The Playground page: pick a workflow, fill its inputs, run it and watch its messages (static/ui.js).
+
+/playground?workflow=NAME     the form for that workflow
+/playground?session=ID        the same page attached to a session's events: a live run's from its start, then
+                              as they come (a reload, a second tab, the Sessions page's Resume), or a stored one
+"""
 
 from __future__ import annotations
 
@@ -17,11 +22,23 @@ def router(pages: Pages) -> APIRouter:
     routes = APIRouter(include_in_schema=False)
 
     @routes.get("/playground")
-    async def playground_page(request: Request, workflow: str = "") -> HTMLResponse:
+    async def playground_page(request: Request, workflow: str = "", session: str = "") -> HTMLResponse:
+        attached = pages.session(session) if session else None
+        if session and attached is None:
+            return pages.missing(request, f"no session {session[:100]!r}")
+        if attached is not None:
+            workflow = workflow or attached.workflow
         entries = [e for e in list_workflows() if e.problem is None]
         chosen = next((e for e in entries if e.name == workflow), entries[0] if entries else None)
         spec = served_workflow(chosen.name) if chosen is not None else None
-        title = "Playground"
-        return pages.page(request, "playground.html", title=title, nav="playground", workflows=entries, spec=spec)
+        return pages.page(
+            request,
+            "playground.html",
+            title="Playground",
+            nav="playground",
+            workflows=entries,
+            spec=spec,
+            session=attached,
+        )
 
     return routes
