@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fake_hub import FakeHub, point_at, write_gguf
 from gguf.constants import LlamaFileType
 
 from autoqwen.local_llm import ModelLoadError, list_models, pull_model, resolve_model
@@ -22,7 +23,6 @@ from autoqwen.local_llm.hub_files import (
     pick_gguf,
 )
 from autoqwen.local_llm.pull_progress import QUIET
-from tests.fake_hub import FakeHub, point_at, write_gguf
 
 REPO = "tiny/Tiny-Chat"
 GGUF_REPO = "tiny/Tiny-Chat-GGUF"

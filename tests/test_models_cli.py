@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fake_hub import FakeHub, point_at, write_gguf
 from gguf.constants import LlamaFileType
 from typer.testing import CliRunner
 
@@ -17,7 +18,6 @@ from autoqwen.cli import app
 from autoqwen.local_llm import ModelSource, resolve_model
 from autoqwen.local_llm.cache import converted_folder
 from autoqwen.paths import user_models_dir
-from tests.fake_hub import FakeHub, point_at, write_gguf
 
 runner = CliRunner()
 REPO = "tiny/Tiny-Chat"

@@ -216,6 +216,22 @@
     summary.appendChild(link);
   }
 
+  // Until the run has its session, say how the model's loading goes (the first run loads it): GET /api/v1/model.
+  async function watchLoading() {
+    while (sessionId === null && status.textContent.endsWith("…")) {
+      try {
+        const model = await (await fetch("/api/v1/model", { headers: { Accept: "application/json" } })).json();
+        if (sessionId !== null || !status.textContent.endsWith("…")) return;
+        if (model.state === "loading" || model.state === "not loaded") {
+          status.textContent = "loading the model " + (model.model || "") + ": " + (model.load_stage || model.state) + "…";
+        }
+      } catch (err) {
+        return;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+    }
+  }
+
   function handle(name, data) {
     if (name !== "input_request") clearInputRequest(); // any later event: the request was answered
     if (name === "session") {
@@ -306,7 +322,8 @@
       const seed = document.getElementById("seed").value.trim();
       if (seed !== "") body.seed = parseInt(seed, 10);
       sessionId = null;
-      status.textContent = "starting (the model loads on the first run)…";
+      status.textContent = "starting…";
+      watchLoading();
       follow("/api/v1/workflows/" + encodeURIComponent(form.dataset.workflow) + "/runs", {
         method: "POST",
         headers: { "Content-Type": "application/json" },
