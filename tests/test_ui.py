@@ -179,3 +179,27 @@ def test_the_embedded_model_starts_on_the_first_run(tiny_model_dir: Path) -> Non
         live.close()
         live.store.close()
         model.close()
+
+
+def test_a_json_body_past_the_cap_is_refused_before_it_reaches_a_route(runs: LiveRuns) -> None:
+    from autoqwen.ui.guard import MAX_JSON_BYTES
+
+    client = client_for(runs)
+    huge = json.dumps({"inputs": {"topic": "x" * MAX_JSON_BYTES}})
+    answer = client.post("/api/v1/workflows/pair/runs", content=huge, headers={"Content-Type": "application/json"})
+    assert answer.status_code == 413 and answer.json()["error"]["code"] == "body_too_large"
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: counted as it arrives
+        yield b'{"inputs": {"topic": "'
+        for _ in range(MAX_JSON_BYTES // 65536 + 1):
+            yield b"x" * 65536
+        yield b'"}}'
+
+    answer = client.post("/api/v1/workflows/pair/runs", content=chunks(), headers={"Content-Type": "application/json"})
+    assert answer.status_code == 413 and answer.json()["error"]["code"] == "body_too_large"
+
+
+def test_the_token_cookie_is_found_beside_other_apps_odd_cookies(runs: LiveRuns) -> None:
+    client = client_for(runs, token="s3cret")
+    answer = client.get("/api/v1/workflows", headers={"Cookie": f"a b=c; {COOKIE}=s3cret; x=1"})
+    assert answer.status_code == 200

@@ -79,6 +79,7 @@ class LiveRun:
 
     def __init__(self, workflow: str, human: HumanMode = "never", *, answer_timeout: float = ANSWER_TIMEOUT) -> None:
         self.workflow = workflow
+        self.on_target = True  # its agents use the server's own model (not a server the workflow names)
         self.session_id: str | None = None
         self.cancel_event = threading.Event()
         self.done = threading.Event()
@@ -211,6 +212,7 @@ class LiveRuns:
         """The runner's options for a run of `spec` on this server's model (unless the workflow names another)."""
         target = self.target
         own = spec is None or not isinstance(spec.model, ExternalModel)  # a workflow naming a server keeps it
+        run.on_target = own
         return RunOptions(
             base_url=target.base_url if own else None,
             api_key=target.api_key if own else None,
@@ -240,18 +242,20 @@ class LiveRuns:
         """The run's thread: run it, telling each message, then how it ended (or why it could not start)."""
         result: RunResult | None = None
         started = time.monotonic()
+        why = "the run stopped before its session opened"
         try:
-            if self.target.wait_ready is not None:
-                self.target.wait_ready()
+            if run.on_target and self.target.wait_ready is not None:
+                self.target.wait_ready()  # the model the run uses is loading: wait for it
             result = work()
         except KeyboardInterrupt:
             pass  # cancelled: the runner stored the session as stopped
         except Exception as exc:  # the session (if any) says what; never let it kill the server
             if not isinstance(exc, WorkflowError):
                 log.exception("workflow run %s failed", run.session_id or run.workflow)
-            if run.session_id is None:
-                run.put("error", str(exc) if isinstance(exc, WorkflowError) else f"the run failed: {exc}")
+            why = str(exc) if isinstance(exc, WorkflowError) else f"the run failed: {exc}"
         finally:
+            if run.session_id is None:
+                run.put("error", why)  # whoever waits for the session hears why there is none
             with self._lock:
                 for key in {run.session_id, reserved} - {None}:
                     if self._active.get(str(key)) is run:

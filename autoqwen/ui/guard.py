@@ -5,6 +5,8 @@
 - Without a token (loopback only), the Host header must name this machine, so a rebound DNS name cannot reach it.
 - A state-changing request (any method but GET, HEAD, OPTIONS) from another site is refused: its `Sec-Fetch-Site`
   must be same-origin (or none), and its `Origin`, when sent, must be the app's own scheme, host and port.
+- A body that is not a multipart upload (those routes cap their own files) may hold at most `MAX_JSON_BYTES`
+  (413): by its Content-Length, and counted as it arrives (it is read here, then handed on whole).
 
 Refusals are OpenAI-style JSON errors, like the rest of the API.
 """
@@ -13,18 +15,19 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
-from http.cookies import SimpleCookie
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from starlette.datastructures import Headers
+from starlette.requests import cookie_parser
 from starlette.responses import RedirectResponse
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from autoqwen.local_llm.api_errors import APIError, error_response
 
-__all__ = ["COOKIE", "AccessGuard", "GuardConfig"]
+__all__ = ["COOKIE", "MAX_JSON_BYTES", "AccessGuard", "GuardConfig"]
 
 COOKIE = "autoqwen_ui_token"
+MAX_JSON_BYTES = 4 * 1024 * 1024  # a workflow's YAML (256 KiB) escaped in JSON fits many times over
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
 
@@ -62,7 +65,25 @@ class AccessGuard:
             response.set_cookie(COOKIE, token, httponly=True, samesite="strict", path="/")
             await response(scope, receive, send)
             return
-        await self.app(scope, receive, send)
+        if headers.get("content-type", "").startswith("multipart/form-data"):
+            await self.app(scope, receive, send)
+            return
+        length = headers.get("content-length", "")
+        if length.isdigit() and int(length) > MAX_JSON_BYTES:
+            await error_response(_too_large())(scope, receive, send)
+            return
+        body = bytearray()
+        while True:  # counted as it arrives (a chunked body has no Content-Length)
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client left before sending its body
+            body += message.get("body", b"")
+            if len(body) > MAX_JSON_BYTES:
+                await error_response(_too_large())(scope, receive, send)
+                return
+            if not message.get("more_body", False):
+                break
+        await self.app(scope, _replay(bytes(body), receive), send)
 
     def _refusal(self, scope: Scope, headers: Headers) -> APIError | None:
         host = headers.get("host", "").lower()
@@ -86,12 +107,30 @@ class AccessGuard:
         bearer = headers.get("authorization", "")
         if bearer.lower().startswith("bearer ") and hmac.compare_digest(bearer[7:].strip().encode(), token):
             return True
-        cookie = SimpleCookie()
-        cookie.load(headers.get("cookie", ""))
-        if COOKIE in cookie and hmac.compare_digest(cookie[COOKIE].value.encode(), token):
+        cookie = cookie_parser(headers.get("cookie", "")).get(COOKIE)  # lenient: other apps' odd cookies
+        if cookie is not None and hmac.compare_digest(cookie.encode(), token):
             return True
         query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
         return scope["method"] == "GET" and hmac.compare_digest(query.get("token", "").encode(), token)
+
+
+def _too_large() -> APIError:
+    message = f"the request body may hold at most {MAX_JSON_BYTES // (1024 * 1024)} MiB"
+    return APIError(413, message, type="invalid_request_error", code="body_too_large")
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that gives the body read already, then whatever the client sends next (its disconnect)."""
+    pending = True
+
+    async def replayed() -> Message:
+        nonlocal pending
+        if pending:
+            pending = False
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replayed
 
 
 def _hostname(host: str) -> str:

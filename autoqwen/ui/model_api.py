@@ -86,7 +86,7 @@ def router(pages: Pages) -> APIRouter:
                 type="invalid_request_error",
                 code="external_model",
             )
-        pages.model.start()
+        await asyncio.to_thread(pages.model.start)  # it may wait for a previous load's server to stop
         return JSONResponse((await model_status(pages)).model_dump(), status_code=202)
 
     return routes
@@ -152,7 +152,7 @@ async def _get(http: httpx.AsyncClient, url: str, target: RunTarget) -> httpx.Re
             async for chunk in response.aiter_bytes():
                 body += chunk
                 if len(body) > _MAX_BODY:
-                    return f"the answer of {url} is larger than {_MAX_BODY} bytes"
+                    return f"the answer of {shown_url(url)} is larger than {_MAX_BODY} bytes"
             return httpx.Response(response.status_code, headers=response.headers, content=bytes(body))
     except httpx.HTTPError as exc:
         return f"unreachable: {type(exc).__name__}: {exc}" if str(exc) else f"unreachable: {type(exc).__name__}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
+from autoqwen.local_llm.api_errors import APIError
 from autoqwen.ui.pages import Pages
 from autoqwen.workflows.catalog import list_workflows
 from autoqwen.workflows.http_api import served_workflow
@@ -30,7 +31,10 @@ def router(pages: Pages) -> APIRouter:
             workflow = workflow or attached.workflow
         entries = [e for e in list_workflows() if e.problem is None]
         chosen = next((e for e in entries if e.name == workflow), entries[0] if entries else None)
-        spec = served_workflow(chosen.name) if chosen is not None else None
+        try:
+            spec = served_workflow(chosen.name) if chosen is not None else None
+        except APIError as exc:  # a workflow that broke since it was listed (a skill file changed, say)
+            return pages.page(request, "error.html", exc.status, title="Playground", message=str(exc))
         return pages.page(
             request,
             "playground.html",

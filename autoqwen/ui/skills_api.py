@@ -163,7 +163,11 @@ def router(pages: Pages) -> APIRouter:
                 code="too_many_tries",
                 headers={"Retry-After": "5"},
             )
-        folder = _new_try_folder()
+        try:
+            folder = _new_try_folder()
+        except BaseException:
+            slots.release()
+            raise
         started = time.monotonic()
 
         def work() -> Any:
