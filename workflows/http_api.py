@@ -52,6 +52,7 @@ __all__ = [
     "MODEL_PREFIX",
     "begin_run",
     "check_inputs",
+    "check_session_id",
     "ended",
     "opened",
     "served_workflow",
@@ -96,7 +97,7 @@ def workflow_router(runs: LiveRuns) -> APIRouter:
 
     @router.get("/sessions/{session_id}", summary="One session with its messages")
     async def get_session(session_id: _SessionId) -> SessionRecord:
-        _check_session_id(session_id)
+        check_session_id(session_id)
         try:
             return store.get_record(session_id)
         except SessionNotFound as exc:
@@ -104,7 +105,7 @@ def workflow_router(runs: LiveRuns) -> APIRouter:
 
     @router.get("/sessions/{session_id}/events", responses=_EVENTS_DOC, summary="A session's events, live or stored")
     async def session_events(session_id: _SessionId) -> StreamingResponse:
-        _check_session_id(session_id)
+        check_session_id(session_id)
         run = runs.get(session_id)
         if run is not None:
             return _stream(run, store)
@@ -120,7 +121,7 @@ def workflow_router(runs: LiveRuns) -> APIRouter:
 
     @router.post("/sessions/{session_id}/input", summary="Answer a run's human input request")
     async def answer_input(session_id: _SessionId, body: InputAnswer) -> InputAccepted:
-        _check_session_id(session_id)
+        check_session_id(session_id)
         try:
             runs.answer(session_id, body.request_id, body.text)
         except SessionNotFound as exc:
@@ -139,7 +140,7 @@ def workflow_router(runs: LiveRuns) -> APIRouter:
     async def resume(
         session_id: _SessionId, body: Annotated[ResumeRequest | None, Body()] = None
     ) -> ResumeStarted | StreamingResponse:
-        _check_session_id(session_id)
+        check_session_id(session_id)
         body = body or ResumeRequest()
         try:
             run = runs.resume(session_id, body)
@@ -156,7 +157,7 @@ def workflow_router(runs: LiveRuns) -> APIRouter:
 
     @router.post("/sessions/{session_id}/cancel", summary="Stop a running session")
     async def cancel(session_id: _SessionId) -> Session:
-        _check_session_id(session_id)
+        check_session_id(session_id)
         try:
             return await asyncio.to_thread(runs.cancel, session_id)
         except SessionNotFound as exc:
@@ -277,7 +278,8 @@ async def _outcome(store: SessionStore, run: LiveRun) -> RunOutcome:
     return RunOutcome(**summary.model_dump(), messages=store.get_messages(summary.session_id))
 
 
-def _check_session_id(session_id: str) -> None:
+def check_session_id(session_id: str) -> None:
+    """404 `session_not_found` for an id that no session can have (checked before the store is asked)."""
     if not SESSION_ID_PATTERN.match(session_id):
         raise session_not_found(session_id)
 

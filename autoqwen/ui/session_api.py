@@ -33,8 +33,8 @@ from autoqwen.ui.gallery_pages import gallery_dir
 from autoqwen.ui.pages import Pages
 from autoqwen.workflows.errors import GalleryError, SessionExists, SessionNotFound, SessionRunning, StoreError
 from autoqwen.workflows.gallery import GalleryEntry, export_sessions, import_session, read_index, read_record
-from autoqwen.workflows.http_api import session_not_found
-from autoqwen.workflows.records import SESSION_ID_PATTERN, Session
+from autoqwen.workflows.http_api import check_session_id, session_not_found
+from autoqwen.workflows.records import Session
 from autoqwen.workflows.store import SessionStore
 
 __all__ = [
@@ -85,7 +85,7 @@ def router(pages: Pages) -> APIRouter:
 
     @routes.delete("/sessions/{session_id}", summary="Delete a session, its messages and its files")
     async def delete(session_id: SessionId) -> SessionDeleted:
-        _check_id(session_id)
+        check_session_id(session_id)
         if pages.runs.get(session_id) is not None:
             session = _get(store, session_id)
             raise _running(SessionRunning(session.id, pid=os.getpid(), host=socket.gethostname()))
@@ -132,7 +132,7 @@ def router(pages: Pages) -> APIRouter:
 
 async def _export(pages: Pages, ids: list[str]) -> GalleryList:
     for session_id in ids:
-        _check_id(session_id)
+        check_session_id(session_id)
     folder = gallery_dir(pages)
     try:
         await asyncio.to_thread(export_sessions, pages.store, ids, folder)
@@ -248,11 +248,6 @@ def _check_length(request: Request) -> None:
         raise APIError(411, "send the upload with a Content-Length", type="invalid_request_error")
     if int(length) > MAX_IMPORT_BYTES + _FORM_SLACK:
         raise _too_large(MAX_IMPORT_BYTES, "the upload")
-
-
-def _check_id(session_id: str) -> None:
-    if not SESSION_ID_PATTERN.match(session_id):
-        raise session_not_found(session_id)
 
 
 def _get(store: SessionStore, session_id: str) -> Session:
