@@ -18,7 +18,7 @@ from autoqwen.local_llm.model_provider import ModelProvider
 from autoqwen.local_llm.model_pull import pull_model
 from autoqwen.local_llm.pull_progress import PullProgress, RichPullProgress
 from autoqwen.local_llm.resolve import AUTO, BUNDLED, DEFAULT_HUB_ID, ModelSource, bundled_gguf, resolve_model
-from autoqwen.local_llm.sampling import SamplingParams
+from autoqwen.local_llm.sampling import SamplingParams, TokenLogprob
 from autoqwen.local_llm.scheduler import EngineHooks
 from autoqwen.local_llm.server import ServerConfig, create_app
 
@@ -45,6 +45,7 @@ __all__ = [
     "RichPullProgress",
     "SamplingParams",
     "ServerConfig",
+    "TokenLogprob",
     "bundled_gguf",
     "create_app",
     "list_models",

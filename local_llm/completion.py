@@ -1,5 +1,6 @@
-"""The handle on one queued generation (`Completion`), and the bridge that carries its text from the engine's
-worker thread to the client's thread or asyncio event loop."""
+"""The handle on one queued generation (`Completion`), the bridge that carries its text from the engine's
+worker thread to the client's thread or asyncio event loop, and `interleave`, which reads several at once (the
+choices of one request)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ import weakref
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any, Literal
 
-from autoqwen.local_llm.sampling import SamplingParams
+from autoqwen.local_llm.errors import LocalLLMError
+from autoqwen.local_llm.sampling import SamplingParams, TokenLogprob
 
-__all__ = ["Completion"]
+__all__ = ["Completion", "interleave"]
 
 _DONE = object()
 
@@ -67,6 +69,10 @@ class Completion:
 
     After iteration ends, `finish_reason` is "stop" or "length" and the token counts are final. The engine's worker
     drives it through `emit`, `send_due`, `send_held`, `finish` and `fail`.
+
+    With `params.logprobs` set, `logprobs` holds each generated token's `TokenLogprob`, in order (end-of-sequence
+    left out); the worker appends a token's entry before its text goes out, so a reader that has a piece of text
+    finds the entries of the tokens that made it (and maybe of a few whose text is still held back).
     """
 
     def __init__(
@@ -84,6 +90,7 @@ class Completion:
         self.prompt_tokens = len(self.prompt_ids)
         self.completion_tokens = 0
         self.cached_tokens = 0  # prompt tokens whose KV states came from the prefix cache
+        self.logprobs: list[TokenLogprob] = []  # filled only when params.logprobs is set
         self.finish_reason: Literal["stop", "length"] | None = None
         self.submitted_at = time.perf_counter()
         self.first_token_at: float | None = None
@@ -165,3 +172,34 @@ class Completion:
                 self.cancel()
         else:
             self._queue.put(item)
+
+
+async def interleave(completions: Sequence[Completion]) -> AsyncIterator[tuple[int, str | None]]:
+    """The text of several async completions as it comes, each piece as (index, piece) and each end as (index,
+    None); the first failure is raised (as a LocalLLMError). Closing it stops reading, not the completions: their
+    owner cancels them."""
+    pieces: asyncio.Queue[tuple[int, str | None] | LocalLLMError] = asyncio.Queue()
+
+    async def pump(index: int, completion: Completion) -> None:
+        try:
+            async for piece in completion:
+                pieces.put_nowait((index, piece))
+            pieces.put_nowait((index, None))
+        except LocalLLMError as exc:
+            pieces.put_nowait(exc)
+        except Exception as exc:  # a bug, not the request's fault: the reader must not wait forever
+            pieces.put_nowait(LocalLLMError(f"generation failed: {exc}"))
+
+    tasks = [asyncio.ensure_future(pump(i, c)) for i, c in enumerate(completions)]
+    try:
+        remaining = len(completions)
+        while remaining:
+            item = await pieces.get()
+            if isinstance(item, LocalLLMError):
+                raise item
+            if item[1] is None:
+                remaining -= 1
+            yield item
+    finally:
+        for task in tasks:
+            task.cancel()

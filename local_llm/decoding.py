@@ -7,6 +7,9 @@ completion and says what to feed the model next:
     tokens = job.prompt_ids + seq.start()      # tokens a grammar forces before the first sampled one
     seq.fed, seq.pending = tokens[:-1], tokens[-1:]   # the model holds fed's KV states; pending is fed next
     seq.advance(logits)                        # pending's logits: samples; pending is what to feed next, done when over
+
+When the completion asks for logprobs (`SamplingParams.logprobs`), each generated token's `TokenLogprob` goes to
+`job.logprobs` before its text is emitted; without, nothing is computed.
 """
 
 from __future__ import annotations
@@ -70,6 +73,7 @@ class Decoding:
         given, is theirs (the engine takes all rows' at once), used where decoding is plain greedy."""
         self.fed.extend(self.pending)
         self.pending = []
+        raw = logits  # logprobs are the model's, before the mask and the sampler's adjustments
         if self.matcher is not None:
             logits, argmax = _mask(logits, self.matcher), None
         token = sampling.sample(logits, self.generated, self.params, self.generator, argmax)
@@ -80,7 +84,8 @@ class Decoding:
             self.done = True
             return
         new = [token, *_forced(self.matcher, self.limit - len(self.generated) - 1)]
-        self._take(new)
+        top = self.params.logprobs
+        self._take(new, sampling.token_logprob(raw, token, top) if top is not None else None)
         self.pending = new
         self._check_done()
 
@@ -92,9 +97,15 @@ class Decoding:
             self.job.emit(tail)
         self.job.finish(reason, len(self.generated))
 
-    def _take(self, tokens: list[int]) -> None:
-        for token in tokens:
+    def _take(self, tokens: list[int], sampled: sampling.TokenLogprob | None = None) -> None:
+        """Add generated tokens and emit their text; `sampled` is the first one's logprob when it was sampled
+        (the others were forced by the grammar)."""
+        for i, token in enumerate(tokens):
             self.generated.append(token)
+            if self.params.logprobs is not None:
+                self.job.logprobs.append(
+                    sampled if i == 0 and sampled is not None else sampling.TokenLogprob(token, 0.0)
+                )
             piece, stopped = self.stream.push(token)
             if piece:
                 self.job.emit(piece)

@@ -164,6 +164,17 @@ class Engine:
         """Text of token ids, special tokens left out."""
         return self._ready_tokenizer().decode(ids)
 
+    def token_bytes(self, ids: Sequence[int]) -> list[tuple[bytes, bool]]:
+        """Each token's bytes (a piece of a character when a character spans tokens) and whether it is a special
+        token (whose text `decode` leaves out): what logprobs report of a token."""
+        tokens = self._ready_tokenizer().grammar_tokenizer
+        return [(bytes(tokens.decode_bytes([i])), bool(tokens.is_special_token(i))) for i in ids]
+
+    @property
+    def vocab_size(self) -> int:
+        """Token ids of the tokenizer run from 0 to this, exclusive (0 until the model is loaded)."""
+        return len(self.tokenizer.hf) if self.tokenizer is not None else 0
+
     def check_prompt(self, prompt_ids: Sequence[int]) -> None:
         """Raise InvalidRequest or ContextLengthExceeded unless `prompt_ids` leaves room for one generated token."""
         self._require_ready()

@@ -37,21 +37,25 @@ def tool_grammar(
     body: ChatCompletionRequest,
     *,
     special_open: bool = False,
+    special_close: bool = False,
     tokenize: Callable[[str], Sequence[int] | None] | None = None,
     parallel: bool = True,
     copy_values: bool = True,
 ) -> str | None:
     """The grammar for a request with tools, or None when no call is possible.
 
-    `tokenize` (a tool name to the model's token ids where it follows `{"name": "`, or None when they cannot be
-    told apart) makes each name come out as its canonical tokens. `parallel` allows several calls unless the client
-    asks for one; without it, only `parallel_tool_calls: true` does. `copy_values` takes free strings and numbers
-    from the user's words (URLs of format `uri` always come from the conversation).
+    `special_open` / `special_close`: the tag is one token of the model's (Qwen2.5's and Qwen3's `<tool_call>` and
+    `</tool_call>`), which the grammar must then allow, rather than the tag's text in other tokens. `tokenize` (a
+    tool name to the model's token ids where it follows `{"name": "`, or None when they cannot be told apart) makes
+    each name come out as its canonical tokens. `parallel` allows several calls unless the client asks for one;
+    without it, only `parallel_tool_calls: true` does. `copy_values` takes free strings and numbers from the user's
+    words (URLs of format `uri` always come from the conversation).
     """
     tools = offered_tools(body)
     if not tools:
         return None
     open_ = TOOL_OPEN if special_open else json.dumps(TOOL_OPEN)
+    close = f'"\\n" {TOOL_CLOSE}' if special_close else json.dumps(f"\n{TOOL_CLOSE}")
     values = conversation_values(body)
     values = values if copy_values else Values(urls=values.urls)
     # Several calls unless the client asks for one (parallel_tool_calls false, or a named tool_choice); identical
@@ -62,7 +66,7 @@ def tool_grammar(
     more = ' ("\\n" block)?' * (calls - 1)
     rules = [
         f"block: {open_} call",
-        f'call: "\\n" ({" | ".join(f"call_{i}" for i in range(len(tools)))}) "\\n{TOOL_CLOSE}"',
+        f'call: "\\n" ({" | ".join(f"call_{i}" for i in range(len(tools)))}) {close}',
         *(f"call_{i}: {_call_rule(tool, tokenize, values)}" for i, tool in enumerate(tools)),
     ]
     if body.tool_choice in ("auto", None):

@@ -1,10 +1,11 @@
-"""A lean forward pass for Llama-family decoders (Llama, SmolLM, Qwen2, Mistral without a sliding window).
+"""A lean forward pass for Llama-family decoders (Llama, SmolLM, Qwen2, Qwen3, Mistral without a sliding window).
 
 Decoding one token of a small model on a CPU costs as much in per-operation overhead as in the matrix products.
 This runs the model's own weights (float32 or 4-bit) with fewer tensor operations than transformers' modules: the
 query, key and value products are fused into one, and so are gate and up, and no module, hook or mask machinery
-runs per layer. The arithmetic is transformers' own (the logits are the same, bit for bit, on 4-bit weights) but
-for two choices made for speed, which tests turn off: float16 keys and values, and our decode-step attention.
+runs per layer; Qwen3's per-head RMS norms of queries and keys (before the rotary embedding) run as its modules
+run them. The arithmetic is transformers' own (the logits are the same, bit for bit, on 4-bit weights) but for two
+choices made for speed, which tests turn off: float16 keys and values, and our decode-step attention.
 
     lean = Lean.of(model)                      # None when the model's architecture is not one of the above
     logits = lean(ids, cache, mask, positions) # [rows, vocab] at each row's last position; appends KV to cache
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Lean"]
 
-_ARCHITECTURES = {"llama", "qwen2", "mistral"}
+_ARCHITECTURES = {"llama", "qwen2", "qwen3", "mistral"}
 
 
 class Lean:
@@ -71,6 +72,19 @@ class Lean:
             )
             for layer in inner.layers
         ]
+        # Qwen3: one weight per head row of the query and key states, [heads + kv_heads, head_dim], so one product
+        # scales both after one normalisation; None for models without these norms.
+        self.qk_norms = [
+            torch.cat(
+                [
+                    layer.self_attn.q_norm.weight.detach().expand(self.heads, self.head_dim),
+                    layer.self_attn.k_norm.weight.detach().expand(self.kv_heads, self.head_dim),
+                ]
+            )
+            if hasattr(layer.self_attn, "q_norm")
+            else None
+            for layer in inner.layers
+        ]
 
     def __call__(
         self,
@@ -115,9 +129,13 @@ class Lean:
             return ours(x.reshape(-1, width).contiguous(), weight, eps).view(x.shape)
 
         h = h.view(rows * n, width)  # the residual stream, one row per token
-        for (norm1, qkv, out, norm2, gate_up, down), layer in zip(self.layers, cache.layers, strict=True):
+        for (norm1, qkv, out, norm2, gate_up, down), qk_norm, layer in zip(
+            self.layers, self.qk_norms, cache.layers, strict=True
+        ):
             states = qkv(norm(h, norm1)).float().view(rows, n, heads + 2 * kv_heads, d)
             qk, v = states.split((heads + kv_heads, kv_heads), dim=2)
+            if qk_norm is not None:  # as Qwen3RMSNorm: normalised in float32, then scaled by the weight
+                qk = torch.rms_norm(qk, (d,), None, eps) * qk_norm
             qk = qk * cos + qk.roll(half, -1) * sin  # not addcmul: its fused rounding varies with the tensor's shape
             q, k = qk.transpose(1, 2).split((heads, kv_heads), dim=1)
             keys, values = layer.update(k.to(self.kv_dtype), v.transpose(1, 2).to(self.kv_dtype))

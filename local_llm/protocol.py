@@ -90,6 +90,8 @@ class ChatMessage(OpenAIBaseModel):
     name: str | None = None
     tool_calls: list[ToolCall] | None = None
     tool_call_id: str | None = None
+    # As vLLM and llama.cpp accept it: an earlier reply's reasoning, which some chat templates (Qwen3's) show again.
+    reasoning_content: str | None = None
 
     def text(self) -> str:
         """The message's text; list content is joined, and non-text parts raise ValueError."""
@@ -177,6 +179,10 @@ class ChatCompletionRequest(OpenAIBaseModel):
     user: str | None = None
     # Server-only extras (also accepted by vLLM):
     ignore_eos: bool = Field(default=False, description="keep generating past end-of-sequence (benchmarks)")
+    chat_template_kwargs: dict[str, Any] | None = Field(
+        default=None,
+        description='more variables for the model\'s chat template, e.g. {"enable_thinking": false} for Qwen3',
+    )
 
     @field_validator("logit_bias")
     @classmethod
@@ -219,6 +225,8 @@ class Usage(BaseModel):
 class ResponseMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
     content: str | None = None
+    # A reasoning model's thinking (Qwen3's `<think>` block), apart from the answer, named as vLLM and llama.cpp do.
+    reasoning_content: str | None = None
     tool_calls: list[ToolCall] | None = None
 
 
@@ -251,6 +259,7 @@ class ChatCompletion(BaseModel):
 class Delta(BaseModel):
     role: Literal["assistant"] | None = None
     content: str | None = None
+    reasoning_content: str | None = None
     tool_calls: list[dict[str, Any]] | None = None
 
 

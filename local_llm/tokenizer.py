@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import cached_property
 from typing import Any
 
+from autoqwen.local_llm.chat_template import ChatPrompt, renders_tools
 from autoqwen.local_llm.errors import InvalidRequest
 
 __all__ = ["Tokenizer"]
@@ -17,15 +19,35 @@ class Tokenizer:
         self.hf = tokenizer
         self.grammar_tokenizer = grammar_tokenizer
 
-    def encode_chat(self, messages: Sequence[Mapping[str, str]]) -> list[int]:
+    @cached_property
+    def native_tools(self) -> bool:
+        """Whether the model's chat template renders tools itself (Qwen2.5's, Qwen3's): it then gets them, and the
+        conversation's calls and results, in its own shape (see `chat_template`)."""
+        return renders_tools(self.hf.chat_template)
+
+    def encode_chat(self, messages: Sequence[Mapping[str, Any]]) -> list[int]:
         """Render messages with the model's own chat template (plus the assistant prompt) into token ids."""
+        return list(self.hf.encode(self.render_chat(messages), add_special_tokens=False))
+
+    def render_chat(self, messages: Sequence[Mapping[str, Any]]) -> str:
+        """The prompt text of `messages` (a ChatPrompt: in the shape the template wants, with its tools and
+        kwargs), ending with the assistant's turn opened."""
         from jinja2 import TemplateError
 
+        turns: Sequence[Mapping[str, Any]] = list(messages)
+        kwargs: dict[str, Any] = {}
+        if isinstance(messages, ChatPrompt):
+            turns, kwargs = messages.template_inputs(native=self.native_tools)
         try:
-            text = self.hf.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
-        except TemplateError as exc:
-            raise InvalidRequest(f"the model's chat template rejected the messages: {exc}", param="messages") from exc
-        return list(self.hf.encode(text, add_special_tokens=False))
+            text = self.hf.apply_chat_template(list(turns), tokenize=False, add_generation_prompt=True, **kwargs)
+        except (TemplateError, TypeError, ValueError) as exc:
+            # A template fails on values it cannot handle (a client's chat_template_kwargs among them), as jinja
+            # errors or Python's: the request's fault either way.
+            param = (
+                "chat_template_kwargs" if isinstance(messages, ChatPrompt) and messages.template_kwargs else "messages"
+            )
+            raise InvalidRequest(f"the model's chat template rejected the request: {exc}", param=param) from exc
+        return str(text)
 
     def encode(self, text: str) -> list[int]:
         """Token ids of plain text (no special tokens)."""

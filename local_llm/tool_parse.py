@@ -1,9 +1,10 @@
-"""Model text back into OpenAI's shape: content, and the tool calls written as `<tool_call>` blocks.
+"""Model text back into OpenAI's shape: reasoning, content, and the tool calls written as `<tool_call>` blocks.
 
-The same splitter serves a stream (`ToolCallStream`, piece by piece) and a whole reply (`parse_reply`), so both
-return the same content and calls; protocol markup never reaches `content`. A call cut off before its end (by
-`max_tokens`) is returned as OpenAI returns one: a tool call whose `arguments` hold the JSON written so far, with
-`finish_reason: "length"`; one cut off before its name was complete is dropped.
+The same splitter serves a stream (`ReplyStream`, piece by piece) and a whole reply (`split_reply`), so both
+return the same reasoning, content and calls; protocol markup never reaches `content`. A reasoning model's
+`<think>` block is split off first (`reasoning.ReasoningStream`), and calls are read from the answer after it.
+A call cut off before its end (by `max_tokens`) is returned as OpenAI returns one: a tool call whose `arguments`
+hold the JSON written so far, with `finish_reason: "length"`; one cut off before its name was complete is dropped.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ import secrets
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from autoqwen.local_llm.protocol import FunctionCall, ToolCall
+from autoqwen.local_llm.reasoning import Reasoning, ReasoningStream
 from autoqwen.local_llm.tool_prompt import TOOL_CLOSE, TOOL_OPEN
 
-__all__ = ["ToolCallStream", "parse_reply"]
+__all__ = ["ReplyStream", "ToolCallStream", "parse_reply", "split_reply"]
 
 
 class ToolCallStream:
@@ -166,10 +168,59 @@ def _partial_call(body: str) -> ToolCall | None:
     return ToolCall(id=f"call_{secrets.token_hex(12)}", function=FunctionCall(name=name, arguments=arguments))
 
 
+class ReplyStream:
+    """A reply split, as it streams, into `Reasoning` pieces, content pieces and complete tool calls: through
+    `thinking` first (for a reasoning model), then the answer through `calls` (when the reply may hold calls).
+    Without either, text passes as it comes."""
+
+    def __init__(self, thinking: ReasoningStream | None = None, calls: ToolCallStream | None = None) -> None:
+        self._thinking, self._calls = thinking, calls
+
+    @property
+    def calls(self) -> list[ToolCall]:
+        """The calls read so far."""
+        return self._calls.calls if self._calls is not None else []
+
+    @property
+    def ended(self) -> bool:
+        """Whether the reply is over (a call was dropped, see `ToolCallStream`): generation may stop."""
+        return self._calls is not None and self._calls.ended
+
+    def feed(self, piece: str) -> Iterator[str | Reasoning | ToolCall]:
+        """Add generated text; yield what can be sent now."""
+        if not self.ended:
+            yield from self._route(self._thinking.feed(piece) if self._thinking is not None else [piece])
+
+    def close(self) -> Iterator[str | Reasoning | ToolCall]:
+        """The end of generation: whatever was held back."""
+        if self._thinking is not None:
+            yield from self._route(self._thinking.close())
+        if self._calls is not None:
+            yield from self._calls.close()
+
+    def _route(self, items: Iterator[Reasoning | str] | list[str]) -> Iterator[str | Reasoning | ToolCall]:
+        for item in items:
+            if isinstance(item, Reasoning) or self._calls is None:
+                yield item
+            elif not self._calls.ended:
+                yield from self._calls.feed(item)
+
+
+def split_reply(text: str, stream: ReplyStream | None = None) -> tuple[str | None, str | None, list[ToolCall]]:
+    """A whole reply split into its reasoning (None when there is none), its content and its tool calls, by
+    `stream` (a fresh ReplyStream, set up for the request) or a plain one. The content is None when the reply only
+    made calls or only thought, else as written (around calls, stripped)."""
+    stream = stream or ReplyStream()
+    items = [*stream.feed(text), *stream.close()]
+    reasoning = "".join(item.text for item in items if isinstance(item, Reasoning)) or None
+    text = "".join(item for item in items if isinstance(item, str))
+    if stream.calls:
+        return reasoning, text.strip() or None, stream.calls
+    return reasoning, None if reasoning is not None and not text else text, stream.calls
+
+
 def parse_reply(text: str, stream: ToolCallStream | None = None) -> tuple[str | None, list[ToolCall]]:
     """A whole reply split into its content (None when it only made calls) and its tool calls, by `stream` (a
     fresh ToolCallStream, set up for the request) or a plain one."""
-    stream = stream or ToolCallStream()
-    pieces = [p for p in [*stream.feed(text), *stream.close()] if isinstance(p, str)]
-    content = "".join(pieces).strip()
-    return (content or None) if stream.calls else "".join(pieces), stream.calls
+    _, content, calls = split_reply(text, ReplyStream(calls=stream or ToolCallStream()))
+    return content, calls

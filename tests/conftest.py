@@ -96,6 +96,99 @@ def build_tiny_model(folder: Path, *, context: int = 4096) -> Path:
     return folder
 
 
+# The tokens the current Qwen families add to their byte-level vocabulary: ChatML's as special tokens (left out of
+# decoded text), the protocol's tags as plain added tokens (kept in it, where the server reads calls and thinking).
+QWEN_SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+QWEN2_TAGS = ["<tool_call>", "</tool_call>"]
+QWEN3_TAGS = [*QWEN2_TAGS, "<tool_response>", "</tool_response>", "<think>", "</think>"]
+
+
+def _qwen_tokenizer(folder: Path, template: str, tags: list[str]) -> Any:
+    """A byte-level BPE tokenizer laid out as Qwen's: `QWEN_SPECIAL`, then `tags` as non-special added tokens, and
+    `template` written into tokenizer_config.json, as the Qwen repositories ship it."""
+    import json
+
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400, special_tokens=QWEN_SPECIAL, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    tok.train_from_iterator(CORPUS, trainer)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    tokenizer.add_tokens([AddedToken(tag, special=False, normalized=False) for tag in tags])
+    tokenizer.save_pretrained(folder)
+    config_file = folder / "tokenizer_config.json"
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    config["chat_template"] = template
+    config_file.write_text(json.dumps(config, indent=2), encoding="utf-8")
+    (folder / "chat_template.jinja").unlink(missing_ok=True)
+    return tokenizer
+
+
+def build_tiny_qwen2(folder: Path) -> Path:
+    """A 2-layer Qwen2 (biased query, key and value products) with random weights, a Qwen-style tokenizer and
+    Qwen2.5-Instruct's chat template, saved as an HF folder."""
+    import torch
+    from qwen_templates import QWEN2_5_TEMPLATE
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    tokenizer = _qwen_tokenizer(folder, QWEN2_5_TEMPLATE, QWEN2_TAGS)
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        tie_word_embeddings=True,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    model = Qwen2ForCausalLM(config)
+    for layer in model.model.layers:  # initialised to zero: make them count
+        for proj in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj):
+            torch.nn.init.normal_(proj.bias, std=0.5)
+    model.save_pretrained(folder)
+    return folder
+
+
+def build_tiny_qwen3(folder: Path) -> Path:
+    """A 2-layer Qwen3 (per-head query and key RMS norms, a head size that is not hidden / heads, as Qwen3-0.6B's)
+    with random weights, a Qwen-style tokenizer with the thinking tags and Qwen3's chat template, saved as an HF
+    folder."""
+    import torch
+    from qwen_templates import QWEN3_TEMPLATE
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    tokenizer = _qwen_tokenizer(folder, QWEN3_TEMPLATE, QWEN3_TAGS)
+    config = Qwen3Config(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        max_position_embeddings=4096,
+        tie_word_embeddings=True,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    model = Qwen3ForCausalLM(config)
+    for layer in model.model.layers:  # initialised to ones: make them count
+        for norm in (layer.self_attn.q_norm, layer.self_attn.k_norm):
+            torch.nn.init.normal_(norm.weight, mean=1.0, std=0.3)
+    model.save_pretrained(folder)
+    return folder
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _model_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """One converted-model cache for the whole run: the first bundled load fills it, later loads use it."""
@@ -111,8 +204,32 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_qwen2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_qwen2(tmp_path_factory.mktemp("tiny-qwen2"))
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen3_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_qwen3(tmp_path_factory.mktemp("tiny-qwen3"))
+
+
+@pytest.fixture(scope="session")
 def tiny_engine(tiny_model_dir: Path) -> Iterator[Engine]:
     engine = Engine(resolve_model(str(tiny_model_dir))).start().wait_ready(60)
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2_engine(tiny_qwen2_dir: Path) -> Iterator[Engine]:
+    engine = Engine(resolve_model(str(tiny_qwen2_dir))).start().wait_ready(60)
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen3_engine(tiny_qwen3_dir: Path) -> Iterator[Engine]:
+    engine = Engine(resolve_model(str(tiny_qwen3_dir))).start().wait_ready(60)
     yield engine
     engine.close()
 
