@@ -15,6 +15,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from autoqwen.local_llm.protocol_logprobs import ChoiceLogprobs
+
 __all__ = [
     "ChatCompletion",
     "ChatCompletionChunk",
@@ -160,6 +162,7 @@ class ChatCompletionRequest(OpenAIBaseModel):
     model: str
     frequency_penalty: Annotated[float, Field(ge=-2, le=2)] = 0.0
     logit_bias: dict[str, Annotated[float, Field(ge=-100, le=100)]] | None = None
+    logprobs: bool = Field(default=False, description="return each generated token's log-probability")
     max_tokens: Annotated[int, Field(ge=1)] | None = None
     max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
     n: Annotated[int, Field(ge=1, le=1, description="only 1 is supported")] = 1
@@ -175,6 +178,9 @@ class ChatCompletionRequest(OpenAIBaseModel):
     temperature: Annotated[float, Field(ge=0, le=2)] | None = None
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
     tools: list[Tool] | None = None
+    top_logprobs: Annotated[int, Field(ge=0, le=20, description="with logprobs: the most likely tokens too")] | None = (
+        None
+    )
     top_p: Annotated[float, Field(gt=0, le=1)] | None = None
     user: str | None = None
     # Server-only extras (also accepted by vLLM):
@@ -194,6 +200,8 @@ class ChatCompletionRequest(OpenAIBaseModel):
 
     @model_validator(mode="after")
     def _check_stop(self) -> ChatCompletionRequest:
+        if self.top_logprobs is not None and not self.logprobs:
+            raise ValueError("top_logprobs: set logprobs to true to ask for top_logprobs")
         if isinstance(self.stop, list) and len(self.stop) > 4:
             raise ValueError("stop: at most 4 stop sequences are allowed")
         if any(s == "" for s in self.stop_list()):
@@ -236,7 +244,7 @@ FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
 class Choice(BaseModel):
     index: int = 0
     message: ResponseMessage
-    logprobs: None = None
+    logprobs: ChoiceLogprobs | None = None
     finish_reason: FinishReason
 
 
@@ -266,7 +274,7 @@ class Delta(BaseModel):
 class ChunkChoice(BaseModel):
     index: int = 0
     delta: Delta
-    logprobs: None = None
+    logprobs: ChoiceLogprobs | None = None
     finish_reason: FinishReason | None = None
 
 

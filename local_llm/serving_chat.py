@@ -25,6 +25,7 @@ from autoqwen.local_llm.completion import Completion
 from autoqwen.local_llm.engine import Engine
 from autoqwen.local_llm.errors import ContextLengthExceeded, InvalidRequest, LocalLLMError
 from autoqwen.local_llm.grammars import NAME_PREFIX, answer_grammar, json_grammar, tool_grammar
+from autoqwen.local_llm.logprobs import LogprobReader, chat_logprobs
 from autoqwen.local_llm.metrics import ServerMetrics
 from autoqwen.local_llm.protocol import (
     ChatCompletion,
@@ -40,6 +41,7 @@ from autoqwen.local_llm.protocol import (
     ToolCall,
     Usage,
 )
+from autoqwen.local_llm.protocol_logprobs import ChoiceLogprobs
 from autoqwen.local_llm.reasoning import (
     THINK_CLOSE,
     THINK_OPEN,
@@ -107,15 +109,19 @@ class ChatServing:
 
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            return self._stream(completion, body.model, include_usage, reply())
+            reader = LogprobReader(completion, self.engine.token_bytes) if body.logprobs else None
+            return self._stream(completion, body.model, include_usage, reply(), reader)
         text = await _collect(completion, is_disconnected, reply())
         _observe(self.metrics, completion)
         reasoning, content, calls = split_reply(text, reply())
         finish = _finish_reason(completion, bool(calls))
         message = ResponseMessage(content=content, reasoning_content=reasoning, tool_calls=calls or None)
-        return ChatCompletion(
-            model=body.model, choices=[Choice(message=message, finish_reason=finish)], usage=_usage(completion)
-        )
+        logprobs = None
+        if body.logprobs:  # every token of the raw reply (tool-call markup and reasoning included)
+            reader = LogprobReader(completion, self.engine.token_bytes)
+            logprobs = ChoiceLogprobs(content=chat_logprobs([*reader.feed(text), *reader.feed("")]))
+        choice = Choice(message=message, logprobs=logprobs, finish_reason=finish)
+        return ChatCompletion(model=body.model, choices=[choice], usage=_usage(completion))
 
     async def _choose_tool(
         self, body: ChatCompletionRequest, cache_scope: str | None, *, may_answer: bool
@@ -169,10 +175,20 @@ class ChatServing:
         return grammar
 
     async def _stream(
-        self, completion: Completion, model: str, include_usage: bool, reply: ReplyStream
+        self,
+        completion: Completion,
+        model: str,
+        include_usage: bool,
+        reply: ReplyStream,
+        reader: LogprobReader | None = None,
     ) -> AsyncIterator[str]:
         """Server-sent events of one streaming completion, ending with `data: [DONE]`; `reply` splits the text into
-        reasoning, content and tool calls."""
+        reasoning, content and tool calls; `reader` (when logprobs are asked for) gives each piece's tokens, sent
+        with the first chunk of that piece (or an empty one, when the splitter holds the piece's text back)."""
+
+        def logprobs(piece: str) -> ChoiceLogprobs | None:
+            return None if reader is None else ChoiceLogprobs(content=chat_logprobs(reader.feed(piece)))
+
         base = ChatCompletionChunk(
             id=f"chatcmpl-{secrets.token_hex(16)}", created=int(time.time()), model=model, choices=[]
         )
@@ -184,14 +200,18 @@ class ChatServing:
         try:
             yield event([ChunkChoice(delta=Delta(role="assistant", content=""))])
             async for piece in completion:
+                tokens = logprobs(piece)
                 for item in reply.feed(piece):
-                    yield event([ChunkChoice(delta=_delta(item, reply))])
+                    yield event([ChunkChoice(delta=_delta(item, reply), logprobs=tokens)])
+                    tokens = None
+                if tokens is not None and tokens.content:
+                    yield event([ChunkChoice(delta=Delta(), logprobs=tokens)])
                 if reply.ended:
                     break
             for item in reply.close():
                 yield event([ChunkChoice(delta=_delta(item, reply))])
             finish = _finish_reason(completion, bool(reply.calls))
-            yield event([ChunkChoice(delta=Delta(), finish_reason=finish)])
+            yield event([ChunkChoice(delta=Delta(), logprobs=logprobs(""), finish_reason=finish)])
             if include_usage:
                 yield event([], _usage(completion))
             _observe(self.metrics, completion)
@@ -288,6 +308,7 @@ def _sampling_params(
         logit_bias=bias,
         ignore_eos=body.ignore_eos,
         grammar=grammar,
+        logprobs=(body.top_logprobs or 0) if body.logprobs else None,
     )
 
 

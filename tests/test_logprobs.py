@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from autoqwen.local_llm import Engine, SamplingParams
+from autoqwen.local_llm import EmbeddedServer, Engine, SamplingParams
 from autoqwen.local_llm.completion import Completion
 from autoqwen.local_llm.logprobs import LogprobReader, chat_logprobs, token_string
 from autoqwen.local_llm.sampling import TokenLogprob
@@ -110,3 +110,36 @@ def test_token_strings_and_shapes() -> None:
     legacy = legacy_logprobs(tokens, offset=10)
     assert legacy.tokens == ["He", "bytes:\\xc3", "bytes:\\xa9"] and legacy.text_offset == [10, 12, 12]
     assert legacy.top_logprobs[1] == {"bytes:\\xc3": -1.5, "llo": -3.0}
+
+
+def test_chat_completions_return_logprobs_through_the_openai_sdk(tiny_server: EmbeddedServer) -> None:
+    import openai
+
+    client = openai.OpenAI(base_url=tiny_server.base_url, api_key="none")
+    model = tiny_server.engine.model_id
+    ask: dict[str, Any] = {
+        "model": model,
+        "messages": [{"role": "user", "content": "Hello"}],
+        "max_tokens": 8,
+        "temperature": 0,
+        "extra_body": {"ignore_eos": True},
+    }
+    reply = client.chat.completions.create(**ask, logprobs=True, top_logprobs=2)
+    tokens = reply.choices[0].logprobs.content  # type: ignore[union-attr]
+    assert tokens is not None and len(tokens) == reply.usage.completion_tokens == 8  # type: ignore[union-attr]
+    whole = b"".join(bytes(t.bytes or []) for t in tokens)  # (a token inside a character is named `bytes:\x..`)
+    assert whole.decode("utf-8", "replace") == reply.choices[0].message.content
+    for token in tokens:  # greedy: the chosen token is the likeliest, listed first among its alternatives
+        assert len(token.top_logprobs) == 2 and token.top_logprobs[0].logprob == pytest.approx(token.logprob)
+        assert token.logprob <= 0
+    streamed = [
+        token
+        for chunk in client.chat.completions.create(**ask, logprobs=True, top_logprobs=2, stream=True)
+        if chunk.choices and chunk.choices[0].logprobs and chunk.choices[0].logprobs.content
+        for token in chunk.choices[0].logprobs.content
+    ]
+    assert [(t.token, t.logprob) for t in streamed] == [(t.token, t.logprob) for t in tokens]
+    plain = client.chat.completions.create(**ask)
+    assert plain.choices[0].logprobs is None  # nothing unless asked
+    with pytest.raises(openai.BadRequestError, match="top_logprobs"):
+        client.chat.completions.create(**ask, top_logprobs=2)

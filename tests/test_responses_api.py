@@ -174,6 +174,8 @@ def test_the_sdk_stream_helper_collects_a_function_call(client: openai.OpenAI, m
 @pytest.mark.usefixtures("slow_steps")
 def test_a_stream_left_early_frees_its_sequence(tiny_server: EmbeddedServer, model: str) -> None:
     body = {"model": model, "input": "Hello", "max_output_tokens": 3000, "stream": True, "ignore_eos": True}
+    # The tiny server is shared: a workflow run an earlier test left going (runs outlive their clients) ends first.
+    assert wait_for_batch(tiny_server.engine, 0, timeout=60)
     with httpx.stream("POST", f"{tiny_server.base_url}/responses", json=body, timeout=30) as response:
         assert response.status_code == 200
         next(line for line in response.iter_lines() if "output_text.delta" in line)
