@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from engine_waits import slowed, wait_for_batch
 from fastapi.testclient import TestClient
 
 from autoqwen.local_llm import EmbeddedServer, Engine, ServerConfig, create_app, resolve_model
@@ -208,21 +208,8 @@ def test_the_api_key_guards_completions_and_responses(keyed: TestClient) -> None
 
 @pytest.fixture
 def slow_steps(tiny_server: EmbeddedServer) -> Iterator[None]:
-    """Decode steps of 5 ms or more: a sequence left running would outlast the test's waits by far."""
-    hooks = tiny_server.engine.hooks
-    hooks.on_step = lambda rows: time.sleep(0.005)
-    try:
+    with slowed(tiny_server.engine):
         yield
-    finally:
-        hooks.on_step = None
-
-
-def wait_for_batch(engine: Engine, size: int, timeout: float = 10.0) -> bool:
-    """Whether the engine's batch holds `size` sequences within `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while engine.batch_size != size and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return engine.batch_size == size
 
 
 @pytest.mark.usefixtures("slow_steps")

@@ -4,13 +4,13 @@ request as a chat completion must give the same text, since responses are answer
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import openai
 import pytest
+from engine_waits import slowed, wait_for_batch
 from fastapi.testclient import TestClient
 
 from autoqwen.local_llm import EmbeddedServer, Engine, ServerConfig, create_app
@@ -173,7 +173,14 @@ def test_the_sdk_stream_helper_collects_a_function_call(client: openai.OpenAI, m
 
 @pytest.mark.usefixtures("slow_steps")
 def test_a_stream_left_early_frees_its_sequence(tiny_server: EmbeddedServer, model: str) -> None:
-    body = {"model": model, "input": "Hello", "max_output_tokens": 3000, "stream": True, "ignore_eos": True}
+    body = {
+        "model": model,
+        "input": "Hello",
+        "max_output_tokens": 3000,
+        "stream": True,
+        "ignore_eos": True,
+        "temperature": 0,
+    }
     # The tiny server is shared: a workflow run an earlier test left going (runs outlive their clients) ends first.
     assert wait_for_batch(tiny_server.engine, 0, timeout=60)
     with httpx.stream("POST", f"{tiny_server.base_url}/responses", json=body, timeout=30) as response:
@@ -185,21 +192,8 @@ def test_a_stream_left_early_frees_its_sequence(tiny_server: EmbeddedServer, mod
 
 @pytest.fixture
 def slow_steps(tiny_server: EmbeddedServer) -> Iterator[None]:
-    """Decode steps of 5 ms or more: a sequence left running would outlast the test's waits by far."""
-    hooks = tiny_server.engine.hooks
-    hooks.on_step = lambda rows: time.sleep(0.005)
-    try:
+    with slowed(tiny_server.engine):
         yield
-    finally:
-        hooks.on_step = None
-
-
-def wait_for_batch(engine: Engine, size: int, timeout: float = 10.0) -> bool:
-    """Whether the engine's batch holds `size` sequences within `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while engine.batch_size != size and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return engine.batch_size == size
 
 
 @pytest.mark.parametrize(

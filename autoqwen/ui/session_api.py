@@ -31,6 +31,7 @@ from autoqwen.local_llm.api_errors import APIError
 from autoqwen.ui.files import FileRefused, safe_parts
 from autoqwen.ui.gallery_pages import gallery_dir
 from autoqwen.ui.pages import Pages
+from autoqwen.ui.uploads import check_length, form_flag
 from autoqwen.workflows.errors import GalleryError, SessionExists, SessionNotFound, SessionRunning, StoreError
 from autoqwen.workflows.gallery import GalleryEntry, export_sessions, import_session, read_index, read_record
 from autoqwen.workflows.http_api import check_session_id, session_not_found
@@ -52,7 +53,6 @@ MAX_RECORD_BYTES = 16 * 1024 * 1024  # its session.json alone
 MAX_IMPORT_FILES = 500
 _FORM_SLACK = 64 * 1024  # multipart headers and boundaries around the files
 _CHUNK = 256 * 1024
-_TRUE = frozenset({"1", "true", "on", "yes"})
 SessionId = Annotated[str, PathParam(max_length=200)]
 
 
@@ -116,7 +116,8 @@ def router(pages: Pages) -> APIRouter:
 
     @routes.post("/gallery/import", summary="Import an exported session", openapi_extra={"requestBody": _IMPORT_DOC})
     async def import_upload(request: Request) -> Session:
-        _check_length(request)
+        too_large = lambda: _too_large(MAX_IMPORT_BYTES, "the upload")  # noqa: E731
+        check_length(request, MAX_IMPORT_BYTES + _FORM_SLACK, what="the upload", too_large=too_large)
         staging = Path(tempfile.mkdtemp(prefix="autoqwen-upload-"))
         try:
             folder, replace = await _stage(request, staging)
@@ -172,7 +173,7 @@ async def _stage(request: Request, staging: Path) -> tuple[Path, bool]:
     folder = staging / "web-upload"  # named so that the session's `imported_from` says where it came from
     try:
         async with request.form(max_files=MAX_IMPORT_FILES, max_fields=8) as form:
-            replace = str(form.get("replace") or "").strip().lower() in _TRUE
+            replace = form_flag(form.get("replace"))
             uploads: dict[str, UploadFile] = {}
             for key, value in form.multi_items():
                 if key != "file" or not isinstance(value, UploadFile):
@@ -240,14 +241,6 @@ async def _save(upload: UploadFile, destination: Path, budget: list[int], *, lim
             if written > limit or budget[0] < 0:
                 raise _too_large(limit if written > limit else MAX_IMPORT_BYTES, upload.filename or "")
             out.write(chunk)
-
-
-def _check_length(request: Request) -> None:
-    length = request.headers.get("content-length")
-    if length is None or not length.isdigit():
-        raise APIError(411, "send the upload with a Content-Length", type="invalid_request_error")
-    if int(length) > MAX_IMPORT_BYTES + _FORM_SLACK:
-        raise _too_large(MAX_IMPORT_BYTES, "the upload")
 
 
 def _get(store: SessionStore, session_id: str) -> Session:

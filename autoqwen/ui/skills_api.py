@@ -51,6 +51,7 @@ from autoqwen.skills import (
 from autoqwen.ui.files import IMAGE_TYPES, FileRefused, file_response, open_inside
 from autoqwen.ui.pages import Pages
 from autoqwen.ui.skills_pages import MAX_UPLOAD_BYTES, SkillInfo, SkillList, load_registry, problem_info, skill_info
+from autoqwen.ui.uploads import check_length, form_flag
 
 __all__ = [
     "MAX_RUNNING_TRIES",
@@ -67,7 +68,6 @@ _KEPT_TRIES = 20  # newest try folders kept (with their files); older ones are d
 _FILE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}\.py")
 _TRY_ID = re.compile(r"[0-9a-f]{32}")
 _OUTPUT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}")
-_TRUE = frozenset({"1", "true", "on", "yes"})
 
 
 class SkillFileInfo(BaseModel):
@@ -254,15 +254,11 @@ def _bad_arguments(exc: SkillArgumentError) -> APIError:
 
 async def _upload(request: Request) -> tuple[str, bytes, bool]:
     """The uploaded file's name and bytes and the overwrite flag, size-checked before anything is read."""
-    length = request.headers.get("content-length")
-    if length is None or not length.isdigit():
-        raise APIError(411, "send the skill file with a Content-Length", type="invalid_request_error")
-    if int(length) > MAX_UPLOAD_BYTES + 16_384:
-        raise _too_large()
+    check_length(request, MAX_UPLOAD_BYTES + 16_384, what="the skill file", too_large=_too_large)
     try:
         async with request.form(max_files=1, max_fields=4) as form:
             upload = form.get("file")
-            overwrite = str(form.get("overwrite") or "").strip().lower() in _TRUE
+            overwrite = form_flag(form.get("overwrite"))
             if not isinstance(upload, UploadFile):
                 raise APIError(
                     400,
