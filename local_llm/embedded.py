@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import uvicorn
 
 from autoqwen.local_llm.engine import Engine
 from autoqwen.local_llm.model_provider import ModelProvider
 from autoqwen.local_llm.server import ServerConfig, create_app
+
+if TYPE_CHECKING:
+    from autoqwen.local_llm.model_catalog import LocalModel
 
 __all__ = ["EmbeddedServer"]
 
@@ -33,9 +37,11 @@ class EmbeddedServer:
         host: str = "127.0.0.1",
         port: int = 0,
         providers: Sequence[ModelProvider] = (),
+        catalog: Callable[[], Sequence[LocalModel]] | None = None,
+        make_engine: Callable[[str], Engine] | None = None,
     ) -> None:
         self.engine = engine
-        self.app = create_app(engine, config, providers=providers)
+        self.app = create_app(engine, config, providers=providers, catalog=catalog, make_engine=make_engine)
         self._server = uvicorn.Server(
             uvicorn.Config(self.app, host=host, port=port, log_level="warning", lifespan="off")
         )
@@ -62,11 +68,12 @@ class EmbeddedServer:
         return self
 
     def stop(self) -> None:
-        """Stop serving and stop the engine."""
+        """Stop serving and stop the engines (`engine`, and any loaded on demand)."""
         self._server.should_exit = True
         if self._thread is not None:
             self._thread.join(timeout=10)
-        self.engine.close()
+        for engine in [self.engine, *self.app.state.models.engines]:
+            engine.close()
 
     def __enter__(self) -> EmbeddedServer:
         return self.start()

@@ -14,6 +14,7 @@ so importing this module is cheap.
 
 from __future__ import annotations
 
+import gc
 import logging
 import queue
 import threading
@@ -30,7 +31,7 @@ from autoqwen.local_llm.errors import (
     ModelLoadError,
     QueueFull,
 )
-from autoqwen.local_llm.loading import Quantize, load_model
+from autoqwen.local_llm.loading import Quantize, load_model, release_freed_memory
 from autoqwen.local_llm.prefix_cache import PrefixCache
 from autoqwen.local_llm.resolve import ModelSource
 from autoqwen.local_llm.sampling import SamplingParams
@@ -82,6 +83,7 @@ class Engine:
         self.loaded_from: Path | None = None
         self.error: LocalLLMError | None = None
         self.context_length = 0
+        self.weight_bytes = 0  # memory of the loaded weights
         self.model: Any = None  # the loaded transformers model, once ready
         self.tokenizer: Tokenizer | None = None
         self._queue: queue.Queue[Job] = queue.Queue(maxsize=max_queue)
@@ -123,6 +125,11 @@ class Engine:
                 job.fail(EngineNotReady("the server is shutting down"))
         self._queue.put(None)
         self._thread.join(timeout=30)
+        if not self._thread.is_alive():  # its weights and KV states go, so a model loaded again does not add up
+            self.model, self._scheduler = None, None
+            self.prefix_cache.clear()
+            gc.collect()  # transformers' modules hold reference cycles
+            release_freed_memory()
 
     @property
     def queue_depth(self) -> int:
@@ -277,6 +284,7 @@ class Engine:
         self.model, self.loaded_from, self.quantized = loaded.model, loaded.loaded_from, loaded.quantized
         self.tokenizer = Tokenizer(loaded.tokenizer, loaded.grammar_tokenizer)
         self.context_length = loaded.context_length
+        self.weight_bytes = loaded.weight_bytes
         self._scheduler = Scheduler(
             loaded.model,
             self.tokenizer,

@@ -15,7 +15,7 @@ from autoqwen.local_llm import cache
 from autoqwen.local_llm.llama import Lean
 from autoqwen.local_llm.resolve import ModelSource
 
-__all__ = ["CHATML_TEMPLATE", "LoadedModel", "Quantize", "load_model"]
+__all__ = ["CHATML_TEMPLATE", "LoadedModel", "Quantize", "load_model", "release_freed_memory"]
 
 # Weights in memory: "int4" = 4-bit linear layers + bfloat16 activations (fast on CPU); "none" = float32 as loaded;
 # "auto" = int4 when the model comes from a GGUF file that is 4-bit already (no precision lost to speak of).
@@ -40,6 +40,7 @@ class LoadedModel:
     loaded_from: Path
     quantized: bool
     seconds: float
+    weight_bytes: int  # the weights' memory (fused and quantised copies share storage with the model's tensors)
 
 
 def load_model(
@@ -83,7 +84,7 @@ def load_model(
     for param in model.parameters():
         param.data = param.data.clone()
     Lean.of(model)  # the lean forward's fused weights, built now rather than on the first request
-    _release_freed_memory()
+    release_freed_memory()
     stage("grammar")
     import llguidance.hf
 
@@ -97,10 +98,17 @@ def load_model(
         loaded_from=path,
         quantized=quantized,
         seconds=time.perf_counter() - started,
+        weight_bytes=_storage_bytes(model),
     )
 
 
-def _release_freed_memory() -> None:
+def _storage_bytes(model: Any) -> int:
+    """Bytes of the distinct storages behind the model's parameters and buffers."""
+    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in model.state_dict().values()}
+    return sum(storages.values())
+
+
+def release_freed_memory() -> None:
     """Hand the memory freed while loading (float32 weights, unfused copies) back to the OS; glibc keeps it."""
     with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to do
         ctypes.CDLL("libc.so.6").malloc_trim(0)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -19,7 +19,8 @@ _LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300)
 class ServerMetrics:
     """Counters for requests, tokens and latency, rendered as Prometheus text at GET /metrics."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engines: Callable[[], Sequence[Engine]]) -> None:
+        """`engines()`: the loaded models' engines now (gauges add them up)."""
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter(
@@ -48,17 +49,19 @@ class ServerMetrics:
             registry=r,
         )
         queue_depth = Gauge("autoqwen_queue_depth", "Requests waiting for the model", registry=r)
-        queue_depth.set_function(lambda: engine.queue_depth)
+        queue_depth.set_function(lambda: sum(e.queue_depth for e in engines()))
         batch = Gauge("autoqwen_batch_size", "Sequences decoding together now", registry=r)
-        batch.set_function(lambda: engine.batch_size)
+        batch.set_function(lambda: sum(e.batch_size for e in engines()))
         rate = Gauge("autoqwen_tokens_per_second", "Tokens generated per second, all sequences, last 10 s", registry=r)
-        rate.set_function(lambda: engine.tokens_per_second)
+        rate.set_function(lambda: sum(e.tokens_per_second for e in engines()))
         cache_bytes = Gauge("autoqwen_prefix_cache_bytes", "Bytes of KV states in the prefix cache", registry=r)
-        cache_bytes.set_function(lambda: engine.prefix_cache.nbytes)
+        cache_bytes.set_function(lambda: sum(e.prefix_cache.nbytes for e in engines()))
         cache_entries = Gauge("autoqwen_prefix_cache_entries", "Sequences in the prefix cache", registry=r)
-        cache_entries.set_function(lambda: len(engine.prefix_cache))
-        ready = Gauge("autoqwen_model_ready", "1 once the model is loaded", registry=r)
-        ready.set_function(lambda: 1.0 if engine.state == "ready" else 0.0)
+        cache_entries.set_function(lambda: sum(len(e.prefix_cache) for e in engines()))
+        ready = Gauge("autoqwen_model_ready", "1 once a model is loaded", registry=r)
+        ready.set_function(lambda: float(any(e.state == "ready" for e in engines())))
+        loaded = Gauge("autoqwen_models_loaded", "Models loaded and ready", registry=r)
+        loaded.set_function(lambda: sum(e.state == "ready" for e in engines()))
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""

@@ -307,6 +307,7 @@ class ModelCard(BaseModel):
     vision: bool | None = Field(default=None, description="reads image content parts")
     context_length: int | None = Field(default=None, description="context window in tokens (null until loaded)")
     family: str | None = Field(default=None, description='an AutoGen model family; "unknown" for local models')
+    loaded: bool | None = Field(default=None, description="in memory now; a request for it loads it otherwise")
 
 
 class ModelList(BaseModel):

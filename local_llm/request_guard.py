@@ -20,15 +20,15 @@ __all__ = ["LOOPBACK_HOSTS", "RequestGuard"]
 # Host names a loopback server answers to whatever the configuration says (any port).
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 # Paths behind the API key, when one is set.
-_KEYED_PREFIXES = ("/v1/", "/metrics")
+_KEYED_PREFIXES = ("/v1/", "/metrics", "/api/ps")
 # Sent with a refusal whose body is left unread, so the server drops the upload instead of draining it.
 _CLOSE = {"Connection": "close"}
 
 
 class RequestGuard:
     """ASGI middleware refusing, from the headers alone, a foreign Host on a loopback connection (400), a missing
-    or wrong API key on /v1/* and /metrics (401) and a body over `config.max_body_bytes` (413, also counted for
-    chunked bodies, which are read here up to the limit and handed on whole)."""
+    or wrong API key on /v1/*, /metrics and /api/ps (401) and a body over `config.max_body_bytes` (413, also
+    counted for chunked bodies, which are read here up to the limit and handed on whole)."""
 
     def __init__(self, app: Any, config: ServerConfig) -> None:
         self.app = app

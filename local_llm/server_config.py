@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from autoqwen.local_llm.tool_choice import AutoToolChoice, ToolSelection
@@ -75,6 +77,24 @@ class ServerConfig(BaseModel):
         "numbers as written); off: the model writes any value the schema allows",
     )
 
-    def served_models(self, model_id: str) -> tuple[str, ...]:
-        """Every name the server answers to: the engine's model id, then the aliases."""
-        return (model_id, *self.aliases)
+    max_models: int = Field(
+        default=1,
+        ge=1,
+        description="models loaded at once; a request for another local model unloads the least recently used idle one",
+    )
+    idle_ttl_s: float | None = Field(
+        default=3600,
+        gt=0,
+        description="unload a model loaded on demand after this many seconds without requests "
+        "(None: never); the server's own model stays",
+    )
+    load_wait_s: float = Field(
+        default=60, ge=0, description="how long a request waits for its model to load before 503 + Retry-After"
+    )
+
+    def cache_scope(self, authorization: str | None) -> str | None:
+        """The prefix cache scope of a request: its API key's digest when the server requires keys, so one key's
+        clients never reuse (and see in `cached_tokens`) another's prompts; None, one shared cache, without keys."""
+        if not self.api_keys or authorization is None:
+            return None
+        return hashlib.sha256(authorization.partition(" ")[2].strip().encode()).hexdigest()

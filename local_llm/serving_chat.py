@@ -12,13 +12,12 @@ usage and metrics. The route only wraps a stream in an HTTP response.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-from autoqwen.local_llm.api_errors import APIError, api_error, unknown_model
+from autoqwen.local_llm.api_errors import APIError, api_error
 from autoqwen.local_llm.argument_schema import conversation_values, mentioned_by
 from autoqwen.local_llm.chat_template import ChatPrompt
 from autoqwen.local_llm.completion import Completion
@@ -72,7 +71,6 @@ class ChatServing:
 
     def __init__(self, engine: Engine, config: ServerConfig, metrics: ServerMetrics) -> None:
         self.engine, self.config, self.metrics = engine, config, metrics
-        self.served = config.served_models(engine.model_id)
 
     async def create(
         self,
@@ -85,10 +83,8 @@ class ChatServing:
 
         A non-streaming request whose client leaves (`is_disconnected`, polled while it waits) is cancelled, so its
         batch slot goes to the next request; a stream is cancelled when its response is closed. The prompt reuses
-        prefix cache entries of `cache_scope` only (see `cache_scope()`).
+        prefix cache entries of `cache_scope` only (see `ServerConfig.cache_scope`).
         """
-        if body.model not in self.served:
-            raise unknown_model(body.model, self.served)
         _check_characters(body, self.engine.context_length)
         check_tools(body)
         forced = resolve_auto(body, self.config.auto_tool_choice)
@@ -139,13 +135,6 @@ class ChatServing:
 
             body = pick(body, tools, await asyncio.to_thread(score))
         return body
-
-    def cache_scope(self, authorization: str | None) -> str | None:
-        """The prefix cache scope of a request: its API key's digest when the server requires keys, so one key's
-        clients never reuse (and see in `cached_tokens`) another's prompts; None, one shared cache, without keys."""
-        if not self.config.api_keys or authorization is None:
-            return None
-        return hashlib.sha256(authorization.partition(" ")[2].strip().encode()).hexdigest()
 
     def _grammar(self, body: ChatCompletionRequest) -> str | None:
         """The grammar constraining this request's output (tool calls or json), after checking every schema."""

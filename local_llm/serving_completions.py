@@ -18,7 +18,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
-from autoqwen.local_llm.api_errors import APIError, api_error, unknown_model
+from autoqwen.local_llm.api_errors import APIError, api_error
 from autoqwen.local_llm.completion import Completion, interleave
 from autoqwen.local_llm.engine import Engine
 from autoqwen.local_llm.errors import LocalLLMError
@@ -52,7 +52,6 @@ class CompletionServing:
 
     def __init__(self, engine: Engine, config: ServerConfig, metrics: ServerMetrics) -> None:
         self.engine, self.config, self.metrics = engine, config, metrics
-        self.served = config.served_models(engine.model_id)
 
     async def create(
         self,
@@ -64,10 +63,8 @@ class CompletionServing:
         """Complete every prompt of `body`: the whole reply, or (when `body.stream`) its SSE lines as they come.
 
         A non-streaming request whose client leaves is cancelled; a stream is cancelled when its response is
-        closed. Prompts reuse prefix cache entries of `cache_scope` only (see ChatServing.cache_scope).
+        closed. Prompts reuse prefix cache entries of `cache_scope` only (see ServerConfig.cache_scope).
         """
-        if body.model not in self.served:
-            raise unknown_model(body.model, self.served)
         _refuse_unsupported(body)
         prompts = await asyncio.to_thread(self._encode, body)  # a long prompt takes seconds to tokenise
         groups = self._submit(body, [ids for _, ids in prompts], cache_scope)

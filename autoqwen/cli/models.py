@@ -1,8 +1,10 @@
-"""`autoqwen models list|pull|show|rm`: the models on this machine, like `ollama ls/pull/show/rm` and `lms ls/get`."""
+"""`autoqwen models list|pull|show|rm`: the models on this machine, like `ollama ls/pull/show/rm` and `lms ls/get`;
+`autoqwen ps`: what a running server has loaded (`ollama ps`, `lms ps`)."""
 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
@@ -26,8 +28,59 @@ IdArgument = Annotated[str, typer.Argument(help="A model id, as `autoqwen models
 
 
 def register(root: typer.Typer) -> None:
-    """Add the models command group to the root app."""
+    """Add the models command group and `ps` to the root app."""
     root.add_typer(app, name="models")
+    root.command("ps")(ps)
+
+
+def ps(
+    base_url: Annotated[
+        str, typer.Option(envvar="AUTOQWEN_BASE_URL", help="The server's OpenAI base URL (`autoqwen serve`'s).")
+    ] = "http://127.0.0.1:1234/v1",
+    api_key: Annotated[
+        str | None, typer.Option(envvar="AUTOQWEN_API_KEY", help="Its API key, if it needs one.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show the models a running server has loaded: state, since when, memory, requests, idle time."""
+    import httpx
+
+    from autoqwen.local_llm.errors import LocalLLMError
+
+    url = base_url.rstrip("/").removesuffix("/v1") + "/api/ps"
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    try:
+        reply = httpx.get(url, headers=headers, timeout=10)
+    except httpx.HTTPError as exc:
+        raise LocalLLMError(
+            f"no server answers at {url} ({exc.__class__.__name__}); start one: autoqwen serve"
+        ) from exc
+    if reply.status_code != 200:
+        hint = " (not an autoqwen server?)" if reply.status_code == 404 else ""
+        raise LocalLLMError(f"{url} answered HTTP {reply.status_code}{hint}: {reply.text[:200]}")
+    body = reply.json()
+    if as_json:
+        typer.echo(json.dumps(body, indent=2))
+        return
+    table = Table(box=None, header_style="bold")
+    table.add_column("model", overflow="fold")
+    for name in ("state", "up", "memory", "requests", "idle", "unloads"):
+        table.add_column(name, no_wrap=True, justify="right" if name in ("memory", "requests") else "left")
+    now = datetime.now(UTC)
+    for m in body.get("models", []):
+        up = _duration((now - datetime.fromisoformat(m["loaded_at"])).total_seconds())
+        idle = _duration(m["idle_seconds"]) if not m["requests"] else "-"
+        until = m["expires_at"] and "in " + _duration((datetime.fromisoformat(m["expires_at"]) - now).total_seconds())
+        cells = [m["name"], m["state"], up, _size(m["size"]), str(m["requests"]), idle]
+        table.add_row(*[Text(terminal_safe(str(c))) for c in cells], until or ("never" if m["pinned"] else "-"))
+    console.print(table)
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    if seconds < 120:
+        return f"{seconds} s"
+    return f"{seconds // 60} min" if seconds < 7200 else f"{seconds // 3600} h"
 
 
 def _size(nbytes: int | None) -> str:

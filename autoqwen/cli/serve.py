@@ -98,12 +98,30 @@ def serve(
         int,
         typer.Option(min=0, help="Send streamed text at most this often; tokens decoded meanwhile go together."),
     ] = 20,
+    max_models: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Models loaded at once; a request for another local model unloads the least recently used idle one.",
+        ),
+    ] = 1,
+    idle_ttl: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="Unload a model loaded on demand after this many seconds without requests (0 = never); --model stays.",
+        ),
+    ] = 3600,
+    load_wait: Annotated[
+        float, typer.Option(min=0, help="Seconds a request waits for its model to load, then 503 + Retry-After.")
+    ] = 60,
 ) -> None:
-    """Serve a local chat model over the OpenAI API (/v1/models, /v1/chat/completions, /health, /metrics), and
-    workflows and sessions over HTTP (/v1/workflows, /v1/sessions, model "workflow:NAME"; docs at /docs)."""
+    """Serve local chat models over the OpenAI API (/v1/models, /v1/chat/completions, /v1/completions,
+    /v1/responses, /health, /metrics, /api/ps), and workflows and sessions over HTTP (/v1/workflows, /v1/sessions,
+    model "workflow:NAME"; docs at /docs). A request naming another local model (`autoqwen models list`) loads it."""
     import uvicorn
 
-    from autoqwen.local_llm import Engine, ServerConfig, create_app, resolve_model
+    from autoqwen.local_llm import Engine, ServerConfig, create_app, list_models, resolve_model
     from autoqwen.workflows.http_api import workflow_router
     from autoqwen.workflows.live_runs import LiveRuns, RunTarget
     from autoqwen.workflows.workflow_models import WorkflowModels
@@ -115,14 +133,18 @@ def serve(
             highlight=False,
         )
     quiet_progress_bars()
-    engine = Engine(
-        resolve_model(model),
-        max_batch=max_batch,
-        max_queue=max_queue,
-        prefix_cache_mb=prefix_cache_mb,
-        quantize=quantize,
-        stream_interval_ms=stream_interval_ms,
-    )
+
+    def make_engine(spec: str) -> Engine:
+        return Engine(
+            resolve_model(spec),
+            max_batch=max_batch,
+            max_queue=max_queue,
+            prefix_cache_mb=prefix_cache_mb,
+            quantize=quantize,
+            stream_interval_ms=stream_interval_ms,
+        )
+
+    engine = make_engine(model)
     config = ServerConfig(
         api_keys=tuple(api_key or ()),
         aliases=tuple(alias or ()),
@@ -135,11 +157,14 @@ def serve(
         parallel_calls=parallel_calls,
         copy_values=copy_values,
         ground_answers=ground_answers,
+        max_models=max_models,
+        idle_ttl_s=idle_ttl or None,
+        load_wait_s=load_wait,
     )
     # Runs started over HTTP reach this same server over loopback, with its first key.
     target = RunTarget(own_url(host, port), engine.model_id, api_key[0] if api_key else None, engine.wait_ready)
     runs = LiveRuns(target)
-    app = create_app(engine, config, providers=[WorkflowModels(runs)])
+    app = create_app(engine, config, providers=[WorkflowModels(runs)], catalog=list_models, make_engine=make_engine)
     app.include_router(workflow_router(runs))
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info"))
     failed = threading.Event()
@@ -163,7 +188,8 @@ def serve(
         server.run()
     finally:
         runs.close()
-        engine.close()
+        for loaded in app.state.models.engines:
+            loaded.close()
     if failed.is_set():
         raise typer.Exit(1)
 
