@@ -44,6 +44,9 @@ log = logging.getLogger(__name__)
 
 # The seeds a generator accepts: signed or unsigned 64-bit integers (torch's `manual_seed` range).
 SEED_MIN, SEED_MAX = -(2**63), 2**64 - 1
+# Choices one chat request may ask for (`n`): each is a sequence in the engine's batch and queue.
+MAX_CHAT_CHOICES = 8
+
 # A token id as a `logit_bias` key: ASCII digits only, and short enough that no vocabulary is that large.
 _TOKEN_ID = re.compile(r"[0-9]{1,9}")
 
@@ -165,7 +168,7 @@ class ChatCompletionRequest(OpenAIBaseModel):
     logprobs: bool = Field(default=False, description="return each generated token's log-probability")
     max_tokens: Annotated[int, Field(ge=1)] | None = None
     max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
-    n: Annotated[int, Field(ge=1, le=1, description="only 1 is supported")] = 1
+    n: Annotated[int, Field(ge=1, le=MAX_CHAT_CHOICES, description="choices to generate, each a sequence")] = 1
     parallel_tool_calls: bool | None = None
     presence_penalty: Annotated[float, Field(ge=-2, le=2)] = 0.0
     response_format: ResponseFormat | None = None

@@ -109,8 +109,25 @@ class FunctionCallOutputInput(OpenAIBaseModel):
     status: str | None = None
 
 
+class ReasoningText(BaseModel):
+    type: Literal["reasoning_text"] = "reasoning_text"
+    text: str
+
+
+class ReasoningInput(OpenAIBaseModel):
+    """A reasoning item of an earlier turn, sent back with the conversation (as the Agents SDK does): its text goes
+    to the next assistant turn as that turn's reasoning, which the model's chat template keeps or drops."""
+
+    type: Literal["reasoning"]
+    id: str | None = None
+    summary: list[dict[str, Any]] = Field(default_factory=list)
+    content: list[ReasoningText] | None = None
+    encrypted_content: str | None = None
+    status: str | None = None
+
+
 class OtherItem(OpenAIBaseModel):
-    """An input item this server cannot serve (reasoning, item_reference, tool calls of hosted tools): a 400."""
+    """An input item this server cannot serve (item_reference, tool calls of hosted tools): a 400."""
 
     type: str
 
@@ -119,8 +136,9 @@ InputItem = Annotated[
     Annotated[MessageInput, Tag("message")]
     | Annotated[FunctionCallInput, Tag("function_call")]
     | Annotated[FunctionCallOutputInput, Tag("function_call_output")]
+    | Annotated[ReasoningInput, Tag("reasoning")]
     | Annotated[OtherItem, Tag("other")],
-    _kind(("message", "function_call", "function_call_output"), default="message"),
+    _kind(("message", "function_call", "function_call_output", "reasoning"), default="message"),
 ]
 
 
@@ -219,7 +237,21 @@ class FunctionCallItem(BaseModel):
     arguments: str
 
 
-OutputItem = OutputMessage | FunctionCallItem
+class ReasoningItem(BaseModel):
+    """The model's thinking (Qwen3's `<think>` block), as an output item before its answer."""
+
+    id: str = Field(default_factory=lambda: f"rs_{uuid.uuid4().hex}")
+    type: Literal["reasoning"] = "reasoning"
+    status: ItemStatus = "completed"
+    summary: list[Any] = Field(default_factory=list)
+    content: list[ReasoningText] = Field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        return "".join(part.text for part in self.content)
+
+
+OutputItem = ReasoningItem | OutputMessage | FunctionCallItem
 
 
 class InputTokensDetails(BaseModel):

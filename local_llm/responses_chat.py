@@ -33,6 +33,7 @@ from autoqwen.local_llm.protocol_responses import (
     MessageInput,
     OtherContent,
     OtherTool,
+    ReasoningInput,
     ResponsesRequest,
 )
 
@@ -61,8 +62,11 @@ def input_messages(body: ResponsesRequest) -> list[dict[str, Any]]:
     if isinstance(body.input, str):
         return [{"role": "user", "content": body.input}]
     out: list[dict[str, Any]] = []
+    thought = ""  # a reasoning item's text, for the assistant turn that follows it
     for i, item in enumerate(body.input):
-        if isinstance(item, MessageInput):
+        if isinstance(item, ReasoningInput):
+            thought += "".join(part.text for part in item.content or [])
+        elif isinstance(item, MessageInput):
             out.append({"role": item.role, "content": _text(item.content, f"input.{i}.content")})
         elif isinstance(item, FunctionCallInput):
             call = {
@@ -70,7 +74,7 @@ def input_messages(body: ResponsesRequest) -> list[dict[str, Any]]:
                 "type": "function",
                 "function": {"name": item.name, "arguments": item.arguments},
             }
-            if out and out[-1]["role"] == "assistant":  # calls after (or beside) the assistant's text: one turn
+            if out and out[-1]["role"] == "assistant" and not thought:  # calls beside the assistant's text: one turn
                 out[-1].setdefault("tool_calls", []).append(call)
             else:
                 out.append({"role": "assistant", "content": None, "tool_calls": [call]})
@@ -80,10 +84,14 @@ def input_messages(body: ResponsesRequest) -> list[dict[str, Any]]:
             )
         else:
             raise bad_request(
-                f"input.{i}.type: items of type {item.type[:40]!r} are not supported here (message, function_call "
-                "and function_call_output are)",
+                f"input.{i}.type: items of type {item.type[:40]!r} are not supported here (message, function_call, "
+                "function_call_output and reasoning are)",
                 f"input.{i}.type",
             )
+        if thought and not isinstance(item, ReasoningInput):
+            if out[-1]["role"] == "assistant":
+                out[-1]["reasoning_content"] = thought
+            thought = ""
     return out
 
 
@@ -173,7 +181,8 @@ async def chat_chunks(reply: ProviderReply) -> AsyncGenerator[ChatChunk, None]:
         completion = whole_completion(reply)
         choice = completion.choices[0]
         calls = [{"index": i, **call.model_dump()} for i, call in enumerate(choice.message.tool_calls or [])]
-        delta = Delta(content=choice.message.content, tool_calls=calls or None)
+        message = choice.message
+        delta = Delta(content=message.content, reasoning_content=message.reasoning_content, tool_calls=calls or None)
         yield ChatCompletionChunk(
             id=completion.id,
             created=completion.created,

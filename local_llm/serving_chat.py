@@ -12,15 +12,16 @@ usage and metrics. The route only wraps a stream in an HTTP response.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 from autoqwen.local_llm.api_errors import APIError, api_error
 from autoqwen.local_llm.argument_schema import conversation_values, mentioned_by
 from autoqwen.local_llm.chat_template import ChatPrompt
-from autoqwen.local_llm.completion import Completion
+from autoqwen.local_llm.completion import Completion, interleave
 from autoqwen.local_llm.engine import Engine
 from autoqwen.local_llm.errors import ContextLengthExceeded, InvalidRequest, LocalLLMError
 from autoqwen.local_llm.grammars import NAME_PREFIX, answer_grammar, json_grammar, tool_grammar
@@ -50,7 +51,7 @@ from autoqwen.local_llm.reasoning import (
     think_first,
     thinking_start,
 )
-from autoqwen.local_llm.sampling import SamplingParams
+from autoqwen.local_llm.sampling import SamplingParams, choice_seed
 from autoqwen.local_llm.server_config import ServerConfig
 from autoqwen.local_llm.tool_choice import (
     CHANNEL_TOKENS,
@@ -98,26 +99,46 @@ class ChatServing:
         grammar = think_first(grammar, thinking) if thinking is not None else grammar
         with_tools = bool(offered_tools(body))
         params = _sampling_params(body, self.config, grammar, _vocab_size(self.engine))
-        completion = self.engine.submit(prompt, params, async_mode=True, cache_scope=cache_scope)
+        completions = [  # `n` choices, each a sequence of the batch, drawing with its own seed
+            self.engine.submit(
+                prompt,
+                dataclasses.replace(params, seed=choice_seed(params.seed, i)),
+                async_mode=True,
+                cache_scope=cache_scope,
+            )
+            for i in range(body.n)
+        ]
 
-        def reply() -> ReplyStream:  # a fresh splitter of this request's reply
+        def reply() -> ReplyStream:  # a fresh splitter of one choice's reply
             return ReplyStream(ReasoningStream(thinking) if thinking else None, _splitter(body) if with_tools else None)
 
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            reader = LogprobReader(completion, self.engine.token_bytes) if body.logprobs else None
-            return self._stream(completion, body.model, include_usage, reply(), reader)
-        text = await _collect(completion, is_disconnected, reply())
-        _observe(self.metrics, completion)
-        reasoning, content, calls = split_reply(text, reply())
-        finish = _finish_reason(completion, bool(calls))
+            return self._stream(completions, body, include_usage, reply)
+        try:
+            texts = await asyncio.gather(*(_collect(c, is_disconnected, reply()) for c in completions))
+        finally:
+            for completion in completions:
+                completion.cancel()
+        choices = [
+            self._choice(body, i, c, text, reply()) for i, (c, text) in enumerate(zip(completions, texts, strict=True))
+        ]
+        for completion in completions:
+            _observe(self.metrics, completion)
+        return ChatCompletion(model=body.model, choices=choices, usage=_usage(completions))
+
+    def _choice(
+        self, body: ChatCompletionRequest, index: int, completion: Completion, text: str, reply: ReplyStream
+    ) -> Choice:
+        reasoning, content, calls = split_reply(text, reply)
         message = ResponseMessage(content=content, reasoning_content=reasoning, tool_calls=calls or None)
         logprobs = None
         if body.logprobs:  # every token of the raw reply (tool-call markup and reasoning included)
             reader = LogprobReader(completion, self.engine.token_bytes)
             logprobs = ChoiceLogprobs(content=chat_logprobs([*reader.feed(text), *reader.feed("")]))
-        choice = Choice(message=message, logprobs=logprobs, finish_reason=finish)
-        return ChatCompletion(model=body.model, choices=[choice], usage=_usage(completion))
+        return Choice(
+            index=index, message=message, logprobs=logprobs, finish_reason=_finish_reason(completion, bool(calls))
+        )
 
     async def _choose_tool(
         self, body: ChatCompletionRequest, cache_scope: str | None, *, may_answer: bool
@@ -165,51 +186,71 @@ class ChatServing:
 
     async def _stream(
         self,
-        completion: Completion,
-        model: str,
+        completions: list[Completion],
+        body: ChatCompletionRequest,
         include_usage: bool,
-        reply: ReplyStream,
-        reader: LogprobReader | None = None,
+        reply: Callable[[], ReplyStream],
     ) -> AsyncIterator[str]:
-        """Server-sent events of one streaming completion, ending with `data: [DONE]`; `reply` splits the text into
-        reasoning, content and tool calls; `reader` (when logprobs are asked for) gives each piece's tokens, sent
+        """Server-sent events of the request's choices as they come, ending with `data: [DONE]`; each choice's
+        `reply()` splits its text into reasoning, content and tool calls; with `logprobs`, each piece's tokens go
         with the first chunk of that piece (or an empty one, when the splitter holds the piece's text back)."""
+        replies = [reply() for _ in completions]
+        readers = [LogprobReader(c, self.engine.token_bytes) if body.logprobs else None for c in completions]
+        done = [False] * len(completions)
 
-        def logprobs(piece: str) -> ChoiceLogprobs | None:
+        def logprobs(index: int, piece: str) -> ChoiceLogprobs | None:
+            reader = readers[index]
             return None if reader is None else ChoiceLogprobs(content=chat_logprobs(reader.feed(piece)))
 
         base = ChatCompletionChunk(
-            id=f"chatcmpl-{secrets.token_hex(16)}", created=int(time.time()), model=model, choices=[]
+            id=f"chatcmpl-{secrets.token_hex(16)}", created=int(time.time()), model=body.model, choices=[]
         )
 
         def event(choices: list[ChunkChoice], usage: Usage | None = None) -> str:
             chunk = base.model_copy(update={"choices": choices, "usage": usage})
             return f"data: {chunk.model_dump_json()}\n\n"
 
+        def end(index: int) -> Iterator[str]:
+            done[index], split = True, replies[index]
+            for item in split.close():
+                yield event([ChunkChoice(index=index, delta=_delta(item, split))])
+            finish = _finish_reason(completions[index], bool(split.calls))
+            tokens = logprobs(index, "")
+            yield event([ChunkChoice(index=index, delta=Delta(), logprobs=tokens, finish_reason=finish)])
+
         try:
-            yield event([ChunkChoice(delta=Delta(role="assistant", content=""))])
-            async for piece in completion:
-                tokens = logprobs(piece)
-                for item in reply.feed(piece):
-                    yield event([ChunkChoice(delta=_delta(item, reply), logprobs=tokens)])
+            for index in range(len(completions)):
+                yield event([ChunkChoice(index=index, delta=Delta(role="assistant", content=""))])
+            async for index, piece in interleave(completions):
+                if done[index]:
+                    continue
+                if piece is None:
+                    for line in end(index):
+                        yield line
+                    continue
+                tokens, split = logprobs(index, piece), replies[index]
+                for item in split.feed(piece):
+                    yield event([ChunkChoice(index=index, delta=_delta(item, split), logprobs=tokens)])
                     tokens = None
                 if tokens is not None and tokens.content:
-                    yield event([ChunkChoice(delta=Delta(), logprobs=tokens)])
-                if reply.ended:
+                    yield event([ChunkChoice(index=index, delta=Delta(), logprobs=tokens)])
+                if split.ended:  # a padding call: the rest of this choice is not read
+                    completions[index].cancel()
+                    for line in end(index):
+                        yield line
+                if all(done):
                     break
-            for item in reply.close():
-                yield event([ChunkChoice(delta=_delta(item, reply))])
-            finish = _finish_reason(completion, bool(reply.calls))
-            yield event([ChunkChoice(delta=Delta(), logprobs=logprobs(""), finish_reason=finish)])
             if include_usage:
-                yield event([], _usage(completion))
-            _observe(self.metrics, completion)
+                yield event([], _usage(completions))
+            for completion in completions:
+                _observe(self.metrics, completion)
             yield "data: [DONE]\n\n"
         except LocalLLMError as exc:
             # Headers are sent already: the error goes out as one more event, in the body a client would parse.
             yield f"data: {json.dumps(api_error(exc).body().model_dump())}\n\n"
         finally:
-            completion.cancel()
+            for completion in completions:
+                completion.cancel()
 
 
 # A token is rarely longer than a few characters: messages with more characters than this many per token of the
@@ -301,12 +342,14 @@ def _sampling_params(
     )
 
 
-def _usage(completion: Completion) -> Usage:
+def _usage(completions: list[Completion]) -> Usage:
+    """Usage of a request's choices: the prompt once (as OpenAI counts it), every choice's generated tokens."""
+    first, generated = completions[0], sum(c.completion_tokens for c in completions)
     return Usage(
-        prompt_tokens=completion.prompt_tokens,
-        completion_tokens=completion.completion_tokens,
-        total_tokens=completion.prompt_tokens + completion.completion_tokens,
-        prompt_tokens_details=PromptTokensDetails(cached_tokens=completion.cached_tokens),
+        prompt_tokens=first.prompt_tokens,
+        completion_tokens=generated,
+        total_tokens=first.prompt_tokens + generated,
+        prompt_tokens_details=PromptTokensDetails(cached_tokens=first.cached_tokens),
     )
 
 

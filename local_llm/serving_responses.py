@@ -6,7 +6,8 @@
 A request becomes a chat completion request (`responses_chat`), so tools, `tool_choice` and the server's tool
 policies (constrained decoding, call-then-answer, channel selection) apply exactly as they do for chat. `complete`
 (the server's chat dispatch: the engine's `ChatServing`, or a model provider) answers it, and its reply becomes
-output items (`message` with `output_text`, `function_call`) or, streamed, the Responses events. A response made
+output items (`reasoning` with `reasoning_text` for a thinking model, `message` with `output_text`,
+`function_call`) or, streamed, the Responses events. A response made
 with `store: true` is kept (`ResponseStore`), with its conversation, for a later `previous_response_id`.
 """
 
@@ -26,6 +27,8 @@ from autoqwen.local_llm.protocol_responses import (
     OutputItem,
     OutputMessage,
     OutputText,
+    ReasoningItem,
+    ReasoningText,
     ResponsesRequest,
     ResponsesResponse,
     ResponseUsage,
@@ -122,6 +125,7 @@ class ResponsesServing:
 
         output: list[OutputItem] = []
         message: OutputMessage | None = None
+        thought: ReasoningItem | None = None  # the reasoning item being streamed
         usage: Usage | None = None
         finish: str | None = None
 
@@ -134,6 +138,30 @@ class ResponsesServing:
             return [
                 event("response.output_item.added", output_index=where["output_index"], item=message.model_dump()),
                 event("response.content_part.added", **where, content_index=0, part=part),
+            ]
+
+        def think(delta: str) -> list[str]:
+            nonlocal thought
+            lines = []
+            if thought is None:
+                thought = ReasoningItem(status="in_progress", content=[ReasoningText(text="")])
+                output.append(thought)
+                added = thought.model_dump()
+                lines.append(event("response.output_item.added", output_index=len(output) - 1, item=added))
+            thought.content[0].text += delta
+            where = {"item_id": thought.id, "output_index": output.index(thought), "content_index": 0}
+            return [*lines, event("response.reasoning_text.delta", **where, delta=delta)]
+
+        def close_thought() -> list[str]:
+            nonlocal thought
+            if thought is None:
+                return []
+            done, thought = thought, None
+            done.status = "incomplete" if finish == "length" else "completed"
+            where = {"item_id": done.id, "output_index": output.index(done)}
+            return [
+                event("response.reasoning_text.done", **where, content_index=0, text=done.text),
+                event("response.output_item.done", output_index=where["output_index"], item=done.model_dump()),
             ]
 
         def close_message() -> list[str]:
@@ -162,6 +190,11 @@ class ResponsesServing:
                 usage = chunk.usage or usage
                 for choice in chunk.choices:
                     finish = choice.finish_reason or finish
+                    for line in think(choice.delta.reasoning_content) if choice.delta.reasoning_content else []:
+                        yield line
+                    if choice.delta.content or choice.delta.tool_calls:
+                        for line in close_thought():
+                            yield line
                     if choice.delta.content:
                         lines = open_message() if message is None else []
                         assert message is not None
@@ -190,8 +223,10 @@ class ResponsesServing:
                         yield event(
                             "response.output_item.done", output_index=where["output_index"], item=item.model_dump()
                         )
-            if not output:  # no text and no call: an empty message, as the non-streaming reply has
-                for line in open_message():
+            for line in close_thought():
+                yield line
+            if not any(isinstance(item, OutputMessage | FunctionCallItem) for item in output):
+                for line in open_message():  # no text and no call: an empty message, as the whole reply has
                     yield line
             for line in close_message():
                 yield line
@@ -233,6 +268,8 @@ def _finished(shell: ResponsesResponse, completion: ChatCompletion) -> Responses
     choice = completion.choices[0]
     message, calls = choice.message, choice.message.tool_calls or []
     output: list[OutputItem] = []
+    if message.reasoning_content:
+        output.append(ReasoningItem(content=[ReasoningText(text=message.reasoning_content)]))
     if message.content or not calls:
         text = [OutputText(text=message.content or "")]
         output.append(
@@ -267,12 +304,18 @@ def _done(
 def _as_message(output: list[OutputItem]) -> dict[str, Any]:
     """A response's output as the assistant message a later request's history holds."""
     text = "".join(part.text for item in output if isinstance(item, OutputMessage) for part in item.content)
+    thought = "".join(item.text for item in output if isinstance(item, ReasoningItem))
     calls = [
         {"id": item.call_id, "type": "function", "function": {"name": item.name, "arguments": item.arguments}}
         for item in output
         if isinstance(item, FunctionCallItem)
     ]
-    return {"role": "assistant", "content": text or (None if calls else ""), **({"tool_calls": calls} if calls else {})}
+    message = {"role": "assistant", "content": text or (None if calls else "")}
+    return {
+        **message,
+        **({"tool_calls": calls} if calls else {}),
+        **({"reasoning_content": thought} if thought else {}),
+    }
 
 
 def _call_item(call: dict[str, Any]) -> FunctionCallItem:

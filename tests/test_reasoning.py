@@ -211,3 +211,43 @@ def test_the_servers_grammar_lets_the_model_think_then_call(client: TestClient, 
     # Thinking off: the template closes the block in the prompt, and the grammar allows no other.
     off = post(client, **payload, chat_template_kwargs={"enable_thinking": False})["choices"][0]
     assert off["finish_reason"] == "tool_calls" and off["message"]["reasoning_content"] is None
+
+
+def test_the_responses_api_returns_thinking_as_a_reasoning_item(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    script(monkeypatch, f"<think>\n{THOUGHT}\n</think>\n\nIt is 18 C in Paris.")
+    payload = {"model": "tiny", "input": "Weather in Paris?", "max_output_tokens": 120}
+    whole = client.post("/v1/responses", json=payload).json()
+    reasoning, message = whole["output"]
+    assert reasoning["type"] == "reasoning" and reasoning["content"] == [{"type": "reasoning_text", "text": THOUGHT}]
+    assert message["content"][0]["text"] == "It is 18 C in Paris."
+    with client.stream("POST", "/v1/responses", json={**payload, "stream": True}) as r:
+        events = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: {")]
+    kinds = [e["type"] for e in events]
+    assert "".join(e["delta"] for e in events if e["type"] == "response.reasoning_text.delta") == THOUGHT
+    assert kinds.index("response.reasoning_text.done") < kinds.index("response.output_text.delta")
+    final = events[-1]["response"]
+    assert [item["type"] for item in final["output"]] == ["reasoning", "message"]
+    assert final["output"][0]["content"][0]["text"] == THOUGHT and final["output"][0]["status"] == "completed"
+
+
+def test_reasoning_items_sent_back_go_to_their_assistant_turn(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Agents SDK sends earlier reasoning items with the conversation: accepted, and given to the template as
+    the reasoning of the assistant turn they preceded."""
+    seen: list[Any] = []
+    render = serving_chat.ChatPrompt.of
+    monkeypatch.setattr(serving_chat.ChatPrompt, "of", lambda body: seen.append(body.messages) or render(body))
+    script(monkeypatch, "Done.")
+    items = [
+        {"role": "user", "content": "Weather in Paris?"},
+        {"type": "reasoning", "id": "rs_1", "summary": [], "content": [{"type": "reasoning_text", "text": THOUGHT}]},
+        {"type": "function_call", "call_id": "call_1", "name": "get_weather", "arguments": '{"city": "Paris"}'},
+        {"type": "function_call_output", "call_id": "call_1", "output": "18 C"},
+    ]
+    r = client.post("/v1/responses", json={"model": "tiny", "input": items, "max_output_tokens": 20})
+    assert r.status_code == 200, r.text
+    assistant = seen[-1][1]
+    assert assistant.role == "assistant" and assistant.reasoning_content == THOUGHT and assistant.tool_calls

@@ -204,7 +204,7 @@ def slow_steps(tiny_server: EmbeddedServer) -> Iterator[None]:
             "input.0.content.0",
             "input_image",
         ),
-        ({"input": [{"type": "reasoning", "summary": []}]}, "input.0.type", "reasoning"),
+        ({"input": [{"type": "item_reference", "id": "msg_1"}]}, "input.0.type", "item_reference"),
         ({"input": [{"type": "function_call", "name": "f"}]}, "input.items.0.function_call.call_id", "Field required"),
         ({"tools": [{"type": "web_search"}]}, "tools.0.type", "only function tools"),
         ({"tools": [{"type": "function", "name": "bad name!"}]}, "tools.0.function.name", "pattern"),

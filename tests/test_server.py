@@ -113,7 +113,7 @@ def test_developer_and_list_content_are_accepted(client: TestClient) -> None:
         (body(max_tokens=-5), "max_tokens", ""),
         (body(temperature="hot"), "temperature", ""),
         (body(temperature=3), "temperature", "less than or equal to 2"),
-        (body(n=2), "n", ""),
+        (body(n=9), "n", "less than or equal to 8"),
         (body(stop=["a", "b", "c", "d", "e"]), None, "at most 4"),
         (body(logit_bias={"abc": 1}), "logit_bias", "token ids"),
         (
