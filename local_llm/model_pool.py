@@ -174,7 +174,7 @@ class ModelPool:
         try:
             while resident.making_room or resident.engine.state == "loading":
                 if time.monotonic() >= deadline:
-                    raise EngineNotReady(f"model {name} is still loading after {self.load_wait_s:.0f} s; retry shortly")
+                    raise EngineNotReady(f"model {name} is still loading after {self.load_wait_s:g} s; retry shortly")
                 await asyncio.sleep(_POLL_S)
             if resident.engine.state == "failed" and not resident.pinned:
                 self._residents.remove(resident)  # the next request tries again

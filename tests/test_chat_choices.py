@@ -80,3 +80,22 @@ def test_more_choices_than_the_limit_is_400_naming_it(client: openai.OpenAI, mod
     with pytest.raises(openai.BadRequestError, match="less than or equal to 8") as caught:
         chat(client, model, n=9)
     assert caught.value.body["param"] == "n"  # type: ignore[index]
+
+
+def test_the_sdks_chat_stream_helper_assembles_the_choices(client: openai.OpenAI, model: str) -> None:
+    whole = chat(client, model, n=2, seed=4, tools=[WEATHER], tool_choice="required", max_tokens=300, ignore_eos=False)
+    with client.chat.completions.stream(
+        model=model,
+        messages=[{"role": "user", "content": "Hello"}],
+        tools=[WEATHER],  # type: ignore[list-item]
+        tool_choice="required",
+        n=2,
+        seed=4,
+        temperature=1.0,
+        max_tokens=300,
+    ) as stream:
+        final = stream.get_final_completion()
+    assert [c.index for c in final.choices] == [0, 1]
+    for streamed, kept in zip(final.choices, whole.choices, strict=True):
+        assert streamed.finish_reason == kept.finish_reason == "tool_calls"
+        assert streamed.message.tool_calls[0].function.arguments == kept.message.tool_calls[0].function.arguments

@@ -168,7 +168,12 @@ def test_a_model_serving_a_stream_is_not_unloaded(loads: Loads) -> None:
         while ps(server)[0]["requests"]:  # the lease goes when the stream ends
             assert time.monotonic() < deadline
             time.sleep(0.05)
-        ask(server, "tiny-qwen2")
+        body = {"model": "tiny-qwen2", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}
+        deadline = time.monotonic() + 60
+        while (r := httpx.post(f"{server.base_url}/chat/completions", json=body)).status_code == 503:
+            assert time.monotonic() < deadline and r.json()["error"]["code"] == "model_not_ready", r.text
+            time.sleep(0.1)  # a load longer than the half second this server waits: ask again
+        assert r.status_code == 200, r.text
 
 
 def test_a_model_loaded_on_demand_is_unloaded_when_idle(loads: Loads) -> None:

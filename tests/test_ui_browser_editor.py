@@ -108,7 +108,7 @@ def test_the_form_view_edits_a_system_message_into_the_yaml(ui_url: str, browser
     message.send_keys("You are terse.")
     wait.until(lambda d: "system_message: You are terse." in text.get_attribute("value"))
     driver.find_element(By.ID, "view-yaml").click()
-    assert text.is_displayed()
+    wait.until(lambda d: text.is_displayed())  # the switch may wait for the form's last change to be written
     shown = text.get_attribute("value")
     assert "temperature: 0.2" in shown and "topic:" in shown and "skills: [web_fetch]" in shown
     wait.until(lambda d: d.find_element(By.ID, "problems-status").text.startswith("No problems"))
