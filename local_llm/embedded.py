@@ -22,6 +22,7 @@ from autoqwen.local_llm.server import ServerConfig, create_app
 
 if TYPE_CHECKING:
     from autoqwen.local_llm.model_catalog import LocalModel
+    from autoqwen.local_llm.model_pool import Spec
 
 __all__ = ["EmbeddedServer"]
 
@@ -38,7 +39,7 @@ class EmbeddedServer:
         port: int = 0,
         providers: Sequence[ModelProvider] = (),
         catalog: Callable[[], Sequence[LocalModel]] | None = None,
-        make_engine: Callable[[str], Engine] | None = None,
+        make_engine: Callable[[Spec], Engine] | None = None,
     ) -> None:
         self.engine = engine
         self.app = create_app(engine, config, providers=providers, catalog=catalog, make_engine=make_engine)

@@ -24,22 +24,26 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from autoqwen.local_llm.api_errors import APIError, unknown_model
 from autoqwen.local_llm.engine import Engine
 from autoqwen.local_llm.errors import EngineNotReady, LocalLLMError
+from autoqwen.local_llm.resolve import ModelSource
 
 if TYPE_CHECKING:
     from autoqwen.local_llm.model_catalog import LocalModel
-    from autoqwen.local_llm.resolve import ModelSource
 
-__all__ = ["Lease", "ModelPool", "Resident"]
+__all__ = ["Lease", "ModelPool", "Resident", "Spec"]
 
 log = logging.getLogger(__name__)
 
-# How long a listing of the catalog (a walk of the model caches) is reused before looking again.
+Spec: TypeAlias = str | ModelSource  # what make_engine loads: a catalog id, or the server's own model's source
+
+# How long a listing of the catalog (a walk of the model caches) is reused before looking again; a name not in
+# it looks again, at most this often (a model just pulled is found; a client's typos do not walk the caches).
 CATALOG_TTL_S = 5.0
+REFRESH_S = 1.0
 _POLL_S = 0.05
 
 
@@ -87,7 +91,8 @@ class ModelPool:
     """The engines a server holds, by model name, loaded on demand; see the module docstring.
 
     Without `catalog` and `make_engine` the pool holds `first` only, and other names get 404 (the embedded servers
-    of `chat` and the workflow runner).
+    of `chat` and the workflow runner). `make_engine` gets a catalog id, or `first.source` to load the server's own
+    model again (under its own names and `aliases`) after it was unloaded.
     """
 
     def __init__(
@@ -96,12 +101,14 @@ class ModelPool:
         *,
         aliases: Sequence[str] = (),
         catalog: Callable[[], Sequence[LocalModel]] | None = None,
-        make_engine: Callable[[str], Engine] | None = None,
+        make_engine: Callable[[Spec], Engine] | None = None,
         max_models: int = 1,
         idle_ttl_s: float | None = 3600.0,
         load_wait_s: float = 60.0,
     ) -> None:
-        self._residents = [Resident(first, (first.model_id, *aliases), _key(first.source), pinned=True)]
+        self._own_names = tuple(dict.fromkeys((first.model_id, *aliases)))
+        self._own = (first.source, _key(first.source))
+        self._residents = [Resident(first, self._own_names, self._own[1], pinned=True)]
         self._catalog = catalog
         self._make_engine = make_engine
         self.max_models = max(1, max_models)
@@ -117,18 +124,26 @@ class ModelPool:
         return sorted(self._residents, key=lambda r: r.last_used)
 
     @property
-    def current(self) -> Resident:
-        """The most recently used model (what /health reports)."""
-        return self.residents[-1]
+    def current(self) -> Resident | None:
+        """What /health reports: the most recently used ready model, else the most recently used one (loading or
+        failed), else None (every model was unloaded: the next request loads one)."""
+        candidates = [r for r in self.residents if r.state == "ready"] or self.residents
+        return candidates[-1] if candidates else None
 
     @property
     def engines(self) -> list[Engine]:
         return [r.engine for r in self._residents]
 
-    def names(self) -> list[str]:
-        """Every model name the server answers to: the loaded models' names, then the catalog's other models."""
-        names = [name for r in self._residents for name in r.names]
-        return names + [m.id for m in self._local_models() if m.id not in names and not self._holding(m)]
+    def listing(self, *, cached: bool = False) -> list[tuple[str, Resident | None]]:
+        """Every model name the server answers to, with the resident model it names (None: not loaded): the loaded
+        models' names, the server's own model's, then the catalog's. May walk the model caches (unless `cached`:
+        the last listing): call it off the event loop."""
+        found: dict[str, Resident | None] = {name: r for r in self._residents for name in r.names}
+        for name in self._own_names:
+            found.setdefault(name, None)
+        for model in self._local_models(cached=cached):
+            found.setdefault(model.id, self._by_key(model.path.resolve()))
+        return list(found.items())
 
     def resident_for(self, name: str) -> Resident | None:
         """The loaded (or loading) model `name` names, if any."""
@@ -168,16 +183,21 @@ class ModelPool:
         """Hold the model `name` for one request, loading it if it is not resident; raises APIError 404 for an
         unknown name, EngineNotReady (503) when it does not load within `load_wait_s`."""
         deadline = time.monotonic() + self.load_wait_s
-        resident = self.resident_for(name) or await self._load(name, deadline)
-        resident.leases += 1  # held while waiting: a model being waited for is not unloaded
+        resident = self.resident_for(name)
+        if resident is not None:
+            resident.leases += 1  # held from here: a model a request waits for is never unloaded
+        else:
+            resident = await self._load(name, deadline)  # held already
         lease = Lease(resident)
         try:
             while resident.making_room or resident.engine.state == "loading":
+                if resident not in self._residents:
+                    raise EngineNotReady(f"loading {name} was given up; retry shortly")
                 if time.monotonic() >= deadline:
                     raise EngineNotReady(f"model {name} is still loading after {self.load_wait_s:g} s; retry shortly")
                 await asyncio.sleep(_POLL_S)
-            if resident.engine.state == "failed" and not resident.pinned:
-                self._residents.remove(resident)  # the next request tries again
+            if resident.engine.state == "failed" and not resident.pinned and resident in self._residents:
+                await self.unload(resident)  # the next request tries again; this one gets the load error
         except BaseException:
             lease.release()
             raise
@@ -185,34 +205,47 @@ class ModelPool:
         return lease
 
     async def _load(self, name: str, deadline: float) -> Resident:
-        local = next((m for m in self._local_models(refresh=True) if m.id == name), None)
-        if local is None or self._make_engine is None:
-            raise unknown_model(name, tuple(self.names()))
-        held = self._holding(local)
-        if held is not None:  # another name of a loaded model (`bundled` for SmolLM2-135M-Instruct)
-            held.names = (*held.names, name)
+        """Register and start loading the model `name` (held once for the caller), or join its load."""
+        found = await asyncio.to_thread(self._spec_for, name) if self._make_engine is not None else None
+        if found is None or self._make_engine is None:
+            raise unknown_model(name, tuple(n for n, _ in self.listing(cached=True)))
+        spec, key = found
+        engine = None
+        if self._by_key(key) is None and self.resident_for(name) is None:
+            try:
+                engine = await asyncio.to_thread(self._make_engine, spec)
+            except LocalLLMError as exc:
+                raise EngineNotReady(f"could not load {name}: {exc}") from exc
+        held = self.resident_for(name) or self._by_key(key)  # loaded meanwhile, maybe under another name
+        if held is not None:  # (an engine made meanwhile was never started: nothing to free)
+            if name not in held.names:
+                held.names = (*held.names, name)
+            held.leases += 1
             return held
-        try:
-            engine = self._make_engine(name)
-        except LocalLLMError as exc:
-            raise EngineNotReady(f"could not load {name}: {exc}") from exc
-        resident = Resident(engine, (name,), _key(engine.source), pinned=False, making_room=True)
+        assert engine is not None
+        own = key == self._own[1]
+        names = tuple(dict.fromkeys((*self._own_names, name))) if own else (name,)
+        resident = Resident(engine, names, key, pinned=own, leases=1, making_room=True)
         self._residents.append(resident)
         try:
             await self._make_room(resident, deadline)
         except BaseException:
-            self._residents.remove(resident)
+            resident.leases -= 1
+            if resident in self._residents:
+                self._residents.remove(resident)
             raise
-        resident.making_room = False
+        finally:
+            resident.making_room = False
         log.info("loading %s on demand", name)
         engine.start()
         self._start_reaper()
         return resident
 
     async def _make_room(self, newcomer: Resident, deadline: float) -> None:
-        """Unload the least recently used idle models until `newcomer` fits in `max_models`."""
-        while len(self._residents) > self.max_models:
-            idle = [r for r in self.residents if r is not newcomer and not r.leases and r.engine.state != "loading"]
+        """Unload the least recently used idle models until `newcomer` fits in `max_models`, counting the models
+        waiting for room before it (first come, first loaded) but not those after it."""
+        while len(self._holding_room_for(newcomer)) > self.max_models:
+            idle = [r for r in self.residents if r is not newcomer and not r.leases and r.state in ("ready", "failed")]
             if idle:
                 await self.unload(idle[0])
                 continue
@@ -256,18 +289,31 @@ class ModelPool:
                     await self.unload(r)
 
     # -- helpers -------------------------------------------------------------------------------
-    def _local_models(self, *, refresh: bool = False) -> list[LocalModel]:
+    def _spec_for(self, name: str) -> tuple[Spec, Path] | None:
+        """What loads the model `name`, and where its weights are; looks at the catalog again when the name is not
+        in its last listing (at most every REFRESH_S). Runs off the event loop."""
+        if name in self._own_names:
+            return self._own
+        local = next((m for m in self._local_models() if m.id == name), None)
+        if local is None and time.monotonic() - self._listing[0] > REFRESH_S:
+            local = next((m for m in self._local_models(refresh=True) if m.id == name), None)
+        return (local.id, local.path.resolve()) if local is not None else None
+
+    def _local_models(self, *, refresh: bool = False, cached: bool = False) -> list[LocalModel]:
         if self._catalog is None:
             return []
         when, models = self._listing
-        if refresh or time.monotonic() - when > CATALOG_TTL_S:
+        if refresh or (not cached and time.monotonic() - when > CATALOG_TTL_S):
             models = list(self._catalog())
             self._listing = (time.monotonic(), models)
         return models
 
-    def _holding(self, local: LocalModel) -> Resident | None:
-        path = local.path.resolve()
-        return next((r for r in self._residents if r.key == path), None)
+    def _holding_room_for(self, newcomer: Resident) -> list[Resident]:
+        place = self._residents.index(newcomer)
+        return [r for i, r in enumerate(self._residents) if not r.making_room or i <= place]
+
+    def _by_key(self, key: Path) -> Resident | None:
+        return next((r for r in self._residents if r.key == key), None)
 
 
 def _key(source: ModelSource) -> Path:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import importlib.metadata
 import logging
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -37,7 +38,7 @@ from autoqwen.local_llm.api_errors import (
 from autoqwen.local_llm.engine import Engine
 from autoqwen.local_llm.errors import LocalLLMError
 from autoqwen.local_llm.metrics import CountRequests, ServerMetrics
-from autoqwen.local_llm.model_pool import Lease, ModelPool
+from autoqwen.local_llm.model_pool import Lease, ModelPool, Resident, Spec
 from autoqwen.local_llm.model_provider import ModelProvider, ProviderReply, find_provider
 from autoqwen.local_llm.protocol import ChatCompletion, ChatCompletionRequest, ModelCard, ModelList
 from autoqwen.local_llm.protocol_completions import CompletionRequest, CompletionResponse
@@ -68,7 +69,7 @@ def create_app(
     *,
     providers: Sequence[ModelProvider] = (),
     catalog: Callable[[], Sequence[LocalModel]] | None = None,
-    make_engine: Callable[[str], Engine] | None = None,
+    make_engine: Callable[[Spec], Engine] | None = None,
 ) -> FastAPI:
     """Build the FastAPI app serving `engine` over the OpenAI API (chat completions, completions, responses); each
     of `providers` serves the models under its name prefix besides, for chat and responses (see `model_provider`).
@@ -109,6 +110,8 @@ def create_app(
 
     @app.get("/health")
     async def health() -> JSONResponse:
+        if pool.current is None:  # every model was unloaded: a request loads one
+            return JSONResponse({"status": "idle", "model": None})
         current = pool.current.engine
         body: dict[str, Any] = {"status": current.state, "model": current.model_id}
         if current.state == "ready":
@@ -128,11 +131,10 @@ def create_app(
         """The models loaded now (`autoqwen ps`), in Ollama's /api/ps shape plus autoqwen's fields."""
         return {"models": pool.ps(), "max_models": pool.max_models, "idle_ttl_s": pool.idle_ttl_s}
 
-    def model_card(name: str) -> ModelCard:
+    def model_card(name: str, resident: Resident | None) -> ModelCard:
         # Every model gets tools (its own template, or injected signatures) and json output; schemas hold only
         # under constrained decoding. Local models fall under AutoGen's "unknown" family (its families are hosted
         # releases). The window is known once the model is loaded.
-        resident = pool.resident_for(name)
         context = resident.engine.context_length if resident is not None else 0
         return ModelCard(
             id=name,
@@ -148,8 +150,8 @@ def create_app(
     @app.get("/v1/models")
     async def list_models() -> ModelList:
         provided = [card for provider in providers for card in provider.models()]
-        local = await asyncio.to_thread(pool.names)  # walks the model caches now and then
-        return ModelList(data=[model_card(name) for name in local] + provided)
+        local = await asyncio.to_thread(pool.listing)  # walks the model caches now and then
+        return ModelList(data=[model_card(name, resident) for name, resident in local] + provided)
 
     @app.get("/v1/models/{model_id:path}")
     async def get_model(model_id: str) -> ModelCard:
@@ -157,10 +159,10 @@ def create_app(
         card = next((c for c in provider.models() if c.id == model_id), None) if provider else None
         if card is not None:
             return card
-        names = await asyncio.to_thread(pool.names)
-        if model_id not in names:
-            raise unknown_model(model_id, tuple(names))
-        return model_card(model_id)
+        local = dict(await asyncio.to_thread(pool.listing))
+        if model_id not in local:
+            raise unknown_model(model_id, tuple(local))
+        return model_card(model_id, local[model_id])
 
     async def complete_chat(body: ChatCompletionRequest, request: Request) -> ProviderReply:
         """A chat request answered by the provider of its model, or by the engine of its model."""
@@ -207,14 +209,17 @@ def create_app(
 
 
 async def _held(lease: Lease, reply: Awaitable[_Reply]) -> _Reply:
-    """`reply`, with the model held until it is complete: a stream's lines hold it until the stream ends."""
+    """`reply`, with the model held until it is complete: a stream's lines hold it until the stream ends (or, for
+    a stream never started, until it is garbage: the finalizer below)."""
     try:
         result = await reply
     except BaseException:
         lease.release()
         raise
     if isinstance(result, AsyncIterator):
-        return cast(_Reply, _release_after(result, lease))
+        held = _release_after(result, lease)
+        weakref.finalize(held, lease.release)
+        return cast(_Reply, held)
     lease.release()
     return result
 
@@ -224,4 +229,9 @@ async def _release_after(lines: AsyncIterator[str], lease: Lease) -> AsyncIterat
         async for line in lines:
             yield line
     finally:
-        lease.release()
+        close = getattr(lines, "aclose", None)
+        try:
+            if close is not None:
+                await close()  # its completions are cancelled before the model can be unloaded
+        finally:
+            lease.release()

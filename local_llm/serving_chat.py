@@ -99,15 +99,15 @@ class ChatServing:
         grammar = think_first(grammar, thinking) if thinking is not None else grammar
         with_tools = bool(offered_tools(body))
         params = _sampling_params(body, self.config, grammar, _vocab_size(self.engine))
-        completions = [  # `n` choices, each a sequence of the batch, drawing with its own seed
-            self.engine.submit(
-                prompt,
-                dataclasses.replace(params, seed=choice_seed(params.seed, i)),
-                async_mode=True,
-                cache_scope=cache_scope,
-            )
-            for i in range(body.n)
-        ]
+        completions: list[Completion] = []  # `n` choices, each a sequence of the batch, drawing with its own seed
+        try:
+            for i in range(body.n):
+                choice_params = dataclasses.replace(params, seed=choice_seed(params.seed, i))
+                completions.append(self.engine.submit(prompt, choice_params, async_mode=True, cache_scope=cache_scope))
+        except BaseException:  # the queue filled up part way: the choices queued already are not read
+            for completion in completions:
+                completion.cancel()
+            raise
 
         def reply() -> ReplyStream:  # a fresh splitter of one choice's reply
             return ReplyStream(ReasoningStream(thinking) if thinking else None, _splitter(body) if with_tools else None)
@@ -123,8 +123,8 @@ class ChatServing:
         choices = [
             self._choice(body, i, c, text, reply()) for i, (c, text) in enumerate(zip(completions, texts, strict=True))
         ]
-        for completion in completions:
-            _observe(self.metrics, completion)
+        for i, completion in enumerate(completions):
+            _observe(self.metrics, completion, prompt=i == 0)
         return ChatCompletion(model=body.model, choices=choices, usage=_usage(completions))
 
     def _choice(
@@ -242,8 +242,8 @@ class ChatServing:
                     break
             if include_usage:
                 yield event([], _usage(completions))
-            for completion in completions:
-                _observe(self.metrics, completion)
+            for i, completion in enumerate(completions):
+                _observe(self.metrics, completion, prompt=i == 0)
             yield "data: [DONE]\n\n"
         except LocalLLMError as exc:
             # Headers are sent already: the error goes out as one more event, in the body a client would parse.
@@ -353,9 +353,11 @@ def _usage(completions: list[Completion]) -> Usage:
     )
 
 
-def _observe(metrics: ServerMetrics, completion: Completion) -> None:
-    metrics.prompt_tokens.inc(completion.prompt_tokens)
-    metrics.cached_tokens.inc(completion.cached_tokens)
+def _observe(metrics: ServerMetrics, completion: Completion, *, prompt: bool = True) -> None:
+    """Count a finished completion; `prompt` False for a request's later choices (their prompt is counted once)."""
+    if prompt:
+        metrics.prompt_tokens.inc(completion.prompt_tokens)
+        metrics.cached_tokens.inc(completion.cached_tokens)
     metrics.completion_tokens.inc(completion.completion_tokens)
     if completion.finished_at is not None:
         metrics.latency.observe(completion.finished_at - completion.submitted_at)

@@ -268,8 +268,10 @@ def _finished(shell: ResponsesResponse, completion: ChatCompletion) -> Responses
     choice = completion.choices[0]
     message, calls = choice.message, choice.message.tool_calls or []
     output: list[OutputItem] = []
-    if message.reasoning_content:
-        output.append(ReasoningItem(content=[ReasoningText(text=message.reasoning_content)]))
+    if message.reasoning_content:  # cut off while thinking: incomplete, as the streamed item says
+        cut = choice.finish_reason == "length" and not message.content and not calls
+        thought = ReasoningItem(status="incomplete" if cut else "completed")
+        output.append(thought.model_copy(update={"content": [ReasoningText(text=message.reasoning_content)]}))
     if message.content or not calls:
         text = [OutputText(text=message.content or "")]
         output.append(

@@ -21,7 +21,7 @@ import pytest
 from typer.testing import CliRunner
 
 from autoqwen.cli.main import app as cli
-from autoqwen.local_llm import EmbeddedServer, Engine, ServerConfig, list_models, resolve_model
+from autoqwen.local_llm import EmbeddedServer, Engine, ModelSource, ServerConfig, list_models, resolve_model
 from autoqwen.paths import user_models_dir
 
 
@@ -29,6 +29,7 @@ from autoqwen.paths import user_models_dir
 def models_folder(tiny_model_dir: Path, tiny_qwen2_dir: Path) -> Path:
     folder = user_models_dir()
     shutil.copytree(tiny_model_dir, folder / "tiny-llama")
+    shutil.copytree(tiny_model_dir, folder / "tiny-llama-2")
     shutil.copytree(tiny_qwen2_dir, folder / "tiny-qwen2")
     return folder
 
@@ -40,9 +41,9 @@ class Loads:
         self.specs: list[str] = []
         self.gate: threading.Event | None = None
 
-    def __call__(self, spec: str) -> Engine:
-        self.specs.append(spec)
-        engine = Engine(resolve_model(spec), prefix_cache_mb=16)
+    def __call__(self, spec: str | ModelSource) -> Engine:
+        self.specs.append(spec if isinstance(spec, str) else f"source:{spec.model_id}")
+        engine = Engine(spec if isinstance(spec, ModelSource) else resolve_model(spec), prefix_cache_mb=16)
         if self.gate is not None:
             gate, load = self.gate, engine._load
 
@@ -98,9 +99,64 @@ def test_models_lists_every_local_model_and_a_request_loads_one(server: Embedded
     cards = {m.id: m for m in client.models.list().data}
     assert cards["tiny-qwen2"].loaded is True and cards["tiny-llama"].loaded is False  # type: ignore[attr-defined]
 
-    ask(server, "tiny-llama")  # and back: loaded again by its catalog name
-    assert loads.specs == ["tiny-llama", "tiny-qwen2", "tiny-llama"]
+    ask(server, "tiny-llama")  # and back: the server's own model, loaded again from where it came
+    assert loads.specs == ["tiny-llama", "tiny-qwen2", "source:tiny-llama"]
     assert [r["name"] for r in ps(server)] == ["tiny-llama"]
+
+
+def test_the_servers_own_names_load_it_again_after_it_was_unloaded(loads: Loads) -> None:
+    with serve(loads, aliases=("gpt-4o-mini",)) as server:
+        server.engine.wait_ready(60)
+        ask(server, "tiny-qwen2")  # unloads the server's own model
+        ask(server, "gpt-4o-mini")  # an alias of the server's own model: loaded again from its source
+        assert loads.specs == ["tiny-llama", "tiny-qwen2", "source:tiny-llama"]
+        [row] = ps(server)
+        assert set(row["names"]) >= {"tiny-llama", "gpt-4o-mini"} and row["pinned"]
+        ask(server, "tiny-llama")  # the same model under its other name: no load
+        assert len(loads.specs) == 3
+
+
+def test_health_is_idle_once_every_model_was_unloaded(loads: Loads) -> None:
+    with serve(loads, idle_ttl_s=0.3) as server:
+        server.engine.wait_ready(60)
+        ask(server, "tiny-qwen2")  # unloads tiny-llama, then is unloaded itself when idle
+        deadline = time.monotonic() + 10
+        while ps(server):
+            assert time.monotonic() < deadline, ps(server)
+            time.sleep(0.1)
+        health = httpx.get(f"http://127.0.0.1:{server.port}/health")
+        assert health.status_code == 200 and health.json()["status"] == "idle"
+        ask(server, "tiny-llama")
+        assert httpx.get(f"http://127.0.0.1:{server.port}/health").json()["status"] == "ready"
+
+
+def test_a_model_waiting_for_room_is_not_unloaded_by_the_next(loads: Loads) -> None:
+    """The server's model serves a stream; tiny-qwen2 waits for its place; tiny-llama-2 comes next. Each is loaded
+    once, one at a time, and every request is answered."""
+    with serve(loads, load_wait_s=30) as server:
+        server.engine.wait_ready(60)
+        client = openai.OpenAI(base_url=server.base_url, api_key="none", max_retries=0)
+        stream = client.chat.completions.create(
+            model="tiny-llama",
+            messages=[{"role": "user", "content": "Hi"}],
+            max_tokens=3000,
+            stream=True,
+            extra_body={"ignore_eos": True},
+        )
+        next(iter(stream))
+        with ThreadPoolExecutor(2) as pool:
+            waiting = pool.submit(ask, server, "tiny-qwen2")
+            deadline = time.monotonic() + 10
+            while not any(r["state"] == "waiting" for r in ps(server)):
+                assert time.monotonic() < deadline, ps(server)
+                time.sleep(0.02)
+            after = pool.submit(ask, server, "tiny-llama-2")
+            time.sleep(0.3)
+            assert {r["name"] for r in ps(server)} >= {"tiny-llama", "tiny-qwen2"}  # neither was unloaded
+            stream.close()
+            waiting.result(60), after.result(60)
+        assert loads.specs == ["tiny-llama", "tiny-qwen2", "tiny-llama-2"]
+        assert len(ps(server)) == 1
 
 
 def test_an_unknown_model_is_404_naming_the_local_ones(server: EmbeddedServer) -> None:

@@ -121,7 +121,7 @@ def serve(
     model "workflow:NAME"; docs at /docs). A request naming another local model (`autoqwen models list`) loads it."""
     import uvicorn
 
-    from autoqwen.local_llm import Engine, ServerConfig, create_app, list_models, resolve_model
+    from autoqwen.local_llm import Engine, ModelSource, ServerConfig, create_app, list_models, resolve_model
     from autoqwen.workflows.http_api import workflow_router
     from autoqwen.workflows.live_runs import LiveRuns, RunTarget
     from autoqwen.workflows.workflow_models import WorkflowModels
@@ -134,9 +134,9 @@ def serve(
         )
     quiet_progress_bars()
 
-    def make_engine(spec: str) -> Engine:
+    def make_engine(spec: str | ModelSource) -> Engine:  # a model id, or the source of --model loaded again
         return Engine(
-            resolve_model(spec),
+            spec if isinstance(spec, ModelSource) else resolve_model(spec),
             max_batch=max_batch,
             max_queue=max_queue,
             prefix_cache_mb=prefix_cache_mb,
