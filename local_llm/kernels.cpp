@@ -1,4 +1,5 @@
-// Our CPU kernels (AVX-512 F, BW, VNNI; q4mm also BF16), loaded by kernels.py.
+// Our CPU kernels (AVX-512 F, BW, VNNI; q4mm also BF16), loaded by kernels.py: the products and the RMS norm here,
+// attention in attention.cpp (built into the same library).
 //
 // q8mm: y = x W^T for an 8-bit W (one int8 row per output, one float32 scale per row), with integer dot products.
 // Each row of x is rounded per group of 32 inputs to two 8-bit integers, x ~ d (254 hi + lo), one d per group: hi
@@ -9,9 +10,6 @@
 // W is stored as uint8 w + 128 (vpdpbusd multiplies unsigned by signed bytes) in [N / 16, K / 32, 8, 64]: per block
 // of 16 output columns and group of 32 inputs, chunk j holds inputs 4j..4j+3, byte 4c + t column c's input 4j + t.
 // The offset comes back out exactly: 128 * sum_k a[k] per group.
-//
-// decode_attention: attention of one new token per row (a decode step), grouped-query, skipping the batch's holes;
-// keys and values in float32 or float16.
 //
 // rms_norm: x / sqrt(mean(x^2) + eps) * weight per row, in one pass of our own: PyTorch's runs six operations
 // (timings: docs/benchmarks.md).
@@ -27,9 +25,6 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <limits>
-#include <optional>
-#include <vector>
 
 namespace {
 
@@ -281,171 +276,6 @@ Q4_TARGET at::Tensor q4mm(const at::Tensor& x, const at::Tensor& w, const at::Te
   return y;
 }
 
-// exp(x) for x <= 0 (x > -inf), 16 at a time: 2^n e^r with |r| <= ln 2 / 2, e^r by its Taylor series to r^7
-// (relative error < 1e-7, about float32's rounding).
-inline __m512 exp_nonpositive(__m512 x) {
-  x = _mm512_max_ps(x, _mm512_set1_ps(-104.0f));  // e^-104 is below float32's smallest subnormal
-  const __m512 log2e = _mm512_set1_ps(1.44269504088896341f);
-  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, log2e), _MM_FROUND_TO_NEAREST_INT);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);  // ln 2 in two parts: n * hi is exact
-  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187e-06f), r);
-  __m512 p = _mm512_set1_ps(1.0f / 5040);
-  for (const float c : {1.0f / 720, 1.0f / 120, 1.0f / 24, 1.0f / 6, 0.5f, 1.0f, 1.0f})
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
-  return _mm512_scalef_ps(p, n);
-}
-
-// Attention of one new token per row (a decode step), grouped-query: out [rows, heads * dim] =
-// softmax(q k^T / sqrt(dim)) v over the row's real columns (real: bool [rows, width], or undefined for all).
-// q [rows, heads, 1, dim], keys and values [rows, kv_heads, width, dim], any strides with unit stride along dim.
-// 16 keys' or values' elements as float32: stored as float32, or as float16 (half the memory traffic).
-inline __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
-inline __m512 load16(const at::Half* p) {
-  return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
-}
-
-// The sums of p0, p1, p2 and p3's 16 lanes each, in that order: four keys' scores from their lane-wise products
-// (a horizontal sum per key costs about as much as the products themselves).
-inline __m128 sum4(__m512 p0, __m512 p1, __m512 p2, __m512 p3) {
-  // Per 128-bit lane: a = [p0 p1 p0 p1] and b = [p2 p3 p2 p3], each element the sum of two of that lane's.
-  const __m512 a = _mm512_add_ps(_mm512_unpacklo_ps(p0, p1), _mm512_unpackhi_ps(p0, p1));
-  const __m512 b = _mm512_add_ps(_mm512_unpacklo_ps(p2, p3), _mm512_unpackhi_ps(p2, p3));
-  // Per lane [p0 p1 p2 p3], each the sum of the lane's four; then the four lanes are added.
-  __m512 s = _mm512_add_ps(_mm512_shuffle_ps(a, b, _MM_SHUFFLE(1, 0, 1, 0)),
-                           _mm512_shuffle_ps(a, b, _MM_SHUFFLE(3, 2, 3, 2)));
-  s = _mm512_add_ps(s, _mm512_shuffle_f32x4(s, s, _MM_SHUFFLE(1, 0, 3, 2)));
-  s = _mm512_add_ps(s, _mm512_shuffle_f32x4(s, s, _MM_SHUFFLE(2, 3, 0, 1)));
-  return _mm512_castps512_ps128(s);
-}
-
-// One key head's share of a row: its `group` query heads (q, `qs` apart) attend over `width` keys and values
-// (`ks` and `vs` apart; real: which columns hold tokens, or null for all), into out [group, 16 B].
-// B (dim / 16) is a template argument so that keys, products and sums stay in registers.
-template <typename T, int B>
-void attend_heads(const float* q, int64_t qs, const T* keys, int64_t ks, const T* values, int64_t vs, const bool* real,
-                  int64_t width, int64_t group, float* scores, float* out) {
-  const float scale = 1.0f / std::sqrt(16.0f * B);
-  __m128 top[8];
-  for (int64_t g = 0; g < group; ++g) top[g] = _mm_set1_ps(-INFINITY);
-  for (int64_t j = 0; j < width; j += 4) {  // scores, 4 keys at a time
-    const int64_t n = std::min<int64_t>(4, width - j);
-    __mmask8 in = static_cast<__mmask8>((1u << n) - 1);
-    __m512 k[4][B];
-    for (int i = 0; i < 4; ++i) {
-      const int64_t column = std::min(j + i, width - 1);  // past the end: a copy of the last key, not stored
-      if (real && !real[column]) in &= static_cast<__mmask8>(~(1u << i));
-      for (int b = 0; b < B; ++b) k[i][b] = load16(keys + column * ks + 16 * b);
-    }
-    for (int64_t g = 0; g < group; ++g) {
-      const float* qg = q + g * qs;
-      __m512 p[4];
-      for (int i = 0; i < 4; ++i) {
-        p[i] = _mm512_mul_ps(_mm512_loadu_ps(qg), k[i][0]);
-        for (int b = 1; b < B; ++b) p[i] = _mm512_fmadd_ps(_mm512_loadu_ps(qg + 16 * b), k[i][b], p[i]);
-      }
-      const __m128 s = _mm_mask_mov_ps(_mm_set1_ps(-INFINITY), in,  // holes score -inf
-                                       _mm_mul_ps(sum4(p[0], p[1], p[2], p[3]), _mm_set1_ps(scale)));
-      _mm_mask_storeu_ps(scores + g * width + j, static_cast<__mmask8>((1u << n) - 1), s);
-      top[g] = _mm_max_ps(top[g], s);
-    }
-  }
-  // Weights exp(score - top), 16 columns at a time; holes weigh nothing.
-  for (int64_t g = 0; g < group; ++g) {
-    float* sg = scores + g * width;
-    __m128 t = _mm_max_ps(top[g], _mm_shuffle_ps(top[g], top[g], _MM_SHUFFLE(1, 0, 3, 2)));
-    t = _mm_max_ps(t, _mm_shuffle_ps(t, t, _MM_SHUFFLE(2, 3, 0, 1)));
-    const __m512 shift = _mm512_broadcastss_ps(t);
-    for (int64_t j = 0; j < width; j += 16) {
-      const __mmask16 in = _cvtu32_mask16(width - j >= 16 ? 0xFFFFu : (1u << (width - j)) - 1);
-      const __m512 x = _mm512_maskz_loadu_ps(in, sg + j);
-      const __m512 p = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, _mm512_set1_ps(-INFINITY), _CMP_NEQ_OQ) & in,
-                                           exp_nonpositive(_mm512_sub_ps(x, shift)));
-      _mm512_mask_storeu_ps(sg + j, in, p);
-    }
-  }
-  // The weighted sum of the values and the sum of the weights, key after key, skipping holes: the same additions
-  // in the same order wherever the row's tokens sit in the batch. Up to 16 / B query heads at a time (their sums
-  // fill 16 registers).
-  constexpr int kHeads = 16 / B;
-  for (int64_t g0 = 0; g0 < group; g0 += kHeads) {
-    __m512 acc[kHeads][B];
-    float total[kHeads] = {};
-    for (int h = 0; h < kHeads; ++h)
-      for (int b = 0; b < B; ++b) acc[h][b] = _mm512_setzero_ps();
-    for (int64_t j = 0; j < width; ++j) {
-      if (real && !real[j]) continue;
-      __m512 v[B];
-      for (int b = 0; b < B; ++b) v[b] = load16(values + j * vs + 16 * b);
-      for (int h = 0; h < kHeads && g0 + h < group; ++h) {
-        const float weight = scores[(g0 + h) * width + j];
-        total[h] += weight;
-        const __m512 w = _mm512_set1_ps(weight);
-        for (int b = 0; b < B; ++b) acc[h][b] = _mm512_fmadd_ps(w, v[b], acc[h][b]);
-      }
-    }
-    for (int h = 0; h < kHeads && g0 + h < group; ++h) {
-      const __m512 inverse = _mm512_set1_ps(1.0f / total[h]);
-      for (int b = 0; b < B; ++b) _mm512_storeu_ps(out + (g0 + h) * 16 * B + 16 * b, _mm512_mul_ps(acc[h][b], inverse));
-    }
-  }
-}
-
-// f.template operator()<B>() for the B = blocks in 1..16.
-template <int B = 1, typename F>
-void with_blocks(int64_t blocks, const F& f) {
-  if constexpr (B <= 16) {
-    if (blocks == B) return f.template operator()<B>();
-    with_blocks<B + 1>(blocks, f);
-  }
-}
-
-template <typename T>
-at::Tensor attend(const at::Tensor& q, const at::Tensor& keys, const at::Tensor& values,
-                  const std::optional<at::Tensor>& real) {
-  const int64_t rows = q.size(0), heads = q.size(1), dim = q.size(3), kv_heads = keys.size(1), width = keys.size(2);
-  TORCH_CHECK(dim % 16 == 0 && dim >= 16 && dim <= 256 && heads % kv_heads == 0 && q.stride(3) == 1 &&
-                  keys.stride(3) == 1 && values.stride(3) == 1 && values.sizes() == keys.sizes() &&
-                  keys.size(0) == rows && keys.size(3) == dim,
-              "decode_attention: dim a multiple of 16 (at most 256), unit stride along dim");
-  const bool* mask = nullptr;
-  if (real.has_value()) {
-    TORCH_CHECK(real->scalar_type() == at::kBool && real->is_contiguous() && real->size(0) == rows &&
-                    real->size(1) == width, "decode_attention: real must be bool [rows, width]");
-    mask = real->data_ptr<bool>();
-  }
-  const int64_t group = heads / kv_heads;
-  TORCH_CHECK(group <= 8, "decode_attention: at most 8 query heads per key head");
-  at::Tensor out = at::empty({rows, heads * dim}, q.options());
-  if (width == 0) return out.zero_();
-  const float* qp = q.data_ptr<float>();
-  const T* kp = keys.data_ptr<T>();
-  const T* vp = values.data_ptr<T>();
-  float* op = out.data_ptr<float>();
-  with_blocks(dim / 16, [&]<int B>() {
-    parallel_items(rows * kv_heads, [&](int64_t item) {
-      thread_local std::vector<float> scores;
-      scores.resize(group * width);
-      const int64_t r = item / kv_heads, c = item % kv_heads;
-      attend_heads<T, B>(qp + r * q.stride(0) + c * group * q.stride(1), q.stride(1),
-                         kp + r * keys.stride(0) + c * keys.stride(1), keys.stride(2),
-                         vp + r * values.stride(0) + c * values.stride(1), values.stride(2),
-                         mask ? mask + r * width : nullptr, width, group, scores.data(),
-                         op + r * heads * dim + c * group * dim);
-    });
-  });
-  return out;
-}
-
-at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& keys, const at::Tensor& values,
-                            const std::optional<at::Tensor>& real) {
-  TORCH_CHECK(q.dim() == 4 && keys.dim() == 4 && values.dim() == 4 && q.size(2) == 1, "decode_attention: shapes");
-  TORCH_CHECK(q.scalar_type() == at::kFloat && keys.scalar_type() == values.scalar_type(),
-              "decode_attention: q float32, keys and values of one type");
-  if (keys.scalar_type() == at::kHalf) return attend<at::Half>(q, keys, values, real);
-  TORCH_CHECK(keys.scalar_type() == at::kFloat, "decode_attention: keys and values float32 or float16");
-  return attend<float>(q, keys, values, real);
-}
-
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
   TORCH_CHECK(x.dim() == 2 && x.scalar_type() == at::kFloat && x.is_contiguous(),
               "rms_norm: x must be contiguous float32 [M, N]");
@@ -484,6 +314,5 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
 TORCH_LIBRARY(autoqwen, m) {
   m.def("q8mm(Tensor x, Tensor w, Tensor scale) -> Tensor", &q8mm);
   m.def("q4mm(Tensor x, Tensor w, Tensor scale_zero) -> Tensor", &q4mm);
-  m.def("decode_attention(Tensor q, Tensor keys, Tensor values, Tensor? real) -> Tensor", &decode_attention);
   m.def("rms_norm(Tensor x, Tensor weight, float eps) -> Tensor", &rms_norm);
 }

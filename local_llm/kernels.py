@@ -1,4 +1,5 @@
-"""Our CPU kernels (`kernels.cpp`, AVX-512): built once per machine with the system's compiler, cached, loaded.
+"""Our CPU kernels (`kernels.cpp`, `attention.cpp`, AVX-512): built once per machine with the system's compiler,
+cached, loaded.
 
 - `q4mm`: the 4-bit layers' product (needs AVX-512 BF16 too). Each 4-bit weight becomes a bfloat16 number by
   setting its exponent bits, and vdpbf16ps sums two products per lane, exactly, in float32; PyTorch's
@@ -8,9 +9,11 @@
   and summed exactly in integers (vpdpbusd): closer to float32 than PyTorch's `_weight_int8pack_mm` with
   bfloat16 inputs, and faster (docs/engine.md, exactness).
 - `decode_attention`: attention of one new token per row, the batch's holes skipped without building a mask.
+- `prompt_attention`: attention of a prompt's new tokens (causal, after any cached ones), each token's arithmetic
+  that of `decode_attention`: a prompt read at once, in chunks or token by token gets the same bits.
 
-The source is compiled against the installed torch with `$CXX` (else `c++`; ~10 s) into `<cache dir>/kernels/`,
-keyed by the source, torch version and flags, with OpenMP so that their parallel loops run on torch's own
+The sources are compiled against the installed torch with `$CXX` (else `c++`; ~10 s) into `<cache dir>/kernels/`,
+keyed by the sources, torch version and flags, with OpenMP so that their parallel loops run on torch's own
 threads (the loader reuses torch's libgomp). Where a kernel cannot run (the CPU lacks its instructions, no compiler,
 `AUTOQWEN_KERNEL=torch`), `load()` returns None and callers use PyTorch's kernels.
 
@@ -37,7 +40,7 @@ __all__ = ["load"]
 
 log = logging.getLogger(__name__)
 
-SOURCE = Path(__file__).with_name("kernels.cpp")
+SOURCES = [Path(__file__).with_name(name) for name in ("kernels.cpp", "attention.cpp")]
 _CPU_FLAGS = {"avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512_vnni"}
 _KERNEL_FLAGS = {"q4mm": {"avx512_bf16"}}  # beyond _CPU_FLAGS; compiled with function target attributes
 _COMPILE_FLAGS = ["-O3", "-std=c++20", "-fPIC", "-shared", "-fopenmp"]
@@ -86,14 +89,14 @@ def _cpu_flags() -> frozenset[str]:
 
 
 def _build() -> Path:
-    """The compiled library, built now if the cache has none for this source, torch and flags."""
+    """The compiled library, built now if the cache has none for these sources, torch and flags."""
     import torch
     from torch.utils import cpp_extension
 
     compiler = os.environ.get("CXX") or "c++"
     if shutil.which(compiler) is None:
         raise OSError(f"no C++ compiler ({compiler!r}) on PATH")
-    digest = hashlib.sha256(SOURCE.read_bytes())
+    digest = hashlib.sha256(b"".join(source.read_bytes() for source in SOURCES))
     digest.update(" ".join([torch.__version__, compiler, *_COMPILE_FLAGS]).encode())
     target = cache_dir() / "kernels" / f"kernels-{digest.hexdigest()[:16]}.so"
     if target.exists():
@@ -104,7 +107,7 @@ def _build() -> Path:
     libraries = [f"-L{path}" for path in cpp_extension.library_paths()] + ["-lc10", "-ltorch_cpu"]
     with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
         built = Path(scratch) / target.name
-        command = [compiler, *_COMPILE_FLAGS, *includes, str(SOURCE), "-o", str(built), *libraries]
+        command = [compiler, *_COMPILE_FLAGS, *includes, *map(str, SOURCES), "-o", str(built), *libraries]
         subprocess.run(command, check=True, capture_output=True, text=True)
         os.replace(built, target)  # atomic: a process building beside us finds a whole file or none
     return target

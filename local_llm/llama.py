@@ -5,7 +5,7 @@ This runs the model's own weights (float32 or 4-bit) with fewer tensor operation
 query, key and value products are fused into one, and so are gate and up, and no module, hook or mask machinery
 runs per layer; Qwen3's per-head RMS norms of queries and keys (before the rotary embedding) run as its modules
 run them. The arithmetic is transformers' own (the logits are the same, bit for bit, on 4-bit weights) but for two
-choices made for speed, which tests turn off: float16 keys and values, and our decode-step attention.
+choices made for speed, which tests turn off: float16 keys and values, and our attention (decode steps and prompts).
 
     lean = Lean.of(model)                      # None when the model's architecture is not one of the above
     logits = lean(ids, cache, mask, positions) # [rows, vocab] at each row's last position; appends KV to cache
@@ -48,6 +48,10 @@ class Lean:
         # mask for the batch's holes, which costs more (the numbers differ by rounding only).
         fits = self.head_dim % 16 == 0 and self.head_dim <= 256 and self.heads // self.kv_heads <= 8
         self.decode_attention = kernels.load("decode_attention") if fits else None
+        # A prompt (one row, several new tokens) attends with ours too, each token as a decode step would: a prompt
+        # read in one pass, in chunks, or partly from the prefix cache gets the same bits. Used only together with
+        # the decode kernel (tests turn both off by setting decode_attention to None).
+        self.prompt_attention = kernels.load("prompt_attention") if fits else None
         # With it and quantised weights, keys and values are stored in float16 (as llama.cpp does by default): a
         # decode step reads every row's whole cache, so at 4 rows of a few hundred tokens that traffic rivals the
         # weights'. Every path rounds a token's keys and
@@ -114,8 +118,11 @@ class Lean:
         sin = torch.cat([-sin[..., :half], sin[..., half:]], dim=-1)[:, :, None]  # rotate_half's signs folded in
         causal = mask is None and n > 1
         attend_decode = self.decode_attention if n == 1 else None
+        attend_prompt = self.prompt_attention if causal and rows == 1 and self.decode_attention is not None else None
         real = None if mask is None or attend_decode is None else mask[:, 0, 0].contiguous()  # [rows, width]
-        if causal and past:
+        if attend_prompt is not None:
+            causal = False  # ours masks the later tokens itself, after any cached ones
+        elif causal and past:
             mask = torch.ones(n, past + n, dtype=torch.bool).tril(past)
             causal = False
         if mask is not None and attend_decode is None:  # as attention would turn it into, once, not in every layer
@@ -141,6 +148,8 @@ class Lean:
             keys, values = layer.update(k.to(self.kv_dtype), v.transpose(1, 2).to(self.kv_dtype))
             if attend_decode is not None:
                 attended = attend_decode(q, keys, values, real)  # [rows, heads * d]
+            elif attend_prompt is not None:
+                attended = attend_prompt(q, keys, values)  # [n, heads * d]
             else:
                 keys, values = keys.float(), values.float()
                 attended = (

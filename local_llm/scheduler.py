@@ -1,5 +1,10 @@
 """The engine's worker loop: admits queued completions into one batch (up to `max_batch`, first come first
-served), steps the batch one forward pass at a time, retires rows that end, and runs scoring jobs in between."""
+served), reads their prompts in chunks (`prefill.py`) between the batch's steps, steps the batch one forward pass
+at a time, retires rows that end, and runs scoring jobs in between.
+
+Each turn of the loop reads prompt chunks worth at most `prefill.CHUNK_WORK` multiply-adds (at least one chunk:
+one long prompt's next chunk, or several short prompts whole), then steps the running rows once, so a long prompt
+delays each running stream's next token by one chunk's time rather than by the whole prompt's."""
 
 from __future__ import annotations
 
@@ -11,10 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from autoqwen.local_llm import prefill
 from autoqwen.local_llm.completion import Completion
 from autoqwen.local_llm.errors import EngineNotReady, LocalLLMError
+from autoqwen.local_llm.prefill import Reading
 from autoqwen.local_llm.prefix_cache import PrefixCache
-from autoqwen.local_llm.scoring import Scoring, kv_of, score
+from autoqwen.local_llm.scoring import Scoring, score
 from autoqwen.local_llm.tokenizer import Tokenizer
 
 if TYPE_CHECKING:
@@ -35,6 +42,7 @@ class EngineHooks:
     """
 
     on_prefill: Callable[[Completion], object] | None = None  # a job's prompt is about to be read
+    on_chunk: Callable[[Completion, int, int], object] | None = None  # a chunk of its prompt was read: tokens [a, b)
     on_step: Callable[[int], object] | None = None  # a decode step ran with this many rows
     on_retire: Callable[[int], object] | None = None  # this many rows left the batch together
 
@@ -86,23 +94,25 @@ class Scheduler:
         self.hooks = hooks
         self.rate = TokenRate()
         self.active: list[Decoding] = []  # the batch's rows, in admission order
+        self.reading: deque[Reading] = deque()  # admitted jobs whose prompts are being read, in admission order
 
     def serve(self, jobs: queue.Queue[Job]) -> None:
-        """Admit queued jobs into the batch (up to max_batch, in arrival order) and step it until all are done."""
+        """Admit queued jobs (up to max_batch in the batch or being read, in arrival order), read their prompts and
+        step the batch until all are done."""
         import torch
 
         from autoqwen.local_llm.batch import Batch
 
-        batch, active = Batch(self.model), self.active
+        batch, active, reading = Batch(self.model), self.active, self.reading
         with torch.inference_mode():
             while True:
-                while len(active) < self.max_batch:
+                while len(active) + len(reading) < self.max_batch:
                     try:
-                        job = jobs.get(block=not active)
+                        job = jobs.get(block=not active and not reading)
                     except queue.Empty:
                         break
                     if job is None:
-                        for seq in active:
+                        for seq in [*active, *(r.seq for r in reading)]:
                             seq.job.fail(EngineNotReady("the server is shutting down"))
                         return
                     if isinstance(job, Scoring):
@@ -111,47 +121,51 @@ class Scheduler:
                         continue
                     self._admit(job, batch)
                 self._retire({row: None for row, seq in enumerate(active) if seq.job.cancelled}, batch)
-                if not active:
-                    continue
-                try:
-                    logits = batch.step([seq.pending for seq in active])
-                except Exception as exc:  # a failed forward pass leaves the batch unusable: fail its jobs
-                    log.exception("decode step failed")
-                    for seq in active:
-                        seq.job.fail(LocalLLMError(f"generation failed: {exc}"))
-                    active.clear()
-                    batch = Batch(self.model)
-                    continue
-                self.rate.count(len(active))
-                if self.hooks.on_step is not None:
-                    self.hooks.on_step(len(active))
-                # All rows' argmax at once (rows that sample ignore theirs), by numpy's: faster than torch's.
-                greedy = logits.numpy().argmax(-1).tolist()
-                ended: dict[int, LocalLLMError | None] = {}
-                now = time.perf_counter()
-                for row, seq in enumerate(active):
-                    try:
-                        seq.advance(logits[row], greedy[row])
-                    except LocalLLMError as exc:
-                        ended[row] = exc
-                    except Exception as exc:  # a bug, not the request's fault: fail this row, keep serving
-                        log.exception("sampling failed")
-                        ended[row] = LocalLLMError(f"generation failed: {exc}")
-                    else:
-                        if seq.done:
-                            ended[row] = None
-                        else:  # text held back past the interval (the text stream may have held a token's)
-                            seq.job.send_due(now)
-                self._retire(ended, batch)
-                del logits  # not kept while the loop waits for work: an idle server holds no request's tensors
+                self._read(batch)
+                if active:
+                    batch = self._step(batch)
+
+    def _step(self, batch: Any) -> Any:
+        """One decode step of the batch's rows; returns the batch (a new one if the step failed)."""
+        from autoqwen.local_llm.batch import Batch
+
+        active = self.active
+        try:
+            logits = batch.step([seq.pending for seq in active])
+        except Exception as exc:  # a failed forward pass leaves the batch unusable: fail its jobs
+            log.exception("decode step failed")
+            for seq in active:
+                seq.job.fail(LocalLLMError(f"generation failed: {exc}"))
+            active.clear()
+            return Batch(self.model)
+        self.rate.count(len(active))
+        if self.hooks.on_step is not None:
+            self.hooks.on_step(len(active))
+        # All rows' argmax at once (rows that sample ignore theirs), by numpy's: faster than torch's.
+        greedy = logits.numpy().argmax(-1).tolist()
+        ended: dict[int, LocalLLMError | None] = {}
+        now = time.perf_counter()
+        for row, seq in enumerate(active):
+            try:
+                seq.advance(logits[row], greedy[row])
+            except LocalLLMError as exc:
+                ended[row] = exc
+            except Exception as exc:  # a bug, not the request's fault: fail this row, keep serving
+                log.exception("sampling failed")
+                ended[row] = LocalLLMError(f"generation failed: {exc}")
+            else:
+                if seq.done:
+                    ended[row] = None
+                else:  # text held back past the interval (the text stream may have held a token's)
+                    seq.job.send_due(now)
+        self._retire(ended, batch)
+        del logits  # not kept while the loop waits for work: an idle server holds no request's tensors
+        return batch
 
     def _admit(self, job: Completion, batch: Any) -> None:
-        """Add a job to the batch. A prompt whose KV states are all cached but for its last token (a repeated prompt)
-        feeds that token in the batch's next step with the other rows; any other is read now, in a forward pass of
-        its own (reusing the longest cached prefix), whose last logits give the first token at once."""
-        import torch
-
-        from autoqwen.local_llm.batch import forward, new_cache
+        """Take a job on. A prompt whose KV states are all cached but for its last token (a repeated prompt) feeds
+        that token in the batch's next step with the other rows; any other is queued to be read (from the end of
+        the longest cached prefix), in chunks between the batch's steps."""
         from autoqwen.local_llm.decoding import Decoding
 
         if job.cancelled:
@@ -174,10 +188,8 @@ class Scheduler:
             job.cached_tokens = min(cached, job.prompt_tokens)
             seq.fed, seq.pending = tokens[:-1], tokens[-1:]
             if cached < len(tokens) - 1:
-                self._send_held_text()  # the running streams wait for this prefill
-                cache = new_cache(self.model, kv, reserve=64)
-                seq.advance(forward(self.model, torch.tensor([tokens[cached:]]), cache)[0])
-                kv = kv_of(cache)
+                self.reading.append(Reading(seq, tokens, cached, kv, self.model))
+                return
         except LocalLLMError as exc:
             job.fail(exc)
             return
@@ -185,9 +197,56 @@ class Scheduler:
             log.exception("prefill failed")
             job.fail(LocalLLMError(f"generation failed: {exc}"))
             return
+        batch.add(kv)  # copies
+        self.active.append(seq)
+
+    def _read(self, batch: Any) -> None:
+        """Read prompt chunks worth up to CHUNK_WORK (at least one chunk), oldest prompt first; a prompt read to
+        its end gives its first token and joins the batch."""
+        spent = 0.0
+        while self.reading:
+            reading = self.reading[0]
+            try:
+                if reading.job.cancelled:
+                    self.reading.popleft()
+                    self._leave(reading)
+                    continue
+                start, end = reading.position, reading.next_end()
+                cost = reading.cost(end)
+                if spent and spent + cost > prefill.CHUNK_WORK:
+                    return
+                spent += cost
+                self._send_held_text()  # the running streams wait for this chunk
+                logits = reading.read(end)
+                if self.hooks.on_chunk is not None:
+                    self.hooks.on_chunk(reading.job, start, end)
+                if not reading.done:
+                    continue
+                self.reading.popleft()
+                reading.seq.advance(logits)
+            except Exception as exc:  # this prompt fails; the others, and the batch, go on
+                if self.reading and self.reading[0] is reading:
+                    self.reading.popleft()
+                if not isinstance(exc, LocalLLMError):
+                    log.exception("prefill failed")
+                    exc = LocalLLMError(f"generation failed: {exc}")
+                reading.job.fail(exc)
+                continue
+            self._join(reading, batch)
+
+    def _leave(self, reading: Reading) -> None:
+        """A prompt whose client left while it was read: what was read goes to the prefix cache (for a retry)."""
+        job = reading.job
+        if reading.position > reading.cached:
+            kv = [(k.contiguous(), v.contiguous()) for k, v in reading.kv()]
+            self.prefix_cache.put(reading.tokens[: reading.position], kv, scope=job.cache_scope)
+        job.finish("stop", 0)
+
+    def _join(self, reading: Reading, batch: Any) -> None:
+        """A prompt read to its end: its row joins the batch, or ends at once (its first token ended it)."""
+        seq, kv = reading.seq, reading.kv()
         if seq.done:
-            assert kv is not None
-            self.prefix_cache.put(seq.fed, [(k.contiguous(), v.contiguous()) for k, v in kv], scope=job.cache_scope)
+            self.prefix_cache.put(seq.fed, [(k.contiguous(), v.contiguous()) for k, v in kv], scope=seq.job.cache_scope)
             seq.finish()
             return
         batch.add(kv)  # copies

@@ -55,6 +55,7 @@ ENGINE = {
     "decoding.py",
     "kernels.py",
     "llama.py",
+    "prefill.py",
     "prefix_cache.py",
     "quantize.py",
 }
@@ -170,6 +171,7 @@ def test_the_wheel_adds_exactly_one_top_level_package(tmp_path: Path) -> None:
         "autoqwen/py.typed",
         "autoqwen/cli/__init__.py",
         "autoqwen/local_llm/kernels.cpp",
+        "autoqwen/local_llm/attention.cpp",
         "autoqwen/skills/builtins/web.py",
         "autoqwen/workflows/builtin/write-review.yaml",
         "autoqwen/workflows/templates/index.html",
