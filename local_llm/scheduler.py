@@ -71,6 +71,12 @@ class TokenRate:
         return sum(n for _, n in recent[1:]) / span
 
 
+# A prompt with at least this many tokens read goes to the prefix cache as soon as it is read, so that requests
+# sharing its prefix while it still generates (parallel agents with one system prompt and history) reuse it; the
+# row's whole sequence replaces that entry when it ends. Shorter prompts cost little to read again.
+SHARE_TOKENS = 256
+
+
 class Scheduler:
     """Serves one engine's queue on its worker thread until it reads None."""
 
@@ -249,6 +255,9 @@ class Scheduler:
             self.prefix_cache.put(seq.fed, [(k.contiguous(), v.contiguous()) for k, v in kv], scope=seq.job.cache_scope)
             seq.finish()
             return
+        if len(reading.tokens) - reading.cached >= SHARE_TOKENS:  # shared while it generates, not only once done
+            prompt = [(k.contiguous(), v.contiguous()) for k, v in kv]
+            self.prefix_cache.put(reading.tokens, prompt, scope=seq.job.cache_scope)
         batch.add(kv)  # copies
         self.active.append(seq)
 

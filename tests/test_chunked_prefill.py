@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from autoqwen.local_llm import Engine, SamplingParams, kernels, prefill, resolve_model
+from autoqwen.local_llm import Engine, SamplingParams, kernels, prefill, resolve_model, scheduler
 from autoqwen.local_llm.completion import Completion
 from autoqwen.local_llm.errors import LocalLLMError
 
@@ -174,3 +174,18 @@ def test_a_prompt_that_fails_to_be_read_fails_alone(qwen3: Engine, monkeypatch: 
     with pytest.raises(LocalLLMError, match="out of memory"):
         failed.text()
     assert fine.text() and fine.finish_reason == "length"
+
+
+def test_a_long_prompt_is_shared_while_it_still_generates(qwen3: Engine) -> None:
+    """A second request with the same long prefix, sent while the first still generates, reads only its own end."""
+    qwen3.prefix_cache.clear()
+    prefix = long_prompt(qwen3, topic="harbour")
+    assert len(prefix) >= scheduler.SHARE_TOKENS
+    running = qwen3.submit(prefix, SamplingParams(max_tokens=400, temperature=0, ignore_eos=True))
+    pieces = iter(running)
+    next(pieces)  # the first request's prompt is read; it generates on
+    second = qwen3.submit([*prefix[:-1], *qwen3.encode(" And the lake?")], SamplingParams(max_tokens=2))
+    second.text()
+    assert running.finished_at is None, "the first request ended before the second was read"
+    assert second.cached_tokens == len(prefix) - 1
+    running.cancel()
