@@ -76,9 +76,14 @@ class Server:
 
 
 def stream(
-    base_url: str, messages: list[dict[str, str]], tokens: int, banned: dict[str, int]
+    base_url: str,
+    messages: list[dict[str, str]],
+    tokens: int,
+    banned: dict[str, int],
+    first: threading.Event | None = None,
 ) -> tuple[float, list[float]]:
-    """Send one streamed greedy request; (send time, arrival time of each piece of text)."""
+    """Send one streamed greedy request; (send time, arrival time of each piece of text). `first` is set as the
+    first piece arrives."""
     import openai
 
     client = openai.OpenAI(base_url=base_url, api_key="none", max_retries=0, timeout=600)
@@ -94,6 +99,8 @@ def stream(
         for chunk in chunks:
             if chunk.choices and chunk.choices[0].delta.content:
                 arrivals.append(time.perf_counter())
+                if first is not None:
+                    first.set()
     return sent, arrivals
 
 
@@ -140,24 +147,8 @@ def shared_prefix(server: Server, banned: dict[str, int], seed: int) -> tuple[fl
     arrived = threading.Event()
 
     def run_first() -> None:
-        import openai
-
-        client = openai.OpenAI(base_url=server.base_url, api_key="none", max_retries=0, timeout=600)
         messages = [{"role": "user", "content": prefix + "\nQuestion: which word comes most often?"}]
-        sent, arrivals = time.perf_counter(), []
-        with client.chat.completions.create(
-            model="bundled",
-            messages=messages,
-            max_tokens=64,
-            temperature=0,
-            logit_bias=banned,
-            stream=True,  # type: ignore[arg-type]
-        ) as chunks:
-            for chunk in chunks:
-                if chunk.choices and chunk.choices[0].delta.content:
-                    arrivals.append(time.perf_counter())
-                    arrived.set()
-        first.append((sent, arrivals))
+        first.append(stream(server.base_url, messages, 64, banned, arrived))
 
     reader = threading.Thread(target=run_first)
     reader.start()

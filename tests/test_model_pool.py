@@ -81,6 +81,29 @@ def ask(server: EmbeddedServer, model: str) -> str:
     return reply.choices[0].message.content or ""
 
 
+def hold(server: EmbeddedServer) -> Any:
+    """A long stream of tiny-llama, its first piece read: the model is held until the stream is closed."""
+    client = openai.OpenAI(base_url=server.base_url, api_key="none", max_retries=0)
+    stream = client.chat.completions.create(
+        model="tiny-llama",
+        messages=[{"role": "user", "content": "Hi"}],
+        max_tokens=3000,
+        stream=True,
+        extra_body={"ignore_eos": True},
+    )
+    next(iter(stream))
+    return stream
+
+
+def post_until_loaded(server: EmbeddedServer, body: dict[str, Any], timeout: float = 60) -> httpx.Response:
+    """POST a chat completion again while it gets 503 model_not_ready (its model still loading)."""
+    deadline = time.monotonic() + timeout
+    while (r := httpx.post(f"{server.base_url}/chat/completions", json=body)).status_code == 503:
+        assert time.monotonic() < deadline and r.json()["error"]["code"] == "model_not_ready", r.text
+        time.sleep(0.1)
+    return r
+
+
 def ps(server: EmbeddedServer) -> list[dict[str, Any]]:
     return httpx.get(f"http://127.0.0.1:{server.port}/api/ps").json()["models"]
 
@@ -135,15 +158,7 @@ def test_a_model_waiting_for_room_is_not_unloaded_by_the_next(loads: Loads) -> N
     once, one at a time, and every request is answered."""
     with serve(loads, load_wait_s=30) as server:
         server.engine.wait_ready(60)
-        client = openai.OpenAI(base_url=server.base_url, api_key="none", max_retries=0)
-        stream = client.chat.completions.create(
-            model="tiny-llama",
-            messages=[{"role": "user", "content": "Hi"}],
-            max_tokens=3000,
-            stream=True,
-            extra_body={"ignore_eos": True},
-        )
-        next(iter(stream))
+        stream = hold(server)
         with ThreadPoolExecutor(2) as pool:
             waiting = pool.submit(ask, server, "tiny-qwen2")
             deadline = time.monotonic() + 10
@@ -196,25 +211,14 @@ def test_a_load_longer_than_the_wait_is_503_with_retry_after(loads: Loads) -> No
         assert r.status_code == 503 and r.headers["retry-after"], r.text
         assert r.json()["error"]["code"] == "model_not_ready" and "still loading" in r.json()["error"]["message"]
         loads.gate.set()
-        deadline = time.monotonic() + 30
-        while (r := httpx.post(f"{server.base_url}/chat/completions", json=body)).status_code == 503:
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        r = post_until_loaded(server, body)
         assert r.status_code == 200 and loads.specs.count("tiny-qwen2") == 1
 
 
 def test_a_model_serving_a_stream_is_not_unloaded(loads: Loads) -> None:
     with serve(loads, load_wait_s=0.5) as server:
         server.engine.wait_ready(60)
-        client = openai.OpenAI(base_url=server.base_url, api_key="none", max_retries=0)
-        stream = client.chat.completions.create(
-            model="tiny-llama",
-            messages=[{"role": "user", "content": "Hi"}],
-            max_tokens=3000,
-            stream=True,
-            extra_body={"ignore_eos": True},
-        )
-        next(iter(stream))  # the stream holds tiny-llama
+        stream = hold(server)  # the stream holds tiny-llama
         with pytest.raises(openai.APIStatusError) as caught:
             ask(server, "tiny-qwen2")
         assert caught.value.status_code == 503 and "still serving requests" in caught.value.message
@@ -225,10 +229,7 @@ def test_a_model_serving_a_stream_is_not_unloaded(loads: Loads) -> None:
             assert time.monotonic() < deadline
             time.sleep(0.05)
         body = {"model": "tiny-qwen2", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}
-        deadline = time.monotonic() + 60
-        while (r := httpx.post(f"{server.base_url}/chat/completions", json=body)).status_code == 503:
-            assert time.monotonic() < deadline and r.json()["error"]["code"] == "model_not_ready", r.text
-            time.sleep(0.1)  # a load longer than the half second this server waits: ask again
+        r = post_until_loaded(server, body)  # a load may take longer than the half second this server waits
         assert r.status_code == 200, r.text
 
 
