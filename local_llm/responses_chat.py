@@ -193,7 +193,7 @@ async def chat_chunks(reply: ProviderReply) -> AsyncGenerator[ChatChunk, None]:
         return
     try:
         async for lines in reply:
-            for line in lines.splitlines():
+            for line in lines.split("\n"):  # SSE lines end at a newline; U+2028 and U+0085 are text in JSON
                 if not line.startswith("data: "):
                     continue
                 payload = line.removeprefix("data: ")

@@ -3,8 +3,9 @@ request as a chat completion must give the same text, since responses are answer
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
@@ -266,3 +267,27 @@ def test_the_bundled_model_answers_a_response(bundled_server: EmbeddedServer) ->
     )
     assert r.status == "completed" and "Paris" in r.output_text
     assert r.usage is not None and 0 < r.usage.output_tokens < 40
+
+
+def test_chat_chunks_keep_text_with_unicode_line_separators() -> None:
+    """A model's text may hold U+2028 or U+0085, which JSON leaves raw and str.splitlines() would break on."""
+    from autoqwen.local_llm.responses_chat import chat_chunks
+
+    text = "a\u2028b\x85c"
+    chunk = {
+        "id": "c1",
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": "tiny",
+        "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}],
+    }
+
+    async def reply() -> AsyncIterator[str]:
+        yield f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n"
+        yield "data: [DONE]\n\n"
+
+    async def collect() -> list[Any]:
+        return [c async for c in chat_chunks(reply())]
+
+    chunks = asyncio.run(collect())
+    assert [c.choices[0].delta.content for c in chunks] == [text]

@@ -30,7 +30,7 @@ def body(**overrides: Any) -> dict[str, Any]:
 
 
 def sse_events(text: str) -> list[Any]:
-    events = [line.removeprefix("data: ") for line in text.splitlines() if line.startswith("data: ")]
+    events = [line.removeprefix("data: ") for line in text.split("\n") if line.startswith("data: ")]
     assert events[-1] == "[DONE]"
     return [json.loads(e) for e in events[:-1]]
 

@@ -43,7 +43,7 @@ def server_error(response: Response) -> str | None:
     if response.status_code >= 500:
         return f"{response.status_code} {text[:300]}"
     if any(kind.startswith("text/event-stream") for kind in response.headers.get("content-type", [])):
-        for line in text.splitlines():
+        for line in text.split("\n"):  # not splitlines(): U+2028 and U+0085 may stand raw inside the JSON
             payload = line.removeprefix("data: ")
             if not line.startswith("data: ") or payload == "[DONE]":
                 continue

@@ -154,7 +154,7 @@ def test_tiny_temperature_decodes_greedily(client: TestClient, temperature: floa
     assert r.status_code == 200, r.text
     assert r.json()["choices"][0]["message"]["content"] == greedy
     r = client.post(URL, json=body(max_tokens=6, ignore_eos=True, temperature=temperature, stream=True))
-    events = [line for line in r.text.splitlines() if line.startswith("data: ")]
+    events = [line for line in r.text.split("\n") if line.startswith("data: ")]
     assert events[-1] == "data: [DONE]" and not any('"error"' in e for e in events)
 
 

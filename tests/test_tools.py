@@ -146,7 +146,7 @@ def test_streamed_tool_call_deltas(client: TestClient) -> None:
         "max_tokens": 200,
         "stream": True,
     }
-    lines = [x[6:] for x in client.post(URL, json=payload).text.splitlines() if x.startswith("data: ")]
+    lines = [x[6:] for x in client.post(URL, json=payload).text.split("\n") if x.startswith("data: ")]
     assert lines[-1] == "[DONE]"
     chunks = [json.loads(x) for x in lines[:-1]]
     deltas = [c["choices"][0]["delta"] for c in chunks]
