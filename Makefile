@@ -47,6 +47,7 @@ bench-speed: install
 	PIP=$(BIN)/pip benchmarks/build_llama_server.sh $(LLAMA_CACHE)
 	$(BIN)/python benchmarks/bench_long.py --llamacpp $(LLAMA_CACHE)/build/bin/llama-server
 	$(BIN)/python benchmarks/bench_clients.py --llamacpp $(LLAMA_CACHE)/build/bin/llama-server
+	$(BIN)/python benchmarks/bench_decode.py
 
 # The broad tool-use suite (docs/benchmarks.md); e.g. make eval-tools EVAL_ARGS="--configs acef --quick".
 EVAL_ARGS ?=

@@ -2,7 +2,8 @@
 
 3. Clients: 1, 4, 8 and 16 clients at once, each streaming 128 greedy tokens (EOS banned) of a prompt of its own;
    aggregate tokens/s (all tokens / the time until the last is done), time to first token p50 and p95, and the
-   scaling against one client; the server process's peak RSS while 16 are served.
+   scaling against one client; the server process's peak RSS while 16 are served, and while it reads a ~4000-token
+   prompt.
 4. Overlapping shared prefix: a request with a fresh ~1000-token prefix streams; as its first token arrives a second
    request with the same prefix and another question is sent; the second's TTFT over the first's (target <= 0.3x).
 5. Decode: one stream of 256 greedy tokens, tokens/s after the first.
@@ -11,7 +12,7 @@
 
 Every server runs in its own process, alone while it is measured (the others idle), taking turns within each
 round: `autoqwen serve` once per `--batch` size (to pick the default by measurement) and, with `--llamacpp PATH`,
-llama.cpp's own llama-server on the same GGUF (16 slots, continuous batching).
+llama.cpp's own llama-server on the same GGUF (16 slots sharing one 32k-token KV cache, continuous batching).
 
     python benchmarks/bench_clients.py [--runs 2] [--batch 4,16] [--clients 1,4,8,16]
                                        [--llamacpp .cache/llama.cpp/build/bin/llama-server]
@@ -104,29 +105,41 @@ def stream(
     return sent, arrivals
 
 
+class PeakRss:
+    """The server process's peak RSS (MB) while the block runs, sampled every 50 ms."""
+
+    def __init__(self, server: Server) -> None:
+        self.server, self.mb, self.done = server, server.rss_mb(), threading.Event()
+        self.watcher = threading.Thread(target=self.watch)
+
+    def watch(self) -> None:
+        while not self.done.wait(0.05):
+            self.mb = max(self.mb, self.server.rss_mb())
+
+    def __enter__(self) -> PeakRss:
+        self.watcher.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.done.set()
+        self.watcher.join()
+
+
 def clients(server: Server, count: int, banned: dict[str, int]) -> dict[str, float]:
     """`count` clients at once, 128 tokens each: aggregate tokens/s, TTFT p50/p95 (ms), peak RSS (MB)."""
     results: list[tuple[float, list[float]]] = []
-    peak, done = [server.rss_mb()], threading.Event()
 
     def one(i: int) -> None:
         ask = f"{uuid.uuid4()} Write a long story about {TOPICS[i % len(TOPICS)]}."
         results.append(stream(server.base_url, [{"role": "user", "content": ask}], 128, banned))
 
-    def watch() -> None:
-        while not done.wait(0.05):
-            peak[0] = max(peak[0], server.rss_mb())
-
-    watcher = threading.Thread(target=watch)
-    watcher.start()
     threads = [threading.Thread(target=one, args=(i,)) for i in range(count)]
-    start = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    done.set()
-    watcher.join()
+    with PeakRss(server) as peak:
+        start = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
     end = max(arrivals[-1] for _, arrivals in results)
     # Pieces, not tokens: a piece holds the tokens of up to 20 ms; every request has 128 tokens.
     ttfts = sorted(arrivals[0] - sent for sent, arrivals in results)
@@ -134,8 +147,17 @@ def clients(server: Server, count: int, banned: dict[str, int]) -> dict[str, flo
         "rate": 128 * count / (end - start),
         "p50": statistics.median(ttfts) * 1000,
         "p95": ttfts[min(len(ttfts) - 1, round(0.95 * (len(ttfts) - 1)))] * 1000,
-        "rss": peak[0],
+        "rss": peak.mb,
     }
+
+
+def long_prompt_rss(server: Server, banned: dict[str, int], seed: int) -> float:
+    """The server's peak RSS (MB) while it reads a fresh ~4000-token prompt and answers it in 16 tokens."""
+    rng = random.Random(seed)
+    notes = f"Notes {uuid.uuid4()}:\n" + " ".join(rng.choice(WORDS) for _ in range(4000))
+    with PeakRss(server) as peak:
+        stream(server.base_url, [{"role": "user", "content": notes + "\nSummarise."}], 16, banned)
+    return peak.mb
 
 
 def shared_prefix(server: Server, banned: dict[str, int], seed: int) -> tuple[float, float]:
@@ -194,7 +216,7 @@ def main() -> None:
     ]
     if args.llamacpp:
         cmd = [str(args.llamacpp), "--model", str(gguf), "--host", "127.0.0.1", "--alias", "bundled", "--jinja"]
-        cmd += ["--ctx-size", "32768", "--parallel", "16", "--threads", str(args.threads)]
+        cmd += ["--ctx-size", "32768", "--parallel", "16", "--kv-unified", "--threads", str(args.threads)]
         servers.append(Server("llama.cpp", cmd, "/health"))
     rows: dict[str, dict[str, list[Any]]] = {s.name: {} for s in servers}
 
@@ -209,6 +231,7 @@ def main() -> None:
                 for count in counts:
                     note(server, f"c{count}", clients(server, count, banned))
                 note(server, "prefix", shared_prefix(server, banned, i))
+                note(server, "long rss", long_prompt_rss(server, banned, i))
                 note(server, "decode", decode(server, banned))
                 if not args.no_workflow:
                     note(server, "workflow", workflow(server.base_url, "bundled")[0])
@@ -230,7 +253,8 @@ def main() -> None:
             cells.append(f"{count}: {rate:.0f} ({rate / med(name, f'c{counts[0]}', 'rate'):.2f}x) "
                          f"{med(name, f'c{count}', 'p50'):.0f}/{med(name, f'c{count}', 'p95'):.0f}")  # fmt: skip
         print(f"    {name:<12} " + " | ".join(cells))
-        print(f"    {'':<12} peak RSS at {counts[-1]} clients: {med(name, f'c{counts[-1]}', 'rss'):.0f} MB")
+        print(f"    {'':<12} peak RSS at {counts[-1]} clients: {med(name, f'c{counts[-1]}', 'rss'):.0f} MB, "
+              f"with a ~4000-token prompt: {med(name, 'long rss'):.0f} MB")  # fmt: skip
     print("[4] overlapping requests sharing a ~1000-token prefix: first TTFT, second TTFT (ms), second/first")
     for name in rows:
         a, b = med(name, "prefix", 0), med(name, "prefix", 1)

@@ -248,30 +248,55 @@ def _buffer_layer_class() -> type:
             self.reserve = reserve
             self.buffers: tuple[torch.Tensor, torch.Tensor] | None = None
 
+        @property
+        def keys(self) -> torch.Tensor | None:
+            return None if self.buffers is None else self.buffers[0].narrow(2, 0, self.length)
+
+        @keys.setter
+        def keys(self, value: torch.Tensor | None) -> None:  # the base class's __init__ sets None; nothing else may
+            assert value is None
+
+        @property
+        def values(self) -> torch.Tensor | None:
+            return None if self.buffers is None else self.buffers[1].narrow(2, 0, self.length)
+
+        @values.setter
+        def values(self, value: torch.Tensor | None) -> None:
+            assert value is None
+
         def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *_args: Any, **_kwargs: Any) -> Any:
+            n = key_states.shape[2]
+            if self.buffers is None:
+                rows, heads, _, dim = key_states.shape
+                self.buffers = self._grown(rows, heads, dim, key_states.dtype, n)
+            k, v = self.room(n)
+            k.narrow(2, self.length, n).copy_(key_states)
+            v.narrow(2, self.length, n).copy_(value_states)
+            self.length += n
+            self.is_initialized = True
+            return k.narrow(2, 0, self.length), v.narrow(2, 0, self.length)
+
+        def room(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+            """The buffers, grown if they have no room for n more columns (they must exist)."""
+            assert self.buffers is not None
+            k = self.buffers[0]
+            if self.length + n > k.shape[2]:
+                rows, heads, _, dim = k.shape
+                grown = self._grown(rows, heads, dim, k.dtype, n)
+                for new, old in zip(grown, self.buffers, strict=True):
+                    new[:, :, : self.length] = old[:, :, : self.length]
+                self.buffers = grown
+            return self.buffers
+
+        def _grown(self, rows: int, heads: int, dim: int, dtype: torch.dtype, n: int) -> tuple[Any, Any]:
             import torch
 
-            end = self.length + key_states.shape[2]
-            if self.buffers is None or end > self.buffers[0].shape[2]:
-                rows, heads, _, dim = key_states.shape
-                room = _room(end, self.reserve)
-                grown = tuple(torch.empty(rows, heads, room, dim, dtype=s.dtype) for s in (key_states, value_states))
-                if self.buffers is not None:
-                    for new, old in zip(grown, self.buffers, strict=True):
-                        new[:, :, : self.length] = old[:, :, : self.length]
-                self.buffers = (grown[0], grown[1])
-            k, v = self.buffers
-            k.narrow(2, self.length, end - self.length).copy_(key_states)
-            v.narrow(2, self.length, end - self.length).copy_(value_states)
-            self.length = end
-            self.keys, self.values = k.narrow(2, 0, end), v.narrow(2, 0, end)
-            self.is_initialized = True
-            return self.keys, self.values
+            room = _room(self.length + n, self.reserve)
+            return (torch.empty(rows, heads, room, dim, dtype=dtype), torch.empty(rows, heads, room, dim, dtype=dtype))
 
         def adopt(self, keys: torch.Tensor, values: torch.Tensor, length: int) -> Any:
             """Use `keys` and `values` [rows, h, room, d] as the buffers, their first `length` columns filled."""
             self.buffers, self.length = (keys, values), length
-            self.keys, self.values = keys.narrow(2, 0, length), values.narrow(2, 0, length)
             self.is_initialized = True
             return self
 

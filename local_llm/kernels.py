@@ -40,9 +40,10 @@ __all__ = ["load"]
 
 log = logging.getLogger(__name__)
 
-SOURCES = [Path(__file__).with_name(name) for name in ("kernels.cpp", "attention.cpp")]
+SOURCES = [Path(__file__).with_name(name) for name in ("kernels.cpp", "attention.cpp", "decode_step.cpp")]
 _CPU_FLAGS = {"avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512_vnni"}
-_KERNEL_FLAGS = {"q4mm": {"avx512_bf16"}}  # beyond _CPU_FLAGS; compiled with function target attributes
+# Beyond _CPU_FLAGS; compiled with function target attributes.
+_KERNEL_FLAGS = {"q4mm": {"avx512_bf16"}, "decode_step": {"avx512_bf16"}}
 _COMPILE_FLAGS = ["-O3", "-std=c++20", "-fPIC", "-shared", "-fopenmp"]
 _COMPILE_FLAGS += sorted(f"-m{flag.replace('_', '')}" for flag in _CPU_FLAGS)
 

@@ -6,6 +6,7 @@ query, key and value products are fused into one, and so are gate and up, and no
 runs per layer; Qwen3's per-head RMS norms of queries and keys (before the rotary embedding) run as its modules
 run them. The arithmetic is transformers' own (the logits are the same, bit for bit, on 4-bit weights) but for two
 choices made for speed, which tests turn off: float16 keys and values, and our attention (decode steps and prompts).
+A decode step on 4-bit weights runs its layers in one call of ours (`decode_step.cpp`), the same arithmetic.
 
     lean = Lean.of(model)                      # None when the model's architecture is not one of the above
     logits = lean(ids, cache, mask, positions) # [rows, vocab] at each row's last position; appends KV to cache
@@ -13,10 +14,11 @@ choices made for speed, which tests turn off: float16 keys and values, and our a
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from autoqwen.local_llm import kernels
-from autoqwen.local_llm.quantize import fuse
+from autoqwen.local_llm.quantize import Int4Product, fuse
 
 if TYPE_CHECKING:
     import torch
@@ -89,6 +91,17 @@ class Lean:
             else None
             for layer in inner.layers
         ]
+        # A decode step's layers in one call of ours (`decode_step.cpp`, the same arithmetic as the loop below)
+        # where every product is our 4-bit kernel and the cache is float16: the loop's ~35 operations a layer cost
+        # as much as the products at one row. Tests turn it off (None) to compare.
+        products = [p for parts in self.layers for p in (parts[1], parts[2], parts[4], parts[5])]
+        ours = all(isinstance(p, Int4Product) and p.kernel is not None for p in products)
+        self.decode_step = kernels.load("decode_step") if ours and self.kv_dtype == torch.float16 else None
+        self.step_weights = [
+            w
+            for (norm1, qkv, out, norm2, gate_up, down), qk_norm in zip(self.layers, self.qk_norms, strict=True)
+            for w in (norm1, *_parts(qkv), *_parts(out), norm2, *_parts(gate_up), *_parts(down), _or_empty(qk_norm))
+        ]
 
     def __call__(
         self,
@@ -136,9 +149,18 @@ class Lean:
             return ours(x.reshape(-1, width).contiguous(), weight, eps).view(x.shape)
 
         h = h.view(rows * n, width)  # the residual stream, one row per token
-        for (norm1, qkv, out, norm2, gate_up, down), qk_norm, layer in zip(
-            self.layers, self.qk_norms, cache.layers, strict=True
-        ):
+        step = self.decode_step if attend_decode is not None and ours is not None else None
+        buffers = _step_buffers(cache, rows) if step is not None else None
+        if step is not None and buffers is not None:  # the step's layers in one call of ours; the loop runs none
+            h = step(
+                h, self.step_weights, *buffers, past, cos.reshape(rows, d).contiguous(),
+                sin.reshape(rows, d).contiguous(), real, heads, kv_heads, eps,
+            )  # fmt: skip
+            for layer in cache.layers:
+                layer.length += 1
+        loop = buffers is None
+        layers: Iterable[Any] = zip(self.layers, self.qk_norms, cache.layers, strict=True) if loop else ()
+        for (norm1, qkv, out, norm2, gate_up, down), qk_norm, layer in layers:
             states = qkv(norm(h, norm1)).float().view(rows, n, heads + 2 * kv_heads, d)
             qk, v = states.split((heads + kv_heads, kv_heads), dim=2)
             if qk_norm is not None:  # as Qwen3RMSNorm: normalised in float32, then scaled by the weight
@@ -164,6 +186,35 @@ class Lean:
         if last_only:
             h = h[:, -1]
         return self.head(norm(h, self.norm)).float()
+
+
+def _parts(product: Any) -> tuple[Any, Any, Any]:
+    """A fused 4-bit product's packed weights, scales and offsets, and bias (empty if none), for decode_step."""
+    if not isinstance(product, Int4Product):
+        return (None, None, None)
+    return product.packed, product.scale_zero, _or_empty(product.bias)
+
+
+def _or_empty(tensor: torch.Tensor | None) -> torch.Tensor:
+    import torch
+
+    return torch.empty(0) if tensor is None else tensor
+
+
+def _step_buffers(cache: Any, rows: int) -> tuple[list[Any], list[Any]] | None:
+    """Each layer's key and value buffers, with room for one more column, if decode_step can write into them: our
+    cache layers (local_llm.batch), float16, `rows` rows."""
+    import torch
+
+    keys, values = [], []
+    for layer in cache.layers:
+        buffers = getattr(layer, "buffers", None)
+        if buffers is None or buffers[0].dtype != torch.float16 or buffers[0].shape[0] != rows:
+            return None
+        k, v = layer.room(1)
+        keys.append(k)
+        values.append(v)
+    return keys, values
 
 
 def _supported(config: Any) -> bool:

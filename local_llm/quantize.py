@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["GROUP_SIZE", "fuse", "is_4bit_gguf", "quantize"]
+__all__ = ["GROUP_SIZE", "Int4Product", "fuse", "is_4bit_gguf", "quantize"]
 
 GROUP_SIZE = 32
 _PACK_ROWS = 64  # PyTorch's 4-bit CPU kernel packs weights in blocks of 64 output rows
@@ -79,13 +79,9 @@ def fuse(linears: list[Any]) -> Callable[[torch.Tensor], torch.Tensor]:
             scale_zero = _stacked(linears, "scale_zero")
         else:  # PyTorch's: [groups, rows, 2]
             scale_zero = torch.cat([linear.scale_zero for linear in linears], dim=1)
-        bias = _bias(linears, torch.float32 if kernel is not None else torch.bfloat16)
-
-        def int4(x: torch.Tensor) -> torch.Tensor:
-            y = _int4_product(kernel, x, packed, scale_zero)
-            return y if bias is None else y + bias
-
-        return int4
+        return Int4Product(
+            kernel, packed, scale_zero, _bias(linears, torch.float32 if kernel is not None else torch.bfloat16)
+        )
     if all(type(linear) is torch.nn.Linear for linear in linears):
         weight = torch.cat([linear.weight.detach() for linear in linears])
         for linear, part in zip(linears, _rows(weight, linears), strict=True):
@@ -94,6 +90,17 @@ def fuse(linears: list[Any]) -> Callable[[torch.Tensor], torch.Tensor]:
         return lambda x: F.linear(x, weight, float_bias)
     # Layers the 4-bit kernel cannot stack, or of mixed kinds (quantize() leaves odd shapes in float32): one by one.
     return lambda x: torch.cat([linear(x) for linear in linears], dim=-1)
+
+
+class Int4Product:
+    """A fused 4-bit product (see fuse): the packed weights, scales and offsets, bias, and the kernel that runs it."""
+
+    def __init__(self, kernel: Callable[..., Any] | None, packed: Any, scale_zero: Any, bias: Any) -> None:
+        self.kernel, self.packed, self.scale_zero, self.bias = kernel, packed, scale_zero, bias
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        y = _int4_product(self.kernel, x, self.packed, self.scale_zero)
+        return y if self.bias is None else y + self.bias
 
 
 def _stacked(linears: list[Any], name: str) -> torch.Tensor:

@@ -1,0 +1,116 @@
+"""Our one-call decode step (`decode_step.cpp`) computes what the lean forward's Python loop computes, bit for bit:
+the logits and the cache it writes, for one row and for a batch with holes, on Llama, Qwen2 (biased products) and
+Qwen3 (query and key norms), 4-bit weights and float16 keys and values as the engine runs them."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import transformers
+
+from autoqwen.local_llm import Engine, SamplingParams, kernels, resolve_model
+from autoqwen.local_llm.batch import Batch, forward, new_cache
+from autoqwen.local_llm.llama import Lean
+from autoqwen.local_llm.quantize import quantize
+
+pytestmark = pytest.mark.skipif(kernels.load("decode_step") is None, reason="our kernels do not run on this machine")
+
+SIZES = dict(
+    vocab_size=96,
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=512,
+)
+
+
+def make(kind: str) -> tuple[Any, Any]:
+    """A random 4-bit model of `kind` on the one-call step, and a copy of it on the Python loop."""
+    torch.manual_seed(0)
+    if kind == "llama":
+        model = transformers.LlamaForCausalLM(transformers.LlamaConfig(**SIZES))
+    elif kind == "qwen2":
+        model = transformers.Qwen2ForCausalLM(transformers.Qwen2Config(**SIZES, tie_word_embeddings=True))
+        for layer in model.model.layers:
+            for proj in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj):
+                torch.nn.init.normal_(proj.bias, std=0.5)  # initialised to zero: make them count
+    else:
+        model = transformers.Qwen3ForCausalLM(transformers.Qwen3Config(**SIZES, head_dim=32, tie_word_embeddings=True))
+        for layer in model.model.layers:
+            for norm in (layer.self_attn.q_norm, layer.self_attn.k_norm):
+                torch.nn.init.normal_(norm.weight, mean=1.0, std=0.5)
+    quantize(model.eval())
+    lean = Lean.of(model)
+    assert lean is not None and lean.decode_step is not None and lean.kv_dtype == torch.float16
+    loop = copy.copy(model)
+    loop._autoqwen_lean = copy.copy(lean)
+    loop._autoqwen_lean.decode_step = None
+    return model, loop
+
+
+def ids(n: int, seed: int = 0) -> torch.Tensor:
+    return torch.randint(0, SIZES["vocab_size"], (1, n), generator=torch.Generator().manual_seed(seed))
+
+
+def caches_equal(a: Any, b: Any) -> bool:
+    return all(
+        torch.equal(x.keys, y.keys) and torch.equal(x.values, y.values) for x, y in zip(a.layers, b.layers, strict=True)
+    )
+
+
+@pytest.mark.parametrize("kind", ["llama", "qwen2", "qwen3"])
+def test_one_row_steps_equal_the_loop(kind: str) -> None:
+    model, loop = make(kind)
+    tokens = ids(70)
+    with torch.inference_mode():
+        ours, theirs = new_cache(model), new_cache(loop)
+        assert torch.equal(forward(model, tokens[:, :20], ours), forward(loop, tokens[:, :20], theirs))
+        for i in range(20, 70):  # past the buffers' first room: they grow between steps
+            step = tokens[:, i : i + 1]
+            assert torch.equal(forward(model, step, ours), forward(loop, step, theirs)), i
+        assert caches_equal(ours, theirs)
+        assert ours.layers[0].get_seq_length() == 70
+
+
+@pytest.mark.parametrize("kind", ["llama", "qwen3"])
+def test_a_batch_with_holes_equals_the_loop(kind: str) -> None:
+    model, loop = make(kind)
+
+    def run(m: Any) -> tuple[list[torch.Tensor], Batch]:
+        batch = Batch(m)
+        for n, seed in [(7, 1), (19, 2), (3, 3)]:  # rows of different lengths: holes on the left
+            cache = new_cache(m)
+            forward(m, ids(n, seed), cache)
+            batch.add([(layer.keys.clone(), layer.values.clone()) for layer in cache.layers])
+        logits = [batch.step([[5], [6], [9]]) for _ in range(3)]
+        batch.remove([1])  # the longest row leaves: the others go on in a narrower batch
+        logits += [batch.step([[11], [13]]) for _ in range(3)]
+        return logits, batch
+
+    with torch.inference_mode():
+        (ours, batch), (theirs, reference) = run(model), run(loop)
+    for a, b in zip(ours, theirs, strict=True):
+        assert torch.equal(a, b)
+    assert caches_equal(batch.cache, reference.cache)
+
+
+def test_the_engine_decodes_with_one_call_a_step(tiny_qwen3_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An engine on 4-bit weights takes the one-call path for its decode steps."""
+    engine = Engine(resolve_model(str(tiny_qwen3_dir)), quantize="int4").start().wait_ready(60)
+    try:
+        lean = Lean.of(engine.model)
+        assert lean is not None and lean.decode_step is not None
+        calls = []
+        step = lean.decode_step
+        monkeypatch.setattr(lean, "decode_step", lambda *args: calls.append(1) or step(*args))
+        prompt = engine.encode_chat([{"role": "user", "content": "Hello"}])
+        engine.submit(prompt, SamplingParams(max_tokens=5, temperature=0, ignore_eos=True)).text()
+        assert len(calls) >= 4
+    finally:
+        engine.close()
