@@ -60,7 +60,7 @@ class Engine:
         source: ModelSource,
         *,
         max_queue: int = 256,
-        max_batch: int = 4,
+        max_batch: int = 8,
         prefix_cache_mb: int = 1024,
         quantize: Quantize = "auto",
         threads: int | None = None,

@@ -83,7 +83,7 @@ def serve(
             help="An answer to short tool results (numbers, dates, ids) holds one of their values, or any text.",
         ),
     ] = True,
-    max_batch: Annotated[int, typer.Option(min=1, help="Requests that decode together; more wait in the queue.")] = 4,
+    max_batch: Annotated[int, typer.Option(min=1, help="Requests that decode together; more wait in the queue.")] = 8,
     max_queue: Annotated[
         int, typer.Option(min=1, help="Requests that wait, first come first served; beyond them: 503 + Retry-After.")
     ] = 256,
