@@ -1,5 +1,5 @@
-"""Our CPU kernels (`kernels.cpp`, `attention.cpp`, AVX-512): built once per machine with the system's compiler,
-cached, loaded.
+"""Our CPU kernels (`kernels.cpp`, `attention.cpp`, `decode_step.cpp`, AVX-512): built once per machine with the
+system's compiler, cached, loaded.
 
 - `q4mm`: the 4-bit layers' product (needs AVX-512 BF16 too). Each 4-bit weight becomes a bfloat16 number by
   setting its exponent bits, and vdpbf16ps sums two products per lane, exactly, in float32; PyTorch's
@@ -11,11 +11,13 @@ cached, loaded.
 - `decode_attention`: attention of one new token per row, the batch's holes skipped without building a mask.
 - `prompt_attention`: attention of a prompt's new tokens (causal, after any cached ones), each token's arithmetic
   that of `decode_attention`: a prompt read at once, in chunks or token by token gets the same bits.
+- `decode_step` (`decode_step.cpp`): a decode step's layers on 4-bit weights in one call, the lean forward pass's
+  arithmetic (local_llm/llama.py).
 
-The sources are compiled against the installed torch with `$CXX` (else `c++`; ~10 s) into `<cache dir>/kernels/`,
-keyed by the sources, torch version and flags, with OpenMP so that their parallel loops run on torch's own
-threads (the loader reuses torch's libgomp). Where a kernel cannot run (the CPU lacks its instructions, no compiler,
-`AUTOQWEN_KERNEL=torch`), `load()` returns None and callers use PyTorch's kernels.
+The sources are compiled side by side against the installed torch with `$CXX` (else `c++`; ~30 s on two cores)
+into `<cache dir>/kernels/`, keyed by the sources, torch version and flags, with OpenMP so that their parallel
+loops run on torch's own threads (the loader reuses torch's libgomp). Where a kernel cannot run (the CPU lacks its
+instructions, no compiler, `AUTOQWEN_KERNEL=torch`), `load()` returns None and callers use PyTorch's kernels.
 
     q8mm = load("q8mm")                        # None: use torch.ops.aten._weight_int8pack_mm
     y = q8mm(x, weight, scale)                 # float32 [m, k] -> float32 [m, n]; layouts in kernels.cpp
@@ -103,12 +105,27 @@ def _build() -> Path:
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    log.info("building our CPU kernels (once; ~10 s): %s", target)
+    log.info("building our CPU kernels (once; ~30 s): %s", target)
     includes = [f"-I{path}" for path in cpp_extension.include_paths()]
     libraries = [f"-L{path}" for path in cpp_extension.library_paths()] + ["-lc10", "-ltorch_cpu"]
     with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
+        objects = [Path(scratch) / f"{source.stem}.o" for source in SOURCES]
+        compile_flags = [flag for flag in _COMPILE_FLAGS if flag != "-shared"]
+        compiles = [  # side by side: one source's templates take most of the time
+            subprocess.Popen(
+                [compiler, *compile_flags, *includes, "-c", str(source), "-o", str(obj)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for source, obj in zip(SOURCES, objects, strict=True)
+        ]
+        for process in compiles:
+            stdout, stderr = process.communicate()
+            if process.returncode:
+                raise subprocess.CalledProcessError(process.returncode, process.args, stdout, stderr)
         built = Path(scratch) / target.name
-        command = [compiler, *_COMPILE_FLAGS, *includes, *map(str, SOURCES), "-o", str(built), *libraries]
+        command = [compiler, *_COMPILE_FLAGS, *map(str, objects), "-o", str(built), *libraries]
         subprocess.run(command, check=True, capture_output=True, text=True)
         os.replace(built, target)  # atomic: a process building beside us finds a whole file or none
     return target

@@ -247,6 +247,15 @@ def tiny_server(tiny_model_dir: Path) -> Iterator[EmbeddedServer]:
         yield server
 
 
+@pytest.fixture
+def lone_tiny_server(tiny_model_dir: Path) -> Iterator[EmbeddedServer]:
+    """A tiny-model server of the test's own, for tests that count its batch: the shared one may still serve a
+    request an earlier test left going (workflow runs outlive their clients)."""
+    with EmbeddedServer(Engine(resolve_model(str(tiny_model_dir)))) as server:
+        server.engine.wait_ready(60)
+        yield server
+
+
 @pytest.fixture(scope="session")
 def bundled_server(bundled_source: ModelSource) -> Iterator[EmbeddedServer]:
     """The real bundled model behind a loopback OpenAI server, loaded once for all `model` tests."""

@@ -206,17 +206,14 @@ def test_the_api_key_guards_completions_and_responses(keyed: TestClient) -> None
     assert ok.status_code == 200, ok.text
 
 
-@pytest.fixture
-def slow_steps(tiny_server: EmbeddedServer) -> Iterator[None]:
-    with slowed(tiny_server.engine):
-        yield
-
-
-@pytest.mark.usefixtures("slow_steps")
-def test_a_stream_left_early_frees_its_sequences(tiny_server: EmbeddedServer, model: str) -> None:
-    body = {"model": model, "prompt": ["Hello", "Bye"], "n": 2, "max_tokens": 3000, "stream": True, "ignore_eos": True}
-    with httpx.stream("POST", f"{tiny_server.base_url}/completions", json=body, timeout=30) as response:
-        assert response.status_code == 200
-        next(response.iter_lines())
-        assert wait_for_batch(tiny_server.engine, 4)  # (a first text may come before its sequence joins the batch)
-    assert wait_for_batch(tiny_server.engine, 0, timeout=5)  # 3000 steps would take 15 s
+def test_a_stream_left_early_frees_its_sequences(lone_tiny_server: EmbeddedServer) -> None:
+    server = lone_tiny_server
+    body = {"model": server.engine.model_id, "prompt": ["Hello", "Bye"], "n": 2, "max_tokens": 3000}
+    body |= {"stream": True, "ignore_eos": True, "temperature": 0}
+    with slowed(server.engine), httpx.stream("POST", f"{server.base_url}/completions", json=body, timeout=30) as reply:
+        assert reply.status_code == 200
+        lines = reply.iter_lines()  # kept: a dropped iterator closes the response when it is collected
+        next(lines)
+        assert wait_for_batch(server.engine, 4)  # (a first text may come before its sequence joins the batch)
+        reply.close()
+        assert wait_for_batch(server.engine, 0, timeout=5)  # 3000 steps would take 15 s

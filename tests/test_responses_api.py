@@ -172,29 +172,17 @@ def test_the_sdk_stream_helper_collects_a_function_call(client: openai.OpenAI, m
     assert client.responses.retrieve(final.id).output[0].arguments == call.arguments  # type: ignore[union-attr]
 
 
-@pytest.mark.usefixtures("slow_steps")
-def test_a_stream_left_early_frees_its_sequence(tiny_server: EmbeddedServer, model: str) -> None:
-    body = {
-        "model": model,
-        "input": "Hello",
-        "max_output_tokens": 3000,
-        "stream": True,
-        "ignore_eos": True,
-        "temperature": 0,
-    }
-    # The tiny server is shared: a workflow run an earlier test left going (runs outlive their clients) ends first.
-    assert wait_for_batch(tiny_server.engine, 0, timeout=60)
-    with httpx.stream("POST", f"{tiny_server.base_url}/responses", json=body, timeout=30) as response:
-        assert response.status_code == 200
-        next(line for line in response.iter_lines() if "output_text.delta" in line)
-        assert wait_for_batch(tiny_server.engine, 1)  # (its first text may come before it joins the batch)
-    assert wait_for_batch(tiny_server.engine, 0, timeout=5)  # 3000 steps would take 15 s
-
-
-@pytest.fixture
-def slow_steps(tiny_server: EmbeddedServer) -> Iterator[None]:
-    with slowed(tiny_server.engine):
-        yield
+def test_a_stream_left_early_frees_its_sequence(lone_tiny_server: EmbeddedServer) -> None:
+    server = lone_tiny_server
+    body = {"model": server.engine.model_id, "input": "Hello", "max_output_tokens": 3000}
+    body |= {"stream": True, "ignore_eos": True, "temperature": 0}
+    with slowed(server.engine), httpx.stream("POST", f"{server.base_url}/responses", json=body, timeout=30) as reply:
+        assert reply.status_code == 200
+        lines = reply.iter_lines()  # kept: a dropped iterator closes the response when it is collected
+        next(line for line in lines if "output_text.delta" in line)
+        assert wait_for_batch(server.engine, 1)  # (its first text may come before it joins the batch)
+        reply.close()
+        assert wait_for_batch(server.engine, 0, timeout=5)  # 3000 steps would take 15 s
 
 
 @pytest.mark.parametrize(
