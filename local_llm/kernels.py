@@ -111,19 +111,20 @@ def _build() -> Path:
     with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
         objects = [Path(scratch) / f"{source.stem}.o" for source in SOURCES]
         compile_flags = [flag for flag in _COMPILE_FLAGS if flag != "-shared"]
-        compiles = [  # side by side: one source's templates take most of the time
-            subprocess.Popen(
-                [compiler, *compile_flags, *includes, "-c", str(source), "-o", str(obj)],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            for source, obj in zip(SOURCES, objects, strict=True)
-        ]
-        for process in compiles:
-            stdout, stderr = process.communicate()
-            if process.returncode:
-                raise subprocess.CalledProcessError(process.returncode, process.args, stdout, stderr)
+        compiles: list[subprocess.Popen[str]] = []
+        try:  # side by side: one source's templates take most of the time
+            for source, obj in zip(SOURCES, objects, strict=True):
+                command = [compiler, *compile_flags, *includes, "-c", str(source), "-o", str(obj)]
+                compiles.append(subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+            for process in compiles:
+                stdout, stderr = process.communicate()
+                if process.returncode:
+                    raise subprocess.CalledProcessError(process.returncode, process.args, stdout, stderr)
+        finally:  # one failed: the others stop before their scratch folder goes
+            for process in compiles:
+                if process.poll() is None:
+                    process.kill()
+                    process.communicate()
         built = Path(scratch) / target.name
         command = [compiler, *_COMPILE_FLAGS, *map(str, objects), "-o", str(built), *libraries]
         subprocess.run(command, check=True, capture_output=True, text=True)

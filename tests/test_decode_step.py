@@ -30,8 +30,9 @@ SIZES = dict(
 )
 
 
-def make(kind: str) -> tuple[Any, Any]:
-    """A random 4-bit model of `kind` on the one-call step, and a copy of it on the Python loop."""
+def make(kind: str) -> tuple[Any, Any, list[int]]:
+    """A random 4-bit model of `kind` on the one-call step, a copy of it on the Python loop, and a list that
+    grows by one with each one-call step."""
     torch.manual_seed(0)
     if kind == "llama":
         model = transformers.LlamaForCausalLM(transformers.LlamaConfig(**SIZES))
@@ -51,7 +52,10 @@ def make(kind: str) -> tuple[Any, Any]:
     loop = copy.copy(model)
     loop._autoqwen_lean = copy.copy(lean)
     loop._autoqwen_lean.decode_step = None
-    return model, loop
+    calls: list[int] = []
+    step = lean.decode_step
+    lean.decode_step = lambda *args: calls.append(1) or step(*args)
+    return model, loop, calls
 
 
 def ids(n: int, seed: int = 0) -> torch.Tensor:
@@ -66,7 +70,7 @@ def caches_equal(a: Any, b: Any) -> bool:
 
 @pytest.mark.parametrize("kind", ["llama", "qwen2", "qwen3"])
 def test_one_row_steps_equal_the_loop(kind: str) -> None:
-    model, loop = make(kind)
+    model, loop, calls = make(kind)
     tokens = ids(70)
     with torch.inference_mode():
         ours, theirs = new_cache(model), new_cache(loop)
@@ -76,11 +80,12 @@ def test_one_row_steps_equal_the_loop(kind: str) -> None:
             assert torch.equal(forward(model, step, ours), forward(loop, step, theirs)), i
         assert caches_equal(ours, theirs)
         assert ours.layers[0].get_seq_length() == 70
+    assert len(calls) == 50  # every decode step took the one-call path
 
 
-@pytest.mark.parametrize("kind", ["llama", "qwen3"])
+@pytest.mark.parametrize("kind", ["llama", "qwen2", "qwen3"])
 def test_a_batch_with_holes_equals_the_loop(kind: str) -> None:
-    model, loop = make(kind)
+    model, loop, calls = make(kind)
 
     def run(m: Any) -> tuple[list[torch.Tensor], Batch]:
         batch = Batch(m)
@@ -98,6 +103,7 @@ def test_a_batch_with_holes_equals_the_loop(kind: str) -> None:
     for a, b in zip(ours, theirs, strict=True):
         assert torch.equal(a, b)
     assert caches_equal(batch.cache, reference.cache)
+    assert len(calls) == 6  # the batch's decode steps (the prompts were read by the loop)
 
 
 def test_the_engine_decodes_with_one_call_a_step(tiny_qwen3_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -122,3 +122,20 @@ def test_without_our_kernels_pytorch_kernels_serve(monkeypatch: pytest.MonkeyPat
         y = linear(x)
         assert torch.allclose(head(x), y, atol=0.05)
         assert (layer(x) - y).abs().max() < 0.15 * y.abs().max()  # 4 bits: 16 levels per group of 32
+
+
+def test_a_failed_kernel_build_reports_the_compilers_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+    import subprocess
+
+    if shutil.which("c++") is None:
+        pytest.skip("no C++ compiler")
+    good, bad = tmp_path / "good.cpp", tmp_path / "bad.cpp"
+    good.write_text("long f() { return 1; }\n")
+    bad.write_text("int broken( {\n")
+    monkeypatch.setattr(kernels, "SOURCES", [good, bad])  # compiled side by side, as ours are
+    monkeypatch.setenv("AUTOQWEN_CACHE_DIR", str(tmp_path / "cache"))
+    with pytest.raises(subprocess.CalledProcessError) as failed:
+        kernels._build()
+    assert "bad.cpp" in failed.value.stderr  # what _library() logs
+    assert not list((tmp_path / "cache").rglob("*.so"))  # nothing half-built left as if complete
