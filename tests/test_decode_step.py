@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 import torch
-import transformers
+from test_llama import ids
+from test_llama import make as make_llama
+from test_qwen_forward import make_qwen3
 
 from autoqwen.local_llm import Engine, SamplingParams, kernels, resolve_model
 from autoqwen.local_llm.batch import Batch, forward, new_cache
@@ -19,34 +21,12 @@ from autoqwen.local_llm.quantize import quantize
 
 pytestmark = pytest.mark.skipif(kernels.load("decode_step") is None, reason="our kernels do not run on this machine")
 
-SIZES = dict(
-    vocab_size=96,
-    hidden_size=64,
-    intermediate_size=128,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    max_position_embeddings=512,
-)
-
 
 def make(kind: str) -> tuple[Any, Any, list[int]]:
-    """A random 4-bit model of `kind` on the one-call step, a copy of it on the Python loop, and a list that
-    grows by one with each one-call step."""
-    torch.manual_seed(0)
-    if kind == "llama":
-        model = transformers.LlamaForCausalLM(transformers.LlamaConfig(**SIZES))
-    elif kind == "qwen2":
-        model = transformers.Qwen2ForCausalLM(transformers.Qwen2Config(**SIZES, tie_word_embeddings=True))
-        for layer in model.model.layers:
-            for proj in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj):
-                torch.nn.init.normal_(proj.bias, std=0.5)  # initialised to zero: make them count
-    else:
-        model = transformers.Qwen3ForCausalLM(transformers.Qwen3Config(**SIZES, head_dim=32, tie_word_embeddings=True))
-        for layer in model.model.layers:
-            for norm in (layer.self_attn.q_norm, layer.self_attn.k_norm):
-                torch.nn.init.normal_(norm.weight, mean=1.0, std=0.5)
-    quantize(model.eval())
+    """A random 4-bit model of `kind` (test_llama's Llama or Qwen2 with biases, test_qwen_forward's Qwen3) on the
+    one-call step, a copy of it on the Python loop, and a list that grows by one with each one-call step."""
+    model = make_qwen3(head_dim=32) if kind == "qwen3" else make_llama(kind)
+    quantize(model)
     lean = Lean.of(model)
     assert lean is not None and lean.decode_step is not None and lean.kv_dtype == torch.float16
     loop = copy.copy(model)
@@ -56,10 +36,6 @@ def make(kind: str) -> tuple[Any, Any, list[int]]:
     step = lean.decode_step
     lean.decode_step = lambda *args: calls.append(1) or step(*args)
     return model, loop, calls
-
-
-def ids(n: int, seed: int = 0) -> torch.Tensor:
-    return torch.randint(0, SIZES["vocab_size"], (1, n), generator=torch.Generator().manual_seed(seed))
 
 
 def caches_equal(a: Any, b: Any) -> bool:
