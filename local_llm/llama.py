@@ -97,11 +97,11 @@ class Lean:
         products = [p for parts in self.layers for p in (parts[1], parts[2], parts[4], parts[5])]
         ours = all(isinstance(p, Int4Product) and p.kernel is not None for p in products)
         self.decode_step = kernels.load("decode_step") if ours and self.kv_dtype == torch.float16 else None
-        self.step_weights = [
+        self.step_weights = [  # per layer, in decode_step.cpp's order
             w
             for (norm1, qkv, out, norm2, gate_up, down), qk_norm in zip(self.layers, self.qk_norms, strict=True)
             for w in (norm1, *_parts(qkv), *_parts(out), norm2, *_parts(gate_up), *_parts(down), _or_empty(qk_norm))
-        ]
+        ] if self.decode_step is not None else []  # fmt: skip
 
     def __call__(
         self,
@@ -190,8 +190,6 @@ class Lean:
 
 def _parts(product: Any) -> tuple[Any, Any, Any]:
     """A fused 4-bit product's packed weights, scales and offsets, and bias (empty if none), for decode_step."""
-    if not isinstance(product, Int4Product):
-        return (None, None, None)
     return product.packed, product.scale_zero, _or_empty(product.bias)
 
 
