@@ -14,7 +14,7 @@ Every server runs in its own process, alone while it is measured (the others idl
 round: `autoqwen serve` once per `--batch` size (to pick the default by measurement) and, with `--llamacpp PATH`,
 llama.cpp's own llama-server on the same GGUF (16 slots sharing one 32k-token KV cache, continuous batching).
 
-    python benchmarks/bench_clients.py [--runs 2] [--batch 4,16] [--clients 1,4,8,16]
+    python benchmarks/bench_clients.py [--runs 2] [--batch 4,8,16] [--clients 1,4,8,16]
                                        [--llamacpp .cache/llama.cpp/build/bin/llama-server]
 """
 
@@ -192,7 +192,7 @@ def decode(server: Server, banned: dict[str, int]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=2, help="rounds; the servers take turns within each")
-    parser.add_argument("--batch", default="4,16", help="autoqwen serve --max-batch values to compare")
+    parser.add_argument("--batch", default="4,8,16", help="autoqwen serve --max-batch values to compare")
     parser.add_argument("--clients", default="1,4,8,16", help="numbers of concurrent clients")
     parser.add_argument("--llamacpp", type=Path, metavar="PATH", help="llama-server binary to compare with")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 2, help="llama.cpp's (ours uses all cores)")
