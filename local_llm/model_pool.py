@@ -116,6 +116,7 @@ class ModelPool:
         self.load_wait_s = load_wait_s
         self._listing: tuple[float, list[LocalModel]] = (-CATALOG_TTL_S, [])
         self._reaper: asyncio.Task[None] | None = None
+        self._making: dict[Path, asyncio.Event] = {}  # engines being made, by key: one per model, never two
 
     # -- what is there -------------------------------------------------------------------------
     @property
@@ -194,7 +195,7 @@ class ModelPool:
                 if resident not in self._residents:
                     raise EngineNotReady(f"loading {name} was given up; retry shortly")
                 if time.monotonic() >= deadline:
-                    raise EngineNotReady(f"model {name} is still loading after {self.load_wait_s:g} s; retry shortly")
+                    raise self._still_loading(name)
                 await asyncio.sleep(_POLL_S)
             if resident.engine.state == "failed" and not resident.pinned and resident in self._residents:
                 await self.unload(resident)  # the next request tries again; this one gets the load error
@@ -210,19 +211,25 @@ class ModelPool:
         if found is None or self._make_engine is None:
             raise unknown_model(name, tuple(n for n, _ in self.listing(cached=True)))
         spec, key = found
-        engine = None
-        if self._by_key(key) is None and self.resident_for(name) is None:
+        while (making := self._making.get(key)) is not None:  # another request is making this engine: join it
             try:
-                engine = await asyncio.to_thread(self._make_engine, spec)
-            except LocalLLMError as exc:
-                raise EngineNotReady(f"could not load {name}: {exc}") from exc
+                await asyncio.wait_for(making.wait(), max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                raise self._still_loading(name) from None
         held = self.resident_for(name) or self._by_key(key)  # loaded meanwhile, maybe under another name
-        if held is not None:  # (an engine made meanwhile was never started: nothing to free)
+        if held is not None:
             if name not in held.names:
                 held.names = (*held.names, name)
             held.leases += 1
             return held
-        assert engine is not None
+        made = self._making[key] = asyncio.Event()
+        try:
+            engine = await asyncio.to_thread(self._make_engine, spec)
+        except LocalLLMError as exc:
+            raise EngineNotReady(f"could not load {name}: {exc}") from exc
+        finally:  # those waiting resume after the resident below is registered (no await before it)
+            del self._making[key]
+            made.set()
         own = key == self._own[1]
         names = tuple(dict.fromkeys((*self._own_names, name))) if own else (name,)
         resident = Resident(engine, names, key, pinned=own, leases=1, making_room=True)
@@ -311,6 +318,9 @@ class ModelPool:
     def _holding_room_for(self, newcomer: Resident) -> list[Resident]:
         place = self._residents.index(newcomer)
         return [r for i, r in enumerate(self._residents) if not r.making_room or i <= place]
+
+    def _still_loading(self, name: str) -> EngineNotReady:
+        return EngineNotReady(f"model {name} is still loading after {self.load_wait_s:g} s; retry shortly")
 
     def _by_key(self, key: Path) -> Resident | None:
         return next((r for r in self._residents if r.key == key), None)

@@ -35,14 +35,17 @@ def models_folder(tiny_model_dir: Path, tiny_qwen2_dir: Path) -> Path:
 
 
 class Loads:
-    """make_engine for the server, counting loads; `gate` (when set) holds each load until it is opened."""
+    """make_engine for the server, counting loads; `gate` (when set) holds each load until it is opened; making an
+    engine takes `make_s` seconds more (a slow catalog or disk)."""
 
     def __init__(self) -> None:
         self.specs: list[str] = []
         self.gate: threading.Event | None = None
+        self.make_s = 0.0
 
     def __call__(self, spec: str | ModelSource) -> Engine:
         self.specs.append(spec if isinstance(spec, str) else f"source:{spec.model_id}")
+        time.sleep(self.make_s)
         engine = Engine(spec if isinstance(spec, ModelSource) else resolve_model(spec), prefix_cache_mb=16)
         if self.gate is not None:
             gate, load = self.gate, engine._load
@@ -183,10 +186,12 @@ def test_an_unknown_model_is_404_naming_the_local_ones(server: EmbeddedServer) -
     assert error["code"] == "model_not_found" and "gpt-9" in error["message"] and "tiny-qwen2" in error["message"]
 
 
-def test_requests_for_a_loading_model_share_one_load(loads: Loads) -> None:
+@pytest.mark.parametrize("make_s", [0.0, 0.5])
+def test_requests_for_a_loading_model_share_one_load(loads: Loads, make_s: float) -> None:
+    """Four requests for a model not loaded: one engine is made (however long making it takes) and loaded once."""
     with serve(loads, max_models=2) as server:
         server.engine.wait_ready(60)
-        loads.gate = threading.Event()
+        loads.gate, loads.make_s = threading.Event(), make_s
         with ThreadPoolExecutor(4) as pool:
             replies = [pool.submit(ask, server, "tiny-qwen2") for _ in range(4)]
             deadline = time.monotonic() + 10
