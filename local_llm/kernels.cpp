@@ -178,6 +178,7 @@ at::Tensor q8mm(const at::Tensor& x, const at::Tensor& w, const at::Tensor& scal
 // high nibble input 4t + 2 + u); scale_zero bfloat16 (as int16) [N / 32, K / 32, 2, 32].
 
 constexpr int64_t kQ4Columns = 32;
+constexpr int64_t kPrefetch = 8;  // groups (512 bytes of weights each) to prefetch ahead
 
 #define Q4_TARGET __attribute__((target("avx512f,avx512bw,avx512bf16")))
 
@@ -218,7 +219,12 @@ Q4_TARGET void q4_block(const uint16_t* x16, const float* sums, int64_t k, const
     __m512 t[ROWS][2];
     for (int i = 0; i < ROWS; ++i) t[i][0] = t[i][1] = _mm512_setzero_ps();
     const uint8_t* wg = w + g * 512;
+    // Weights and scales kPrefetch groups ahead (past a block's end: the next block's, often this thread's next):
+    // on weights read from memory the kernel waited for them; 5-8 % faster at one row, 2026-12-06.
+    _mm_prefetch(reinterpret_cast<const char*>(sz + (g + kPrefetch) * 64), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(sz + (g + kPrefetch) * 64 + 32), _MM_HINT_T0);
     for (int c = 0; c < 8; ++c) {
+      _mm_prefetch(reinterpret_cast<const char*>(wg + kPrefetch * 512 + c * 64), _MM_HINT_T0);
       for (int h = 0; h < 2; ++h) {
         const __m256i bytes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wg + c * 64 + h * 32));
         const __m512i v = _mm512_cvtepu8_epi16(bytes);
