@@ -22,6 +22,8 @@
 #include <optional>
 #include <vector>
 
+#include "kernels.h"
+
 namespace {
 
 // f(i) for each i in [0, n) on torch's threads: in shares that shrink as threads come free (guided, as in
@@ -158,6 +160,17 @@ void with_blocks(int64_t blocks, const F& f) {
   }
 }
 
+// One key head's share of a row (attend_heads) with scratch for its scores, for any dim / 16 blocks.
+template <typename T>
+void attend_item(const float* q, int64_t qs, const T* keys, int64_t ks, const T* values, int64_t vs, const bool* real,
+                 int64_t width, int64_t group, int64_t dim, float* out) {
+  thread_local std::vector<float> scores;
+  scores.resize(group * width);
+  with_blocks(dim / 16, [&]<int B>() {
+    attend_heads<T, B>(q, qs, keys, ks, values, vs, real, width, group, scores.data(), out);
+  });
+}
+
 template <typename T>
 at::Tensor attend(const at::Tensor& q, const at::Tensor& keys, const at::Tensor& values,
                   const std::optional<at::Tensor>& real) {
@@ -180,17 +193,11 @@ at::Tensor attend(const at::Tensor& q, const at::Tensor& keys, const at::Tensor&
   const T* kp = keys.data_ptr<T>();
   const T* vp = values.data_ptr<T>();
   float* op = out.data_ptr<float>();
-  with_blocks(dim / 16, [&]<int B>() {
-    parallel_items(rows * kv_heads, [&](int64_t item) {
-      thread_local std::vector<float> scores;
-      scores.resize(group * width);
-      const int64_t r = item / kv_heads, c = item % kv_heads;
-      attend_heads<T, B>(qp + r * q.stride(0) + c * group * q.stride(1), q.stride(1),
-                         kp + r * keys.stride(0) + c * keys.stride(1), keys.stride(2),
-                         vp + r * values.stride(0) + c * values.stride(1), values.stride(2),
-                         mask ? mask + r * width : nullptr, width, group, scores.data(),
-                         op + r * heads * dim + c * group * dim);
-    });
+  parallel_items(rows * kv_heads, [&](int64_t item) {
+    const int64_t r = item / kv_heads, c = item % kv_heads;
+    attend_item(qp + r * q.stride(0) + c * group * q.stride(1), q.stride(1), kp + r * keys.stride(0) + c * keys.stride(1),
+                keys.stride(2), vp + r * values.stride(0) + c * values.stride(1), values.stride(2),
+                mask ? mask + r * width : nullptr, width, group, dim, op + r * heads * dim + c * group * dim);
   });
   return out;
 }
@@ -440,6 +447,11 @@ at::Tensor prompt_attention(const at::Tensor& q, const at::Tensor& keys, const a
 }
 
 }  // namespace
+
+void autoqwen::attend_item(const float* q, int64_t qs, const c10::Half* keys, int64_t ks, const c10::Half* values,
+                           int64_t vs, const bool* real, int64_t width, int64_t group, int64_t dim, float* out) {
+  ::attend_item<at::Half>(q, qs, keys, ks, values, vs, real, width, group, dim, out);
+}
 
 TORCH_LIBRARY_FRAGMENT(autoqwen, m) {
   m.def("decode_attention(Tensor q, Tensor keys, Tensor values, Tensor? real) -> Tensor", &decode_attention);

@@ -26,6 +26,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "kernels.h"
+
 namespace {
 
 constexpr int64_t kGroup = 32;
@@ -266,20 +268,30 @@ Q4_TARGET at::Tensor q4mm(const at::Tensor& x, const at::Tensor& w, const at::Te
   uint16_t* x16p = reinterpret_cast<uint16_t*>(x16.data_ptr<int16_t>());
   float* sp = sums.data_ptr<float>();
   at::parallel_for(0, rows, 16, [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r) round_bf16(xp + r * k, x16p + r * k, sp + r * groups, k);
+    autoqwen::q4_round(xp + begin * k, end - begin, k, x16p + begin * k, sp + begin * groups);
   });
   at::Tensor y = at::empty({rows, n}, x.options());
   const uint8_t* wp = w.data_ptr<uint8_t>();
   const int16_t* szp = scale_zero.data_ptr<int16_t>();
   float* yp = y.data_ptr<float>();
-  parallel_items(blocks, [&](int64_t b) {
-    const uint8_t* wb = wp + b * groups * 512;
-    const int16_t* szb = szp + b * groups * 64;
-    row_tiles(rows, [&]<int R>(int64_t r) {
-      q4_block<R>(x16p + r * k, sp + r * groups, k, wb, szb, yp + r * n + b * kQ4Columns, n);
-    });
-  });
+  parallel_items(blocks, [&](int64_t b) { autoqwen::q4_columns(x16p, sp, rows, k, wp, szp, b, yp, n); });
   return y;
+}
+
+void rms_norm_row(const float* xr, int64_t n, const float* wp, float eps, float* yr) {
+  __m512 sum = _mm512_setzero_ps();
+  for (int64_t j = 0; j < n; j += 16) {
+    const __mmask16 in = _cvtu32_mask16(n - j >= 16 ? 0xFFFFu : (1u << (n - j)) - 1);
+    const __m512 v = _mm512_maskz_loadu_ps(in, xr + j);
+    sum = _mm512_fmadd_ps(v, v, sum);
+  }
+  const float mean = _mm512_reduce_add_ps(sum) / static_cast<float>(n);
+  const __m512 inverse = _mm512_set1_ps(1.0f / std::sqrt(mean + eps));
+  for (int64_t j = 0; j < n; j += 16) {
+    const __mmask16 in = _cvtu32_mask16(n - j >= 16 ? 0xFFFFu : (1u << (n - j)) - 1);
+    const __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(in, xr + j), inverse);
+    _mm512_mask_storeu_ps(yr + j, in, _mm512_mul_ps(v, _mm512_maskz_loadu_ps(in, wp + j)));
+  }
 }
 
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
@@ -294,28 +306,30 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
   float* yp = y.data_ptr<float>();
   // A decode step's few rows run inline on this thread (no parallel region to start); a prompt's, on all threads.
   at::parallel_for(0, rows, 64, [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r) {
-      const float* xr = xp + r * n;
-      float* yr = yp + r * n;
-      __m512 sum = _mm512_setzero_ps();
-      for (int64_t j = 0; j < n; j += 16) {
-        const __mmask16 in = _cvtu32_mask16(n - j >= 16 ? 0xFFFFu : (1u << (n - j)) - 1);
-        const __m512 v = _mm512_maskz_loadu_ps(in, xr + j);
-        sum = _mm512_fmadd_ps(v, v, sum);
-      }
-      const float mean = _mm512_reduce_add_ps(sum) / static_cast<float>(n);
-      const __m512 inverse = _mm512_set1_ps(1.0f / std::sqrt(mean + static_cast<float>(eps)));
-      for (int64_t j = 0; j < n; j += 16) {
-        const __mmask16 in = _cvtu32_mask16(n - j >= 16 ? 0xFFFFu : (1u << (n - j)) - 1);
-        const __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(in, xr + j), inverse);
-        _mm512_mask_storeu_ps(yr + j, in, _mm512_mul_ps(v, _mm512_maskz_loadu_ps(in, wp + j)));
-      }
-    }
+    autoqwen::rms_norm_rows(xp + begin * n, end - begin, n, wp, static_cast<float>(eps), yp + begin * n);
   });
   return y;
 }
 
 }  // namespace
+
+void autoqwen::rms_norm_rows(const float* x, int64_t rows, int64_t n, const float* weight, float eps, float* y) {
+  for (int64_t r = 0; r < rows; ++r) rms_norm_row(x + r * n, n, weight, eps, y + r * n);
+}
+
+Q4_TARGET void autoqwen::q4_round(const float* x, int64_t rows, int64_t k, uint16_t* x16, float* sums) {
+  for (int64_t r = 0; r < rows; ++r) round_bf16(x + r * k, x16 + r * k, sums + r * (k / kGroup), k);
+}
+
+Q4_TARGET void autoqwen::q4_columns(const uint16_t* x16, const float* sums, int64_t rows, int64_t k, const uint8_t* w,
+                                   const int16_t* sz, int64_t b, float* y, int64_t n) {
+  const int64_t groups = k / kGroup;
+  const uint8_t* wb = w + b * groups * 512;
+  const int16_t* szb = sz + b * groups * 64;
+  row_tiles(rows, [&]<int R>(int64_t r) {
+    q4_block<R>(x16 + r * k, sums + r * groups, k, wb, szb, y + r * n + b * kQ4Columns, n);
+  });
+}
 
 TORCH_LIBRARY(autoqwen, m) {
   m.def("q8mm(Tensor x, Tensor w, Tensor scale) -> Tensor", &q8mm);

@@ -43,6 +43,7 @@ __all__ = ["load"]
 log = logging.getLogger(__name__)
 
 SOURCES = [Path(__file__).with_name(name) for name in ("kernels.cpp", "attention.cpp", "decode_step.cpp")]
+HEADERS = [Path(__file__).with_name("kernels.h")]  # what decode_step.cpp calls in the other two
 _CPU_FLAGS = {"avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512_vnni"}
 # Beyond _CPU_FLAGS; compiled with function target attributes.
 _KERNEL_FLAGS = {"q4mm": {"avx512_bf16"}, "decode_step": {"avx512_bf16"}}
@@ -99,7 +100,7 @@ def _build() -> Path:
     compiler = os.environ.get("CXX") or "c++"
     if shutil.which(compiler) is None:
         raise OSError(f"no C++ compiler ({compiler!r}) on PATH")
-    digest = hashlib.sha256(b"".join(source.read_bytes() for source in SOURCES))
+    digest = hashlib.sha256(b"".join(source.read_bytes() for source in [*SOURCES, *HEADERS]))
     digest.update(" ".join([torch.__version__, compiler, *_COMPILE_FLAGS]).encode())
     target = cache_dir() / "kernels" / f"kernels-{digest.hexdigest()[:16]}.so"
     if target.exists():

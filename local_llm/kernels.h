@@ -1,0 +1,28 @@
+// What kernels.cpp and attention.cpp give decode_step.cpp to run inside its own parallel region: the pieces of
+// q4mm, rms_norm and decode_attention for one block, row or item, each the arithmetic of the operator it is from.
+
+#pragma once
+
+#include <c10/util/Half.h>
+
+#include <cstdint>
+
+namespace autoqwen {
+
+// rms_norm's rows: y = x / sqrt(mean(x^2) + eps) * weight, x and y [rows, n].
+void rms_norm_rows(const float* x, int64_t rows, int64_t n, const float* weight, float eps, float* y);
+
+// q4mm's input: x [rows, k] rounded to bfloat16 (x16) and per group of 32 the rounded values' sum (sums).
+void q4_round(const float* x, int64_t rows, int64_t k, uint16_t* x16, float* sums);
+
+// q4mm's output columns of block b (32 columns): y [rows, n] from the rounded x, W [N / 32, K / 32, 8, 64] and
+// its scales and offsets [N / 32, K / 32, 2, 32].
+void q4_columns(const uint16_t* x16, const float* sums, int64_t rows, int64_t k, const uint8_t* w, const int16_t* sz,
+                int64_t b, float* y, int64_t n);
+
+// decode_attention's item: one key head's `group` query heads of one row, keys and values float16 (`ks` and `vs`
+// apart along the width), real: which of the `width` columns hold tokens (null: all), out [group, dim].
+void attend_item(const float* q, int64_t qs, const c10::Half* keys, int64_t ks, const c10::Half* values, int64_t vs,
+                 const bool* real, int64_t width, int64_t group, int64_t dim, float* out);
+
+}  // namespace autoqwen
