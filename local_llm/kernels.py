@@ -11,8 +11,8 @@ system's compiler, cached, loaded.
 - `decode_attention`: attention of one new token per row, the batch's holes skipped without building a mask.
 - `prompt_attention`: attention of a prompt's new tokens (causal, after any cached ones), each token's arithmetic
   that of `decode_attention`: a prompt read at once, in chunks or token by token gets the same bits.
-- `decode_step` (`decode_step.cpp`): a decode step's layers on 4-bit weights in one call, the lean forward pass's
-  arithmetic (local_llm/llama.py).
+- `decode_step` (`decode_step.cpp`): a decode step's layers on 4-bit weights in one call and one parallel region,
+  the lean forward pass's arithmetic (local_llm/llama.py), from the other kernels' pieces (`kernels.h`).
 
 The sources are compiled side by side against the installed torch with `$CXX` (else `c++`; ~30 s on two cores)
 into `<cache dir>/kernels/`, keyed by the sources, torch version and flags, with OpenMP so that their parallel

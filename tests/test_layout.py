@@ -172,6 +172,8 @@ def test_the_wheel_adds_exactly_one_top_level_package(tmp_path: Path) -> None:
         "autoqwen/cli/__init__.py",
         "autoqwen/local_llm/kernels.cpp",
         "autoqwen/local_llm/attention.cpp",
+        "autoqwen/local_llm/decode_step.cpp",
+        "autoqwen/local_llm/kernels.h",
         "autoqwen/skills/builtins/web.py",
         "autoqwen/workflows/builtin/write-review.yaml",
         "autoqwen/workflows/templates/index.html",
