@@ -16,6 +16,7 @@
 
 #include <ATen/core/Tensor.h>
 #include <ATen/Parallel.h>
+#include <ATen/TensorIterator.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/from_blob.h>
 #include <ATen/ops/mul.h>
@@ -96,7 +97,8 @@ at::Tensor decode_step(const at::Tensor& hidden, at::TensorList weights, at::Ten
   TORCH_CHECK(static_cast<int64_t>(weights.size()) == layers * kPerLayer && values.size() == keys.size() &&
                   layers > 0, "decode_step: ", kPerLayer, " weights and one key and value buffer per layer");
   TORCH_CHECK(cos.is_contiguous() && sin.is_contiguous() && cos.size(0) == rows && sin.sizes() == cos.sizes() &&
-                  dim % 16 == 0 && dim <= 256 && heads % kv_heads == 0 && heads / kv_heads <= 8 &&
+                  dim % 16 == 0 && dim >= 16 && dim <= 256 && heads > 0 && kv_heads > 0 && heads % kv_heads == 0 &&
+                  heads / kv_heads <= 8 &&
                   cos.scalar_type() == at::kFloat && sin.scalar_type() == at::kFloat,
               "decode_step: cos and sin float32 [rows, dim], dim a multiple of 16 (at most 256)");
   TORCH_CHECK(!real.has_value() || (real->scalar_type() == at::kBool && real->is_contiguous() &&
@@ -112,14 +114,21 @@ at::Tensor decode_step(const at::Tensor& hidden, at::TensorList weights, at::Ten
     const at::Tensor* w = weights.data() + l * kPerLayer;
     for (const int64_t at : {1, 4, 8, 11})
       TORCH_CHECK(w[at].scalar_type() == at::kByte && w[at].dim() == 4 && w[at].is_contiguous() &&
-                      w[at + 1].scalar_type() == at::kShort && w[at + 1].is_contiguous() &&
-                      w[at + 1].numel() == w[at].size(0) * w[at].size(1) * 64 &&
-                      (w[at + 2].numel() == 0 || w[at + 2].numel() == w[at].size(0) * 32),
+                      w[at].size(2) == 8 && w[at].size(3) == 64 && w[at + 1].scalar_type() == at::kShort &&
+                      w[at + 1].is_contiguous() && w[at + 1].numel() == w[at].size(0) * w[at].size(1) * 64 &&
+                      (w[at + 2].numel() == 0 || (w[at + 2].scalar_type() == at::kFloat &&
+                                                  w[at + 2].is_contiguous() && w[at + 2].numel() == w[at].size(0) * 32)),
                   "decode_step: layer ", l, "'s 4-bit products as q4mm takes them");
+    for (const int64_t at : {0, 7})
+      TORCH_CHECK(w[at].scalar_type() == at::kFloat && w[at].is_contiguous() && w[at].numel() == width,
+                  "decode_step: layer ", l, "'s norm weights float32 [width]");
+    TORCH_CHECK(w[14].numel() == 0 || (w[14].scalar_type() == at::kFloat && w[14].numel() == rotated * dim),
+                "decode_step: layer ", l, "'s q/k norm weight float32 [heads + kv_heads, dim] or empty");
     TORCH_CHECK(Product(w + 1).k == width && Product(w + 1).n == states * dim && Product(w + 4).k == heads * dim &&
                     Product(w + 4).n == width && Product(w + 8).k == width && Product(w + 11).n == width &&
                     Product(w + 8).n == 2 * Product(w + 11).k,
                 "decode_step: layer ", l, "'s products' shapes");
+    TORCH_CHECK(l == 0 || Product(w + 11).k == inner, "decode_step: every layer's MLP of one size");
     inner = Product(w + 11).k;
   }
   at::Tensor h = hidden.contiguous().clone();
@@ -142,10 +151,9 @@ at::Tensor decode_step(const at::Tensor& hidden, at::TensorList weights, at::Ten
   const bool* mask = real.has_value() ? real->data_ptr<bool>() : nullptr;
   const float epsilon = static_cast<float>(eps);
   const int64_t group = heads / kv_heads;
-  // One parallel region for the whole step: its threads meet at a barrier between the parts (a product's blocks,
-  // the attention's heads, and the small parts one thread runs) instead of starting a region for each.
-#pragma omp parallel num_threads(at::get_num_threads())
-  for (int64_t l = 0; l < layers; ++l) {
+  // The step's parts, run by every thread of a parallel region (their worksharing binds to it): the layer up to
+  // gate and up, PyTorch's silu of the gate times up (by one thread, or by PyTorch outside the region), and down.
+  const auto attend_and_gate_up = [&](int64_t l) {
     const at::Tensor* w = weights.data() + l * kPerLayer;
 #pragma omp single
     autoqwen::rms_norm_rows(hp, rows, width, w[0].data_ptr<float>(), epsilon, xp);
@@ -191,17 +199,42 @@ at::Tensor decode_step(const at::Tensor& hidden, at::TensorList weights, at::Ten
       autoqwen::rms_norm_rows(hp, rows, width, w[7].data_ptr<float>(), epsilon, xp);
     }
     Product(w + 8).run(xp, rows, x16p, sp, yp);  // [rows, 2 * inner]: gate, up
-#pragma omp single
-    {
-      const at::Tensor gate = at::from_blob(yp, {rows, 2 * inner}, h.options()).narrow(1, 0, inner);
-      const at::Tensor mixed = at::silu(gate);  // PyTorch's, for its exp's rounding
-      const float* mp = mixed.data_ptr<float>();
-      for (int64_t r = 0; r < rows; ++r)
-        for (int64_t j = 0; j < inner; ++j) xp[r * inner + j] = mp[r * inner + j] * yp[r * 2 * inner + inner + j];
-    }
+  };
+  const auto mix = [&]() {
+    const at::Tensor gate = at::from_blob(yp, {rows, 2 * inner}, h.options()).narrow(1, 0, inner);
+    const at::Tensor mixed = at::silu(gate);  // PyTorch's, for its exp's rounding
+    const float* mp = mixed.data_ptr<float>();
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t j = 0; j < inner; ++j) xp[r * inner + j] = mp[r * inner + j] * yp[r * 2 * inner + inner + j];
+  };
+  const auto down = [&](int64_t l) {
+    const at::Tensor* w = weights.data() + l * kPerLayer;
     Product(w + 11).run(xp, rows, x16p, sp, yp);  // [rows, width]
 #pragma omp single
     add_into(hp, yp, rows * width);
+  };
+  const int threads = at::get_num_threads();
+  if (rows * inner < at::internal::GRAIN_SIZE) {
+    // One parallel region for the whole step: its threads meet at a barrier between the parts (a product's blocks,
+    // the attention's heads, and the small parts one thread runs) instead of starting a region for each. PyTorch's
+    // silu runs on one thread at this size too, so its bits are the same.
+#pragma omp parallel num_threads(threads)
+    for (int64_t l = 0; l < layers; ++l) {
+      attend_and_gate_up(l);
+#pragma omp single
+      mix();
+      down(l);
+    }
+  } else {
+    // Larger: PyTorch would split silu among the threads, and the split decides which elements take its scalar
+    // tail (1 ulp apart from its vector exp): it runs outside, as the Python loop runs it, between two regions.
+    for (int64_t l = 0; l < layers; ++l) {
+#pragma omp parallel num_threads(threads)
+      attend_and_gate_up(l);
+      mix();
+#pragma omp parallel num_threads(threads)
+      down(l);
+    }
   }
   return h;
 }

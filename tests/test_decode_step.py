@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 import torch
-from test_llama import ids
+import transformers
+from test_llama import SIZES, ids
 from test_llama import make as make_llama
 from test_qwen_forward import make_qwen3
 
@@ -25,7 +26,11 @@ pytestmark = pytest.mark.skipif(kernels.load("decode_step") is None, reason="our
 def make(kind: str) -> tuple[Any, Any, list[int]]:
     """A random 4-bit model of `kind` (test_llama's Llama or Qwen2 with biases, test_qwen_forward's Qwen3) on the
     one-call step, a copy of it on the Python loop, and a list that grows by one with each one-call step."""
-    model = make_qwen3(head_dim=32) if kind == "qwen3" else make_llama(kind)
+    return on_both(make_qwen3(head_dim=32) if kind == "qwen3" else make_llama(kind))
+
+
+def on_both(model: Any) -> tuple[Any, Any, list[int]]:
+    """`model` quantised on the one-call step, a copy on the Python loop, and the one-call step's calls."""
     quantize(model)
     lean = Lean.of(model)
     assert lean is not None and lean.decode_step is not None and lean.kv_dtype == torch.float16
@@ -80,6 +85,28 @@ def test_a_batch_with_holes_equals_the_loop(kind: str) -> None:
         assert torch.equal(a, b)
     assert caches_equal(batch.cache, reference.cache)
     assert len(calls) == 6  # the batch's decode steps (the prompts were read by the loop)
+
+
+def test_a_batch_whose_mlp_pytorch_would_split_equals_the_loop() -> None:
+    """From rows x intermediate size = 32768 (PyTorch's grain size) PyTorch splits silu among its threads, and the
+    split decides which elements take its scalar tail: the step then runs silu outside its parallel region."""
+    torch.manual_seed(0)
+    # 17 x 2080 >= 32768; two threads' halves split a row 1040 in, not at a multiple of PyTorch's 32-float steps
+    config = transformers.LlamaConfig(**{**SIZES, "intermediate_size": 2080}, rope_theta=10000.0)
+    model, loop, calls = on_both(transformers.LlamaForCausalLM(config).eval())
+
+    def run(m: Any) -> list[torch.Tensor]:
+        batch = Batch(m)
+        for row in range(17):
+            cache = new_cache(m)
+            forward(m, ids(2 + row % 5, row), cache)
+            batch.add([(layer.keys.clone(), layer.values.clone()) for layer in cache.layers])
+        return [batch.step([[t] for t in range(17)]) for _ in range(3)]
+
+    with torch.inference_mode():
+        for a, b in zip(run(model), run(loop), strict=True):
+            assert torch.equal(a, b)
+    assert len(calls) == 3
 
 
 def test_the_engine_decodes_with_one_call_a_step(tiny_qwen3_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
