@@ -53,13 +53,7 @@ def build(revision: str) -> Path:
     from autoqwen.local_llm import kernels
 
     with sources_at(revision) as copies:
-        saved = kernels.SOURCES, kernels.HEADERS
-        kernels.SOURCES = [c for c in copies if c.suffix == ".cpp"]
-        kernels.HEADERS = [c for c in copies if c.suffix == ".h"]
-        try:
-            return kernels._build()
-        finally:
-            kernels.SOURCES, kernels.HEADERS = saved
+        return kernels.build([c for c in copies if c.suffix == ".cpp"], [c for c in copies if c.suffix == ".h"])
 
 
 def main() -> None:

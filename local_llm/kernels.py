@@ -38,7 +38,7 @@ from typing import Any
 
 from autoqwen.paths import cache_dir
 
-__all__ = ["load"]
+__all__ = ["build", "load"]
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def _library() -> Path | None:
     import torch
 
     try:
-        library = _build()
+        library = build()
         torch.ops.load_library(str(library))
     except (OSError, subprocess.CalledProcessError) as exc:
         detail = getattr(exc, "stderr", "") or str(exc)
@@ -92,15 +92,17 @@ def _cpu_flags() -> frozenset[str]:
     return frozenset()
 
 
-def _build() -> Path:
-    """The compiled library, built now if the cache has none for these sources, torch and flags."""
+def build(sources: list[Path] | None = None, headers: list[Path] | None = None) -> Path:
+    """The compiled library of `sources` (default: ours) and the `headers` they include, built now if the cache has
+    none for these sources, torch and flags."""
+    sources, headers = (SOURCES, HEADERS) if sources is None else (sources, headers or [])
     import torch
     from torch.utils import cpp_extension
 
     compiler = os.environ.get("CXX") or "c++"
     if shutil.which(compiler) is None:
         raise OSError(f"no C++ compiler ({compiler!r}) on PATH")
-    digest = hashlib.sha256(b"".join(source.read_bytes() for source in [*SOURCES, *HEADERS]))
+    digest = hashlib.sha256(b"".join(source.read_bytes() for source in [*sources, *headers]))
     digest.update(" ".join([torch.__version__, compiler, *_COMPILE_FLAGS]).encode())
     target = cache_dir() / "kernels" / f"kernels-{digest.hexdigest()[:16]}.so"
     if target.exists():
@@ -110,11 +112,11 @@ def _build() -> Path:
     includes = [f"-I{path}" for path in cpp_extension.include_paths()]
     libraries = [f"-L{path}" for path in cpp_extension.library_paths()] + ["-lc10", "-ltorch_cpu"]
     with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
-        objects = [Path(scratch) / f"{source.stem}.o" for source in SOURCES]
+        objects = [Path(scratch) / f"{source.stem}.o" for source in sources]
         compile_flags = [flag for flag in _COMPILE_FLAGS if flag != "-shared"]
         compiles: list[subprocess.Popen[str]] = []
         try:  # side by side: one source's templates take most of the time
-            for source, obj in zip(SOURCES, objects, strict=True):
+            for source, obj in zip(sources, objects, strict=True):
                 command = [compiler, *compile_flags, *includes, "-c", str(source), "-o", str(obj)]
                 compiles.append(subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
             for process in compiles:

@@ -133,9 +133,8 @@ def test_a_failed_kernel_build_reports_the_compilers_error(tmp_path: Path, monke
     good, bad = tmp_path / "good.cpp", tmp_path / "bad.cpp"
     good.write_text("long f() { return 1; }\n")
     bad.write_text("int broken( {\n")
-    monkeypatch.setattr(kernels, "SOURCES", [good, bad])  # compiled side by side, as ours are
     monkeypatch.setenv("AUTOQWEN_CACHE_DIR", str(tmp_path / "cache"))
     with pytest.raises(subprocess.CalledProcessError) as failed:
-        kernels._build()
+        kernels.build([good, bad])  # compiled side by side, as ours are
     assert "bad.cpp" in failed.value.stderr  # what _library() logs
     assert not list((tmp_path / "cache").rglob("*.so"))  # nothing half-built left as if complete
