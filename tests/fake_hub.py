@@ -39,6 +39,7 @@ class FakeHub:
     def __init__(self) -> None:
         self.repos: dict[str, dict[str, bytes]] = {}
         self.requests: list[tuple[str, str, str | None]] = []
+        self.authorizations: set[str | None] = set()  # the Authorization headers requests came with
         self.drop_after: dict[str, int] = {}  # file -> bytes sent before the connection drops (once)
         self.corrupt: set[str] = set()  # files served with one byte changed (same size)
         self.short: set[str] = set()  # files served 10 bytes short of the size the hub lists
@@ -83,6 +84,7 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
 
         def _route(self, *, head: bool) -> None:
             hub.requests.append((self.command, self.path, self.headers.get("Range")))
+            hub.authorizations.add(self.headers.get("Authorization"))
             url = urlsplit(self.path)
             query = {k: v[0] for k, v in parse_qs(url.query).items()}
             path = unquote(url.path)

@@ -99,3 +99,10 @@ def test_the_sdks_chat_stream_helper_assembles_the_choices(client: openai.OpenAI
     for streamed, kept in zip(final.choices, whole.choices, strict=True):
         assert streamed.finish_reason == kept.finish_reason == "tool_calls"
         assert streamed.message.tool_calls[0].function.arguments == kept.message.tool_calls[0].function.arguments
+
+
+def test_max_completion_tokens_limits_and_wins_over_max_tokens(client: openai.OpenAI, model: str) -> None:
+    r = chat(client, model, max_completion_tokens=3, max_tokens=None)
+    assert r.usage.completion_tokens == 3 and r.choices[0].finish_reason == "length"
+    both = chat(client, model, max_completion_tokens=2, max_tokens=6)  # the newer field, as OpenAI reads them
+    assert both.usage.completion_tokens == 2

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -107,6 +109,65 @@ def test_a_dropped_connection_resumes_where_it_stopped(
     gets = hub.file_requests("model.safetensors")
     assert [r[2] for r in gets] == [None, "bytes=5000-"]
     _same_files(source.path, tiny_model_dir)
+
+
+class StopIn(Recorder):
+    """A PullProgress that stops the pull (Ctrl-C) once `name` has started to arrive."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+
+    def advance(self, nbytes: int) -> None:
+        super().advance(nbytes)
+        if self.files[-1] == self.name:
+            raise KeyboardInterrupt
+
+
+def test_a_stopped_pull_is_not_listed_and_the_next_fetches_only_what_is_missing(
+    hub: FakeHub, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("huggingface_hub.constants.DOWNLOAD_CHUNK_SIZE", 1000)
+    with pytest.raises(KeyboardInterrupt):
+        pull_model(REPO, progress=StopIn("model.safetensors"))
+    assert len(hub.file_requests("model.safetensors")) == 1 and not hub.file_requests("config.json")
+    assert REPO not in [m.id for m in list_models()]  # config.json comes last: nothing looks complete
+    fetched_before = {r[1].rsplit("/", 1)[1] for r in hub.requests if r[0] == "GET" and "/resolve/" in r[1]}
+    finished = fetched_before - {"model.safetensors"}
+    assert finished  # the files before it
+    hub.requests.clear()
+    source = pull_model(REPO)
+    fetched = {r[1].rsplit("/", 1)[1] for r in hub.requests if r[0] == "GET" and "/resolve/" in r[1]}
+    # Only what was missing, the stopped file whole again (huggingface_hub 2.x does not keep an unfinished file).
+    assert fetched == {p.name for p in tiny_model_dir.iterdir()} - finished
+    assert "model.safetensors" in fetched and [r[2] for r in hub.file_requests("model.safetensors")] == [None]
+    _same_files(source.path, tiny_model_dir)
+
+
+def test_a_token_reaches_the_hub(hub: FakeHub, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_TOKEN", "hf_test_token")
+    pull_model(REPO)
+    assert hub.authorizations == {"Bearer hf_test_token"}
+
+
+def test_the_progress_bar_shows_bytes_speed_and_time_left() -> None:
+    import io
+
+    from rich.console import Console
+
+    from autoqwen.local_llm.pull_progress import RichPullProgress
+
+    screen = io.StringIO()
+    bar = RichPullProgress(Console(file=screen, force_terminal=True, width=120))
+    bar.start("tiny/Tiny-Chat", 2_000_000)
+    bar.file("model\x1b[2J.safetensors")  # a name from a hub: its control characters are shown, never obeyed
+    for _ in range(2):  # two samples, some time apart: a speed to show
+        bar.advance(500_000)
+        time.sleep(0.3)
+    bar.stop()
+    text = screen.getvalue()
+    assert "1.0/2.0 MB" in text and "/s" in text and re.search(r"\d:\d\d:\d\d", text)  # bytes, speed, time left
+    assert "tiny/Tiny-Chat model" in text and "\x1b[2J" not in text
 
 
 @pytest.mark.parametrize("fault", ["corrupt", "short"])

@@ -127,3 +127,47 @@ def test_listing_imports_neither_torch_nor_transformers(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     assert out.stdout.strip().splitlines()[-1] == "[]"
     assert '"id": "bundled"' in out.stdout
+
+
+def test_serve_pulls_its_model_and_loads_another_on_demand(hub: FakeHub, tmp_path: Path, tiny_qwen2_dir: Path) -> None:
+    """`autoqwen serve --model HUB_ID` as users start it: the id is pulled from the (fake) hub, a request naming
+    another local model loads it beside (--max-models 2), and `autoqwen ps` shows both with their expiry."""
+    import httpx
+    import openai
+
+    from autoqwen.local_llm import pull_model
+
+    hub.add_repo("tiny/Other-Chat", tiny_qwen2_dir)
+    pull_model("tiny/Other-Chat")
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hf")}  # point_at set the cache in this process only
+    command = [sys.executable, "-m", "autoqwen", "serve", "--model", REPO, "--port", "0"]
+    serve = subprocess.Popen(
+        [*command, "--max-models", "2", "--idle-ttl", "30"], env=env, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert serve.stderr is not None
+        lines = []
+        while "Serving" not in (line := serve.stderr.readline()):
+            assert line, "".join(lines)  # the process ended without serving
+            lines.append(line)
+        base_url = line.split(" at ")[1].split()[0]
+        assert any(f"/{REPO}/resolve/" in r[1] for r in hub.requests)  # serve downloaded what it had not got
+        client = openai.OpenAI(base_url=base_url, api_key="none")
+        for name in (REPO, "tiny/Other-Chat"):
+            reply = client.chat.completions.create(
+                model=name, messages=[{"role": "user", "content": "Hi"}], max_tokens=3, extra_body={"ignore_eos": True}
+            )
+            assert reply.model == name and reply.usage is not None and reply.usage.completion_tokens == 3
+        loaded = httpx.get(base_url.removesuffix("/v1") + "/api/ps").json()
+        assert (loaded["max_models"], loaded["idle_ttl_s"]) == (2, 30)
+        result = runner.invoke(app, ["ps", "--base-url", base_url, "--json"])
+        rows = {m["name"]: m for m in json.loads(result.stdout)["models"]}
+        assert set(rows) == {REPO, "tiny/Other-Chat"}
+        assert rows[REPO]["pinned"] and rows[REPO]["expires_at"] is None  # --model stays
+        assert not rows["tiny/Other-Chat"]["pinned"] and rows["tiny/Other-Chat"]["expires_at"] is not None
+        assert all(r["loaded_at"] and r["idle_seconds"] < 30 for r in rows.values())
+        table = runner.invoke(app, ["ps", "--base-url", base_url]).stdout
+        assert "tiny/Other-Chat" in table and "never" in table and "in " in table  # pinned; expires
+    finally:
+        serve.terminate()
+        serve.wait(30)

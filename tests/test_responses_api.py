@@ -124,6 +124,24 @@ def test_previous_response_id_continues_a_kept_conversation(client: openai.OpenA
     assert client.responses.retrieve(first.id).output_text == first.output_text
 
 
+def test_the_store_keeps_the_last_responses_within_its_bounds(client: openai.OpenAI, model: str) -> None:
+    from autoqwen.local_llm.protocol_responses import ResponsesResponse
+    from autoqwen.local_llm.response_store import ResponseStore
+
+    replies = [respond(client, model, input=f"Turn {i}", max_output_tokens=2) for i in range(4)]
+    kept = [ResponsesResponse.model_validate(r.model_dump()) for r in replies]
+    store = ResponseStore(max_responses=2, max_chars=10_000)
+    for r in kept[:3]:
+        store.put("key", r, [{"role": "user", "content": "x" * 1000}])
+    assert [store.get("key", r.id) is not None for r in kept[:3]] == [False, True, True]  # the oldest went
+    assert store.get("other key", kept[2].id) is None  # scoped to its API key
+    store.get("key", kept[1].id)  # used: now the newest
+    store.put("key", kept[3], [{"role": "user", "content": "y" * 8000}])  # over 10k characters with two others
+    assert [store.get("key", r.id) is not None for r in kept[1:]] == [False, False, True]
+    store.put("key", kept[0], [{"role": "user", "content": "z" * 20_000}])  # larger than the whole store
+    assert store.get("key", kept[0].id) is None and store.get("key", kept[3].id) is not None
+
+
 def test_unknown_or_unstored_previous_response_is_400(client: openai.OpenAI, model: str) -> None:
     with pytest.raises(openai.BadRequestError) as raised:
         respond(client, model, input="Hi", previous_response_id="resp_nothing")
