@@ -138,6 +138,50 @@ def test_numbers_are_read_as_a_reader_reads_them() -> None:
     assert "enum" not in argument_schema(schema, values_of("no numbers here"))["properties"]["population"]
 
 
+UNITS = ["km", "mi", "kg", "lb", "celsius", "fahrenheit", "m", "ft"]
+CONVERT = {
+    "type": "object",
+    "properties": {
+        "value": {"type": "number"},
+        "from_unit": {"type": "string", "enum": UNITS},
+        "to_unit": {"type": "string", "enum": UNITS},
+    },
+}
+
+
+@pytest.mark.parametrize(
+    ("request_text", "first", "second"),
+    [
+        ("Convert 26.2 miles to kilometers.", "mi", "km"),  # codes the user's words abbreviate
+        ("What is 100 degrees Fahrenheit in Celsius?", "fahrenheit", "celsius"),  # not "ft" from "Fahrenheit"
+        ("5 ft in m please", "ft", "m"),  # the codes themselves
+    ],
+)
+def test_enums_shared_by_several_parameters_take_the_named_values_in_order(
+    request_text: str, first: str, second: str
+) -> None:
+    """Before: "miles to kilometers" gave from_unit km and to_unit km (SmolLM2-135M, all ten units offered)."""
+    props = argument_schema(CONVERT, values_of(request_text))["properties"]
+    assert (props["from_unit"]["enum"], props["to_unit"]["enum"]) == ([first], [second])
+
+
+def test_enum_values_are_named_by_the_words_they_stem_or_abbreviate() -> None:
+    def offered(text: str, enum: list[str]) -> list[str]:
+        return argument_schema({"type": "string", "enum": enum}, values_of(text)).get("enum", enum)
+
+    operations = ["add", "subtract", "multiply", "divide"]
+    assert offered("Compute 2.5 multiplied by 4.", operations) == ["multiply"]
+    assert offered("Subtracting 3 from 9", operations) == ["subtract"]
+    assert offered("How many Japanese yen is 50 US dollars?", ["USD", "EUR", "JPY"]) == ["USD", "JPY"]
+    assert offered("Say 'thank you' in Japanese", ["en", "de", "ja"]) == ["ja"]
+    assert offered("Translate 'hello' into French", ["en", "fr", "it"]) == ["fr"]  # "into" does not abbreviate "it"
+    assert offered("What's 7 and 8?", operations) == operations  # none named: all stay
+    assert offered("Use the add mode", ["add", {"mode": "x"}, [1], None]) == ["add"]  # values of any JSON type
+    # One value named for two parameters sharing the enum: both keep it (the order cannot be told).
+    props = argument_schema(CONVERT, values_of("How many pounds is 70 kg?"))["properties"]
+    assert props["from_unit"]["enum"] == props["to_unit"]["enum"] == ["kg"]
+
+
 def test_response_format_schemas_are_closed_but_not_bounded() -> None:
     fmt = ResponseFormat.model_validate(
         {
@@ -220,3 +264,41 @@ def streamed(client: TestClient, schema: dict[str, Any]) -> tuple[list[dict[str,
             calls += choice["delta"].get("tool_calls") or []
             finish = choice["finish_reason"] or finish
     return calls, content, finish
+
+
+def test_a_tool_that_takes_numbers_gets_them_as_numbers_not_as_text() -> None:
+    """Before: set_reminder({"text": "7:15", ...}), then "7:15 to take my pills" (SmolLM2-135M)."""
+    time = {"type": "object", "properties": {"hour": {"type": "integer"}, "minute": {"type": "integer"}}}
+    reminder = {"type": "object", "properties": {"text": {"type": "string"}, "time": time}}
+    values = values_of("Set a reminder for 7:15 to take my pills, 26.2 times.")
+    texts = argument_schema(reminder, values)["properties"]["text"]["enum"]
+    assert "take my pills" in texts and "reminder for 7:15 to take" in texts  # a number inside: it stays
+    assert not {"7:15", "26.2", "7:15 to take my pills", "for 7:15"} & set(texts)
+    note = {"type": "object", "properties": {"text": {"type": "string"}}}  # no number to take them: spans stay
+    assert "7:15" in argument_schema(note, values)["properties"]["text"]["enum"]
+
+
+def test_parallel_calls_keep_their_values_of_a_shared_enum() -> None:
+    props = argument_schema(CONVERT, values_of("Convert 5 km to mi and 7 km to ft."))["properties"]
+    assert (props["from_unit"]["enum"], props["to_unit"]["enum"]) == (["km"], ["mi", "ft"])
+
+
+def test_free_strings_side_by_side_keep_every_span() -> None:
+    """Only the schema's own enums are dealt out in order, not the spans two free strings are limited to."""
+    flights = {"type": "object", "properties": {"origin": {"type": "string"}, "destination": {"type": "string"}}}
+    props = argument_schema(flights, values_of("Find flights from Oslo to Rome."))["properties"]
+    assert props["origin"]["enum"] == props["destination"]["enum"] and {"Oslo", "Rome"} <= set(props["origin"]["enum"])
+
+
+def test_a_quoted_phrase_is_a_span_of_its_own_and_in_no_other() -> None:
+    """Before: add_todo({"task": "renew"}) for 'renew passport'; "Where is the train station?' into German"."""
+    spans = values_of(
+        "Translate 'Where is the train station?' into German, and add 'renew passport'. Don't wait."
+    ).spans
+    assert "Where is the train station" in spans and "renew passport" in spans
+    assert not [
+        s
+        for s in spans
+        if ("station" in s or "renew" in s) and s not in ("Where is the train station", "renew passport")
+    ]
+    assert "Don't wait" in spans  # an apostrophe opens no quote

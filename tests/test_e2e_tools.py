@@ -127,3 +127,34 @@ def test_argument_values_are_the_users_words(server: EmbeddedServer) -> None:
     _, calls = ask(server, "Find papers on protein folding.")
     assert [(name, args["query"]) for name, args in calls] == [("search_papers", "protein folding")]
     assert all(set(args) <= {"query", "max_results"} for _, args in calls)
+
+
+def test_a_grounded_answer_grammar_follows_the_models_own_tokens(server: EmbeddedServer) -> None:
+    """The bundled model answered "AAPL: 187.42 USD\\n</" to a stock price; at "</" llguidance gave up on the
+    grammar ("too many expressions constructed") when the value had to come within a counted prefix intersected
+    with the no-tag rule."""
+    from autoqwen.local_llm.grammars import answer_grammar
+    from autoqwen.local_llm.protocol import ChatCompletionRequest
+
+    call = {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}}
+    body = ChatCompletionRequest.model_validate(
+        {
+            "model": "m",
+            "tools": TOOLS,
+            "tool_choice": "none",
+            "messages": [
+                {"role": "user", "content": "What is the stock price of AAPL?"},
+                {"role": "assistant", "tool_calls": [call]},
+                {"role": "tool", "tool_call_id": "c1", "content": "AAPL: 187.42 USD"},
+            ],
+        }
+    )
+    grammar = answer_grammar(body)
+    assert grammar is not None and server.engine.tokenizer is not None
+    matcher = server.engine.tokenizer.matcher(grammar)
+    reply = [49, 3872, 60, 42, 216, 33, 40, 39, 30, 36, 34, 25188, 198, 9617, 2]  # the model's tokens, then its end
+    assert server.engine.tokenizer.decode(reply[:-1]) == "AAPL: 187.42 USD\n</"
+    for token in reply:
+        matcher.compute_bitmask()
+        assert matcher.consume_token(token) and not matcher.is_error(), matcher.get_error()
+    assert matcher.is_accepting()

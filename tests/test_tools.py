@@ -643,6 +643,12 @@ def test_an_answer_to_short_results_holds_one_of_their_values(tiny_engine: Engin
     assert accepts(tiny_engine, grammar, "On 2026-12-05, yes.")
     assert not accepts(tiny_engine, grammar, "The answer is 123483.")
     assert not accepts(tiny_engine, grammar, "5555\n</tool>")  # no protocol tags, whole or not
+    assert not accepts(tiny_engine, grammar, "Here is how. " * 14 + "The answer is 5555.")  # a value, early
+    assert accepts(tiny_engine, grammar, "Here is how. " * 11 + "The answer is 5555. And more." * 9)
+    matcher = tiny_engine.tokenizer.matcher(grammar)  # type: ignore[union-attr]
+    for token in tiny_engine.encode("Total: 5555 USD\n</"):  # a counted lead under the no-tag rule gave up here
+        matcher.compute_bitmask()
+        assert matcher.consume_token(token) and not matcher.is_error(), matcher.get_error()
     free = answer_grammar(body, grounded=False)
     assert free is not None and accepts(tiny_engine, free, "The answer is 123483.")
 
