@@ -15,10 +15,9 @@
   `MAX_SPAN_WORDS` words: "New York, NY", not "New York" nor the tool's own name), and a number one the user wrote,
   read as a reader would ("50 million" is 50000000, "2,000,000" is 2000000, "5 %" is 0.05 where the parameter is a
   fraction), plus 0, 1 and the schema's default. Without such words or numbers in the conversation, the value is
-  free; a quoted phrase is a span only whole; where the tool takes numbers, spans that start or end with one are
-  not a string's. An enum whose values the user names ("in fahrenheit", "to JPY", "kilometers" for km) offers only
-  those, and parameters that share an enum take them in the order the user names them ("miles to kilometers": from
-  mi, to km).
+  free; a quoted phrase is a span only whole. An enum whose values the user names ("in fahrenheit", "to JPY",
+  "kilometers" for km) offers only those, and parameters that share an enum take them in the order the user names
+  them ("miles to kilometers": from mi, to km).
 
 `response_format` json_schema is closed the same way, but not bounded (a JSON answer may be long).
 """
@@ -27,8 +26,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -55,7 +55,7 @@ MAX_INTEGER_DIGITS = 15  # an integer without minimum and maximum: |n| < 10**15 
 
 MAX_SPAN_WORDS = 8  # the longest span of the user's words a string argument may take
 _SPAN_SOURCE_WORDS = 300  # words of the user's turns (latest first) that spans come from
-_EDGE = "\"'`.,;:!?()[]{}<>"  # stripped from a span's ends
+_EDGE = "\"'`.,;:!?()[]{}<>\u2018\u2019\u201c\u201d"  # stripped from a span's ends
 _QUOTES = {"'": "'", '"': '"', "\u2018": "\u2019", "\u201c": "\u201d"}  # opening quote marks and their closing ones
 _NUMBER = re.compile(
     r"(?<![\w.])(-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?)(?:st|nd|rd|th)?"
@@ -63,7 +63,6 @@ _NUMBER = re.compile(
     re.IGNORECASE,
 )
 _SCALE = {"thousand": 1e3, "million": 1e6, "billion": 1e9, "bn": 1e9, "trillion": 1e12}
-_NUMBER_WORD = re.compile(r"[\d:.,]+")
 _FRACTION_WORDS = re.compile(r"\b(fraction|ratio|decimal|proportion|between 0 and 1)\b", re.IGNORECASE)
 _URL = re.compile(r"https?://[^\s<>\"'`)\]}\\]+")
 _URL_ROLES = ("system", "developer", "user")  # where a workflow's task and inputs arrive
@@ -87,29 +86,9 @@ NO_VALUES = Values()
 
 
 def argument_schema(parameters: dict[str, Any], values: Values = NO_VALUES) -> dict[str, Any]:
-    """A tool's parameter schema as its arguments are decoded: closed, bounded, values copied.
-
-    Where the tool takes numbers, a span that starts or ends with a number ("7:15", "7:15 to take my pills") is
-    not a free string's: asked to "set a reminder for 7:15 to take my pills", SmolLM2-135M wrote the time into the
-    reminder's text."""
-    if _takes_numbers(parameters):
-        values = replace(values, spans=tuple(s for s in values.spans if not _number_edged(s)))
+    """A tool's parameter schema as its arguments are decoded: closed, bounded, values copied."""
     in_order = _transform(parameters, lambda schema: _in_order_named(schema, values.text))
     return _transform(in_order, lambda schema: _bound(_close(_copy_values(schema, values))))
-
-
-def _number_edged(span: str) -> bool:
-    words = span.split()
-    return bool(_NUMBER_WORD.fullmatch(words[0]) or _NUMBER_WORD.fullmatch(words[-1]))
-
-
-def _takes_numbers(schema: Any) -> bool:
-    if isinstance(schema, dict):
-        kinds = schema.get("type")
-        kinds = kinds if isinstance(kinds, list) else [kinds]
-        numeric = any(k in ("number", "integer") for k in kinds if isinstance(k, str))
-        return numeric or any(_takes_numbers(v) for v in schema.values())
-    return isinstance(schema, list) and any(_takes_numbers(v) for v in schema)
 
 
 def closed(schema: dict[str, Any]) -> dict[str, Any]:
@@ -194,11 +173,13 @@ def _named(text: str, enum: list[Any]) -> dict[str, list[int]]:
     """The string values of `enum` the user (`text`, lower case) names, each with where the user does: the value as
     a word or phrase, a word it begins or stems ("eur": "euros", "multiply": "multiplied"), or, for a code of 2 to
     4 letters, the word or two it abbreviates ("km": "kilometers", "jpy": "Japanese yen") unless that word names
-    another value itself ("fahrenheit" is not "ft"). Asked to convert "26.2 miles to kilometers", SmolLM2-135M
-    chose `km` for both units among all ten."""
+    another value itself ("fahrenheit" is not "ft") or abbreviates several ("english": en or es?). Asked to convert
+    "26.2 miles to kilometers", SmolLM2-135M chose `km` for both units among all ten."""
     found = {v: _mentions_of(text, v) for v in enum if isinstance(v, str)}
     direct = {at for hits in found.values() for at, by_abbreviation in hits if not by_abbreviation}
-    kept = {v: [at for at, abbreviated in hits if not (abbreviated and at in direct)] for v, hits in found.items()}
+    abbreviated = Counter(at for hits in found.values() for at, by_abbreviation in hits if by_abbreviation)
+    ambiguous = direct | {at for at, count in abbreviated.items() if count > 1}  # "english": en or es?
+    kept = {v: [at for at, abbr in hits if not (abbr and at in ambiguous)] for v, hits in found.items()}
     return {v: hits for v, hits in kept.items() if hits}
 
 
@@ -207,13 +188,15 @@ def _mentions_of(text: str, value: str) -> list[tuple[int, bool]]:
     value = value.lower().strip()
     if not value:
         return []
-    if found := [(m.start(), False) for m in re.finditer(rf"(?<!\w){re.escape(value)}(?!\w)", text)]:
+    whole = rf"(?<![\w'\u2019]){re.escape(value)}(?![\w'\u2019])"  # not the m of "I'm"
+    if found := [(m.start(), False) for m in re.finditer(whole, text)]:
         return found
     if not (value.isalpha() and len(value) >= 2):
         return []
-    words = [(m.start(), m.group()) for m in re.finditer(r"[^\W\d_]+", text)]
-    if found := [(at, False) for at, word in words if word.startswith(value if len(value) < 5 else value[:-1])]:
-        return found
+    words = [(m.start(), m.group()) for m in re.finditer("(?<!['\u2019])[^\\W\\d_]+", text)]  # not the m of "I'm"
+    stem = value if len(value) < 5 else value[:-1]  # "multiply": "multiplied"
+    if len(value) >= 3 and (found := [(at, False) for at, word in words if word.startswith(stem)]):
+        return found  # two letters begin too many words by chance: "fr" is not "from"
     return [
         (at, True)
         for i, (at, word) in enumerate(words)
@@ -246,9 +229,9 @@ def _abbreviates(code: str, word: str, following: str) -> bool:
 
 def _in_order_named(schema: dict[str, Any], text: str) -> dict[str, Any]:
     """Properties that share one enum ("from_unit" and "to_unit") take the values the user names in the order the
-    user names them ("26.2 miles to kilometers": mi, then km) when the user names at least one for each; a small
-    model otherwise writes the same value for both. Mentions are dealt out in turn, so parallel calls keep theirs
-    ("100 USD to EUR and 100 USD to GBP": from USD, to EUR or GBP)."""
+    user names them ("26.2 miles to kilometers": mi, then km) when the user names one distinct value for each, once;
+    a small model otherwise writes the same value for both. Otherwise (parallel calls: "100 USD to EUR and 100 USD
+    to GBP") each keeps every value named."""
     properties = schema.get("properties")
     if not isinstance(properties, dict):
         return schema
@@ -260,11 +243,11 @@ def _in_order_named(schema: dict[str, Any], text: str) -> dict[str, Any]:
     out = dict(properties)
     for enum, names in groups.items():
         named = _named(text, list(enum))
-        if len(names) < 2 or len(named) < len(names):
-            continue
         mentions = [v for _, v in sorted((at, v) for v, hits in named.items() for at in hits)]
-        for i, name in enumerate(names):
-            out[name] = properties[name] | {"enum": list(dict.fromkeys(mentions[i :: len(names)]))}
+        if len(names) < 2 or len(mentions) != len(names) or len(set(mentions)) < len(names):
+            continue  # not one mention a parameter: each keeps every named value
+        for name, value in zip(names, mentions, strict=True):
+            out[name] = properties[name] | {"enum": [value]}
     return schema | {"properties": out}
 
 
@@ -332,7 +315,7 @@ def _spans(words: list[str]) -> Iterator[str]:
     for start, end in [*runs, *quoted]:
         if any(a < end and start < b and (a, b) != (start, end) for a, b in quoted):
             continue  # a quoted phrase with other words, or a part of one
-        span = " ".join(words[start:end]).strip(_EDGE).replace("\\", "")
+        span = " ".join(words[start:end]).replace("\\", "").strip(_EDGE).strip()
         if span and span not in seen:
             seen.add(span)
             yield span
@@ -343,7 +326,7 @@ def _quoted(words: list[str]) -> list[tuple[int, int]]:
     (an apostrophe inside a word, "don't", opens nothing)."""
     found, opened = [], None
     for i, word in enumerate(words):
-        if opened is None and (mark := word.lstrip("(")[:1]) in _QUOTES and len(word.lstrip("(")) > 1:
+        if (mark := word.lstrip("(")[:1]) in _QUOTES and len(word.lstrip("(")) > 1:  # a new opener restarts
             opened = (i, _QUOTES[mark])
             word = word.lstrip("(")[1:]
         if opened is not None and word.rstrip(".,;:!?)").endswith(opened[1]):

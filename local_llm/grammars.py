@@ -100,7 +100,7 @@ def answer_grammar(body: ChatCompletionRequest, *, grounded: bool = True) -> str
     instead of answering. A reply to tool results is therefore plain text that starts with a visible character
     other than `<` and never holds the tags of the call protocol; any other text reply never holds the tags either.
     `grounded`: when the latest results are short values (numbers, dates, ids: `result_values`), the reply holds
-    one of them within its first `_VALUE_WITHIN` characters (after `add` returned 5555, SmolLM2-135M answered
+    one of them, starting within its first `_VALUE_WITHIN` characters (after `add` returned 5555, SmolLM2-135M answered
     "123483"; told to hold a value anywhere, it wrote about Python until `max_tokens` without one).
     """
     if body.response_format is not None or offered_tools(body):
@@ -112,7 +112,7 @@ def answer_grammar(body: ChatCompletionRequest, *, grounded: bool = True) -> str
         # Up to the first value, one lexeme without `<` (so no tag); the rest as any text. Intersecting a counted
         # prefix with the no-tag rule instead made llguidance give up ("too many expressions") on "...USD\n</".
         held = "|".join(_literal(v) for v in values)
-        lead = f"/([^<\\s][^<]{{0,{_VALUE_WITHIN - 1}}})?({held})/"
+        lead = f"/([^<\\s][^<]{{0,{_VALUE_WITHIN - 2}}})?({held})/"  # the value starts within _VALUE_WITHIN
         return f"%llguidance {{}}\nstart: lead REST?\nlead[lazy]: {lead}\nREST: {_PLAIN}\n"
     if body.tools:
         return f"%llguidance {{}}\nstart: PLAIN\nPLAIN: {_PLAIN}\n"
@@ -122,7 +122,7 @@ def answer_grammar(body: ChatCompletionRequest, *, grounded: bool = True) -> str
 # A result is a value, not a page, when it is this short; the values are its words that hold a digit.
 _VALUE_RESULT_CHARS = 300
 _MAX_RESULT_VALUES = 20
-_VALUE_WITHIN = 160  # characters of a grounded answer before it holds a value (about two sentences)
+_VALUE_WITHIN = 160  # characters of a grounded answer a value starts within (about two sentences)
 _VALUE = re.compile(r"[^\s\"'`,;()\[\]{}<>]*\d[^\s\"'`,;()\[\]{}<>]*")  # no tag characters
 
 

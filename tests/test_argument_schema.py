@@ -266,21 +266,28 @@ def streamed(client: TestClient, schema: dict[str, Any]) -> tuple[list[dict[str,
     return calls, content, finish
 
 
-def test_a_tool_that_takes_numbers_gets_them_as_numbers_not_as_text() -> None:
-    """Before: set_reminder({"text": "7:15", ...}), then "7:15 to take my pills" (SmolLM2-135M)."""
-    time = {"type": "object", "properties": {"hour": {"type": "integer"}, "minute": {"type": "integer"}}}
-    reminder = {"type": "object", "properties": {"text": {"type": "string"}, "time": time}}
-    values = values_of("Set a reminder for 7:15 to take my pills, 26.2 times.")
-    texts = argument_schema(reminder, values)["properties"]["text"]["enum"]
-    assert "take my pills" in texts and "reminder for 7:15 to take" in texts  # a number inside: it stays
-    assert not {"7:15", "26.2", "7:15 to take my pills", "for 7:15"} & set(texts)
-    note = {"type": "object", "properties": {"text": {"type": "string"}}}  # no number to take them: spans stay
-    assert "7:15" in argument_schema(note, values)["properties"]["text"]["enum"]
+def test_enums_are_dealt_only_one_mention_a_parameter() -> None:
+    """Parallel calls ("5 km to mi and 7 km to ft") and lists keep every named value for each parameter."""
+    for text in ("Convert 5 km to mi and 7 km to ft.", "Convert 10 km to mi, ft and m."):
+        props = argument_schema(CONVERT, values_of(text))["properties"]
+        assert props["from_unit"]["enum"] == props["to_unit"]["enum"] and "mi" in props["to_unit"]["enum"]
 
 
-def test_parallel_calls_keep_their_values_of_a_shared_enum() -> None:
-    props = argument_schema(CONVERT, values_of("Convert 5 km to mi and 7 km to ft."))["properties"]
-    assert (props["from_unit"]["enum"], props["to_unit"]["enum"]) == (["km"], ["mi", "ft"])
+def test_words_that_name_nothing() -> None:
+    """Found by review: "from" named fr, "English" both en and es, the m of "I'm" named m."""
+
+    def offered(text: str, enum: list[str]) -> list[str]:
+        return argument_schema({"type": "string", "enum": enum}, values_of(text)).get("enum", enum)
+
+    languages = ["en", "fr", "de", "es"]
+    assert offered("Translate 'hello' from English to German", languages) == languages  # none named for sure
+    assert offered("I'm converting 5 ft to km", UNITS) == ["km", "ft"]
+
+
+def test_quotes_curly_or_after_a_stray_apostrophe_and_backslashes() -> None:
+    spans = values_of("I've been busy 'cause of work. Add 'renew passport' and \u201cbuy milk\u201d. \\ \\").spans
+    assert "renew passport" in spans and "buy milk" in spans
+    assert all(span.strip() and "\\" not in span for span in spans)
 
 
 def test_free_strings_side_by_side_keep_every_span() -> None:
