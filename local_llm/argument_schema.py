@@ -24,6 +24,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections import Counter
@@ -193,7 +194,7 @@ def _mentions_of(text: str, value: str) -> list[tuple[int, bool]]:
         return found
     if not (value.isalpha() and len(value) >= 2):
         return []
-    words = [(m.start(), m.group()) for m in re.finditer("(?<!['\u2019])[^\\W\\d_]+", text)]  # not the m of "I'm"
+    words = _words(text)
     stem = value if len(value) < 5 else value[:-1]  # "multiply": "multiplied"
     if len(value) >= 3 and (found := [(at, False) for at, word in words if word.startswith(stem)]):
         return found  # two letters begin too many words by chance: "fr" is not "from"
@@ -204,6 +205,13 @@ def _mentions_of(text: str, value: str) -> list[tuple[int, bool]]:
         and word[0] == value[0]
         and _abbreviates(value, word, words[i + 1][1] if i + 1 < len(words) else "")
     ]
+
+
+@functools.lru_cache(maxsize=16)
+def _words(text: str) -> tuple[tuple[int, str], ...]:
+    """The words of `text` with where each starts (not the m of "I'm"): read once per request, not once for each
+    value of each enum, which the schema's two passes each look up."""
+    return tuple((m.start(), m.group()) for m in re.finditer("(?<!['\u2019])[^\\W\\d_]+", text))
 
 
 def _abbreviates(code: str, word: str, following: str) -> bool:
