@@ -14,7 +14,8 @@
 * Values copied (`Values.spans`, `Values.numbers`): a free string takes a span of the user's words (up to
   `MAX_SPAN_WORDS` words: "New York, NY", not "New York" nor the tool's own name), and a number one the user wrote,
   read as a reader would ("50 million" is 50000000, "2,000,000" is 2000000, "5 %" is 0.05 where the parameter is a
-  fraction), plus 0, 1 and the schema's default. Without such words or numbers in the conversation, the value is
+  fraction), plus 0, 1 and the schema's default unless a number the user wrote begins with them (SmolLM2-135M
+  wrote the hour of "10:45" as 1). Without such words or numbers in the conversation, the value is
   free; a quoted phrase is a span only whole. An enum whose values the user names ("in fahrenheit", "to JPY",
   "kilometers" for km) offers only those, and parameters that share an enum take them in the order the user names
   them ("miles to kilometers": from mi, to km).
@@ -25,6 +26,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import math
 import re
 from collections import Counter
@@ -47,7 +49,7 @@ __all__ = [
     "closed",
     "conversation_urls",
     "conversation_values",
-    "mentioned_by",
+    "times_written",
 ]
 
 MAX_STRING_CHARS = 256  # a string argument without maxLength, enum, const, pattern or format
@@ -165,9 +167,18 @@ def _copy_values(schema: dict[str, Any], values: Values) -> dict[str, Any]:
         if not found:
             return schema
         default = schema.get("default")
-        candidates = [*found, 0, 1, *([default] if isinstance(default, int | float) else [])]
-        return _limited(schema, [n for n in dict.fromkeys(_json_number(c) for c in candidates) if _fits(schema, n)])
+        written = [n for n in map(_json_number, found) if _fits(schema, n)]
+        spares = [0, 1, *([default] if isinstance(default, int | float) else [])]
+        candidates = [*written, *(n for n in map(_json_number, spares) if not _begins_any(n, written))]
+        return _limited(schema, [n for n in dict.fromkeys(candidates) if _fits(schema, n)])
     return schema
+
+
+def _begins_any(spare: int | float, written: list[int | float]) -> bool:
+    """Whether `spare` (0, 1 or the default, which the user did not write) is how a number the user wrote begins:
+    offered both, SmolLM2-135M wrote 1 for "10:45" and for "1.267 billion", stopping after the first digit."""
+    text = json.dumps(spare)
+    return any(n != spare and json.dumps(n).startswith(text) for n in written)
 
 
 def _named(text: str, enum: list[Any]) -> dict[str, list[int]]:
@@ -259,22 +270,21 @@ def _in_order_named(schema: dict[str, Any], text: str) -> dict[str, Any]:
     return schema | {"properties": out}
 
 
-def mentioned_by(values: Values) -> Callable[[object], bool]:
-    """Whether an argument value is one the user wrote: a word or phrase of theirs, or one of their numbers."""
-    numbers = {n for value, percent in values.numbers for n in ((value, value / 100) if percent else (value,))}
+def times_written(values: Values) -> Callable[[object], int]:
+    """How many times the user wrote an argument value: a word or phrase of theirs, or one of their numbers (0 for
+    a value not theirs)."""
+    numbers = [{value, value / 100} if percent else {value} for value, percent in values.numbers]
 
-    def mentioned(value: object) -> bool:
+    def times(value: object) -> int:
         if isinstance(value, bool):
-            return False
+            return 0
         if isinstance(value, int | float):
-            return any(math.isclose(value, n, rel_tol=1e-9) for n in numbers)
-        return isinstance(value, str) and _mentions(values.text, value)
+            return sum(any(math.isclose(value, n, rel_tol=1e-9) for n in readings) for readings in numbers)
+        if not isinstance(value, str) or not value.strip():
+            return 0
+        return len(re.findall(rf"(?<!\w){re.escape(value.lower())}(?!\w)", values.text))
 
-    return mentioned
-
-
-def _mentions(text: str, value: str) -> bool:
-    return bool(value.strip()) and re.search(rf"(?<!\w){re.escape(value.lower())}(?!\w)", text) is not None
+    return times
 
 
 def _limited(schema: dict[str, Any], choices: list[Any]) -> dict[str, Any]:

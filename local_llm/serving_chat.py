@@ -19,7 +19,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 from autoqwen.local_llm.api_errors import APIError, api_error
-from autoqwen.local_llm.argument_schema import conversation_values, mentioned_by
+from autoqwen.local_llm.argument_schema import conversation_values, times_written
 from autoqwen.local_llm.chat_template import ChatPrompt
 from autoqwen.local_llm.completion import Completion, interleave
 from autoqwen.local_llm.engine import Engine
@@ -376,7 +376,7 @@ def _splitter(body: ChatCompletionRequest) -> ToolCallStream:
     for tool in body.tools or []:
         keys = tool.function.parameters.get("required")
         required[tool.function.name] = [key for key in keys if isinstance(key, str)] if isinstance(keys, list) else []
-    return ToolCallStream(required, mentioned_by(conversation_values(body)))
+    return ToolCallStream(required, times_written(conversation_values(body)))
 
 
 def _finish_reason(completion: Completion, called: bool) -> FinishReason:

@@ -6,7 +6,7 @@ Two policies, each behind a `ServerConfig` switch:
   tool results are answered in text, for models too small to decide by themselves;
 * channel selection (`tool_selection`): when one call to one of several tools is required, the model scores how
   likely the user's message is under each tool's description, and the request is narrowed to the best tool. When
-  the call was only forced by call-then-answer (the client sent "auto"), a "no tool" description competes too
+  the call was only forced by call-then-answer (the client sent "auto"), "no tool" descriptions compete too
   (unless the instructions name a tool): a message no tool fits is answered in text.
 
 Scoring reads the user's message once per tool, so its cost is bounded: at most `MAX_TOOLS` tools of at most
@@ -16,6 +16,7 @@ Scoring reads the user's message once per tool, so its cost is bounded: at most 
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Literal
 
@@ -45,10 +46,16 @@ MAX_DESCRIPTION_CHARS = 1024  # OpenAI's limit on a function's description
 # A message's first tokens say what it asks for; scoring a long pasted text whole, once per tool, took seconds.
 CHANNEL_TOKENS = 256
 _CHANNEL_HEAD = "Tool: {name} - {description}\nA user request this tool answers:"
-# The "no tool" candidate, and how much likelier (log-probability, nats) the message must be under the best tool
-# than under it for a call: measured on the broad eval (docs/benchmarks.md).
-NO_TOOL = ("chat", "talk with the user and answer from general knowledge, without any tool")
-NO_TOOL_MARGIN = 4.0
+# The "no tool" candidates: a tool that talks, and a user turn of any chat; the message's log-probability without
+# a tool is their mean (in probability), and it must be likelier under the best tool by a margin (nats) for a
+# call: measured on the broad eval (docs/benchmarks.md).
+NO_TOOL_HEADS = (
+    _CHANNEL_HEAD.format(
+        name="chat", description="talk with the user and answer from general knowledge, without any tool"
+    ),
+    "A conversation with a helpful assistant.\nUser:",
+)
+NO_TOOL_MARGIN = 1.75
 
 
 def check_tools(body: ChatCompletionRequest) -> None:
@@ -84,8 +91,8 @@ def channel_pairs(
 ) -> tuple[list[Tool], list[tuple[str, str]]] | None:
     """The tools to choose among, and per tool a (description, user message) text pair to score, when the
     request must make one call to one of several tools in reply to a user message; else None. With `may_answer`
-    (the call is required by call-then-answer, not by the client), one more pair, last, scores the `NO_TOOL`
-    description, and a single tool is scored against it too.
+    (the call is required by call-then-answer, not by the client), one more pair for each of
+    `NO_TOOL_HEADS`, last, scores the message without a tool, and a single tool is scored against them too.
 
     Scoring log P(user message | tool description) ("noisy channel", Min et al. 2022) picks the right tool more
     often than the name the model writes (docs/tool-calling.md).
@@ -102,7 +109,7 @@ def channel_pairs(
     described = [(t.function.name, t.function.description or "") for t in tools]
     texts = [_CHANNEL_HEAD.format(name=name, description=text) for name, text in described]
     if may_answer:
-        texts.append(_CHANNEL_HEAD.format(name=NO_TOOL[0], description=NO_TOOL[1]))
+        texts.extend(NO_TOOL_HEADS)
     return tools, [(text, " " + question) for text in texts]
 
 
@@ -117,12 +124,18 @@ def _names_a_tool(body: ChatCompletionRequest, tools: list[Tool]) -> bool:
 
 
 def pick(body: ChatCompletionRequest, tools: list[Tool], scores: list[float]) -> ChatCompletionRequest:
-    """`body` narrowed by the channel scores of `tools` (one more score, last, for `NO_TOOL` when it competed):
-    to the best tool, or to a text answer (tool_choice "none") when no tool beats `NO_TOOL` by the margin."""
+    """`body` narrowed by the channel scores of `tools` (then one for each of `NO_TOOL_HEADS` when they competed):
+    to the best tool, or to a text answer (tool_choice "none") when no tool beats them by the margin."""
     best = max(range(len(tools)), key=scores.__getitem__)
-    if len(scores) > len(tools) and scores[best] - scores[-1] < NO_TOOL_MARGIN:
+    if len(scores) > len(tools) and scores[best] - _mean_probability(scores[len(tools) :]) < NO_TOOL_MARGIN:
         return body.model_copy(update={"tool_choice": "none"})
     return select_tool(body, tools[best])
+
+
+def _mean_probability(logprobs: list[float]) -> float:
+    """log of the mean of exp(logprobs)."""
+    top = max(logprobs)
+    return top + math.log(sum(math.exp(x - top) for x in logprobs) / len(logprobs))
 
 
 def select_tool(body: ChatCompletionRequest, tool: Tool) -> ChatCompletionRequest:

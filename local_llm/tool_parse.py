@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from autoqwen.local_llm.protocol import FunctionCall, ToolCall
@@ -31,17 +32,21 @@ class ToolCallStream:
     options changed), or the same arguments for a tool without required parameters; so is a call cut off after
     complete ones (the reply is whole without it). After a dropped call the reply is over (`ended`): a small model
     that pads a reply with one invented call goes on with more, and the server stops generating there.
+
+    With `times_written` (how many times the user wrote a value), a call that brings no value of the user's that
+    the earlier calls did not use is padding too, and a list argument repeats a value of the user's no more times
+    than the user wrote it: SmolLM2-135M wrote `"cuisine": ["Seafood", "Seafood", ...]` until the list's bound.
     """
 
     def __init__(
         self,
         required: Mapping[str, Sequence[str]] | None = None,
-        mentioned: Callable[[object], bool] | None = None,
+        times_written: Callable[[object], int] | None = None,
     ) -> None:
         self._buffer = ""
         self._in_call = False
         self._required = required or {}
-        self._mentioned = mentioned
+        self._times = times_written
         self.calls: list[ToolCall] = []
         self.ended = False  # a call was dropped: what follows is padding too, generation may stop
 
@@ -57,7 +62,7 @@ class ToolCallStream:
                     return
                 body, self._buffer = self._buffer[:end], self._buffer[end + len(TOOL_CLOSE) :]
                 self._in_call = False
-                call = _parse_call(body) or _partial_call(body)
+                call = self._without_repeats(_parse_call(body)) or _partial_call(body)
                 if call is not None and not self._adds_nothing(call):
                     self.calls.append(call)
                     yield call
@@ -91,15 +96,43 @@ class ToolCallStream:
             yield rest
 
     def _adds_nothing(self, call: ToolCall) -> bool:
-        """Whether `call` repeats an earlier call of the reply, or (with `mentioned`) brings no value of the user's
-        that the earlier calls did not use: "add 12 and 7" then "subtract 12 and 7" is padding, "Oslo" then
+        """Whether `call` repeats an earlier call of the reply, or (with `times_written`) brings no value of the
+        user's that the earlier calls did not use: "add 12 and 7" then "subtract 12 and 7" is padding, "Oslo" then
         "Cairo" is not."""
         if any(self._same(c, call) for c in self.calls):
             return True
-        if not self.calls or self._mentioned is None:
+        if not self.calls or self._times is None:
             return False
         used = {json.dumps(v) for c in self.calls for v in _leaves(_arguments(c))}
-        return not any(self._mentioned(v) for v in _leaves(_arguments(call)) if json.dumps(v) not in used)
+        return not any(self._times(v) for v in _leaves(_arguments(call)) if json.dumps(v) not in used)
+
+    def _without_repeats(self, call: ToolCall | None) -> ToolCall | None:
+        """`call` with each list argument's items of the user's kept only as many times as the user wrote them."""
+        if call is None or self._times is None or (arguments := _arguments(call)) is None:
+            return call
+        times = self._times
+
+        def trimmed(value: object) -> object:
+            if isinstance(value, dict):
+                return {key: trimmed(item) for key, item in value.items()}
+            if not isinstance(value, list):
+                return value
+            seen: Counter[str] = Counter()
+            kept = []
+            for item in value:
+                key = json.dumps(item)
+                seen[key] += 1
+                if (limit := times(item)) == 0 or seen[key] <= limit:
+                    kept.append(trimmed(item))
+            return kept
+
+        if (changed := trimmed(arguments)) == arguments:
+            return call
+        return call.model_copy(
+            update={
+                "function": FunctionCall(name=call.function.name, arguments=json.dumps(changed, ensure_ascii=False))
+            }
+        )
 
     def _same(self, earlier: ToolCall, call: ToolCall) -> bool:
         if earlier.function.name != call.function.name:

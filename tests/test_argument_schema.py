@@ -138,6 +138,16 @@ def test_numbers_are_read_as_a_reader_reads_them() -> None:
     assert "enum" not in argument_schema(schema, values_of("no numbers here"))["properties"]["population"]
 
 
+def test_a_spare_number_is_not_how_a_written_one_begins() -> None:
+    """Before: offered 10, 45, 0 and 1 for "10:45", SmolLM2-135M wrote 1 (and 1 for "1.267 billion"): the grammar let
+    it stop after the first digit. 0, 1 and the default are offered only when no number the user wrote begins so."""
+    schema = {"type": "object", "properties": {"hour": {"type": "integer"}, "n": {"type": "number", "default": 4}}}
+    props = argument_schema(schema, values_of("the standup meeting at 10:45"))["properties"]
+    assert props["hour"]["enum"] == [10, 45, 0] and props["n"]["enum"] == [10, 45, 0]  # 4 begins 45
+    props = argument_schema(schema, values_of("1 or 12 apples, 0.5 kg, 40 pears"))["properties"]
+    assert props["hour"]["enum"] == [1, 12, 40, 0] and props["n"]["enum"] == [1, 12, 0.5, 40]
+
+
 UNITS = ["km", "mi", "kg", "lb", "celsius", "fahrenheit", "m", "ft"]
 CONVERT = {
     "type": "object",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -93,15 +94,17 @@ TOOLS = [
 ]
 
 
-def ask(server: EmbeddedServer, question: str) -> tuple[str | None, list[tuple[str, dict[str, object]]]]:
-    """The bundled model's reply to one question with TOOLS offered, as the unchanged openai SDK gets it."""
+def ask(
+    server: EmbeddedServer, question: str, tools: list[dict[str, Any]] = TOOLS
+) -> tuple[str | None, list[tuple[str, dict[str, object]]]]:
+    """The bundled model's reply to one question with `tools` offered, as the unchanged openai SDK gets it."""
     import openai
 
     client = openai.OpenAI(base_url=server.base_url, api_key="unused")
     reply = client.chat.completions.create(
         model=server.engine.model_id,
         messages=[{"role": "user", "content": question}],
-        tools=TOOLS,  # type: ignore[arg-type]
+        tools=tools,  # type: ignore[arg-type]
         temperature=0,
         max_tokens=128,
     )
@@ -114,6 +117,18 @@ def test_a_request_no_tool_fits_is_answered_in_text(server: EmbeddedServer) -> N
     """Before, call-then-answer called a tool for every user turn (get_weather for a joke)."""
     content, calls = ask(server, "Tell me a joke.")
     assert calls == [] and content and "<tool" not in content
+
+
+def test_a_request_a_tool_fits_gets_its_call(server: EmbeddedServer) -> None:
+    """Before, with one "no tool" head at 4 nats, "What is 1543 plus 2981?" was answered in text ("4496")."""
+    operations = {"type": "string", "enum": ["add", "subtract", "multiply", "divide"]}
+    parameters = {
+        "type": "object",
+        "properties": {"operation": operations, "a": {"type": "number"}, "b": {"type": "number"}},
+    }
+    calculator = {"name": "calculator", "description": "Do arithmetic on two numbers.", "parameters": parameters}
+    _, calls = ask(server, "What is 1543 plus 2981?", [*TOOLS, {"type": "function", "function": calculator}])
+    assert [name for name, _ in calls] == ["calculator"] and {calls[0][1]["a"], calls[0][1]["b"]} == {1543, 2981}
 
 
 def test_several_items_get_a_call_each(server: EmbeddedServer) -> None:

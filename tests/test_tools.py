@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,7 +17,7 @@ from autoqwen.local_llm.grammars import NAME_PREFIX, answer_grammar, result_valu
 from autoqwen.local_llm.protocol import ChatCompletionRequest, Tool, ToolCall
 from autoqwen.local_llm.scoring import MERGE_TAIL
 from autoqwen.local_llm.signatures import signature
-from autoqwen.local_llm.tool_choice import channel_pairs
+from autoqwen.local_llm.tool_choice import NO_TOOL_HEADS, channel_pairs
 from autoqwen.local_llm.tool_parse import ToolCallStream, parse_reply
 from autoqwen.local_llm.tool_prompt import render_messages
 
@@ -571,7 +572,7 @@ def test_no_tool_competes_only_when_the_client_left_the_choice_open() -> None:
         return ChatCompletionRequest.model_validate({**payload, "tool_choice": "required", **overrides})
 
     pairs = channel_pairs(body("Tell me a joke."), may_answer=True)
-    assert pairs is not None and len(pairs[1]) == 2 and pairs[1][-1][0].startswith("Tool: chat")
+    assert pairs is not None and [head for head, _ in pairs[1][1:]] == list(NO_TOOL_HEADS)
     assert channel_pairs(body("Tell me a joke.")) is None  # the client required a call: one tool, nothing to choose
     assert channel_pairs(body("Call get_weather for Oslo."), may_answer=True) is None  # the tool is named
     system = [{"role": "system", "content": "Use get_weather."}, {"role": "user", "content": "Oslo?"}]
@@ -585,9 +586,14 @@ def test_pick_answers_in_text_unless_a_tool_beats_no_tool_by_the_margin() -> Non
         {"model": "m", "messages": ASK, "tools": [WEATHER, PLAN], "tool_choice": "required"}
     )
     tools = list(request.tools or [])
-    chosen = pick(request, tools, [-10.0, -5.0, -5.0 - NO_TOOL_MARGIN - 0.1])
+    # Without a tool, the message is as likely as the mean probability of the no-tool candidates: here, at most
+    # log(1/2) below the likelier one.
+    no_tool = -5.0 - NO_TOOL_MARGIN
+    chosen = pick(request, tools, [-10.0, -5.0, no_tool - 0.1 + math.log(2), -1000.0])
     assert chosen.tool_choice == "required" and [t.function.name for t in chosen.tools or []] == ["plan_trip"]
-    assert pick(request, tools, [-10.0, -5.0, -5.0 - NO_TOOL_MARGIN + 0.1]).tool_choice == "none"
+    assert pick(request, tools, [-10.0, -5.0, no_tool + 0.1 + math.log(2), -1000.0]).tool_choice == "none"
+    assert pick(request, tools, [-10.0, -5.0, no_tool + 0.1, no_tool + 0.1]).tool_choice == "none"
+    assert pick(request, tools, [-10.0, -5.0, no_tool - 0.1, no_tool - 0.1]).tool_choice == "required"
     assert [t.function.name for t in pick(request, tools, [-1.0, -5.0]).tools or []] == ["get_weather"]
 
 
@@ -663,19 +669,27 @@ def test_a_page_is_not_a_value() -> None:
 
 def test_a_later_call_must_bring_a_value_the_user_wrote() -> None:
     """Before, "Add 12 and 7" got add, subtract and multiply of 12 and 7 once several calls were allowed."""
-    from autoqwen.local_llm.argument_schema import conversation_values, mentioned_by
+    from autoqwen.local_llm.argument_schema import conversation_values, times_written
 
     def calls_for(question: str, *arguments: str) -> list[str]:
         body = ChatCompletionRequest.model_validate({"model": "m", "messages": [{"role": "user", "content": question}]})
         block = '<tool_call>\n{{"name": "f", "arguments": {}}}\n</tool_call>'
         text = "\n".join(block.format(a) for a in arguments)
-        _, calls = parse_reply(text, ToolCallStream({}, mentioned_by(conversation_values(body))))
+        _, calls = parse_reply(text, ToolCallStream({}, times_written(conversation_values(body))))
         return [c.function.arguments for c in calls]
 
     padded = calls_for("Add 12 and 7.", '{"op": "add", "a": 12, "b": 7}', '{"op": "subtract", "a": 12, "b": 7}')
     assert padded == ['{"op": "add", "a": 12, "b": 7}']
     two = calls_for("Weather in Oslo and in Cairo?", '{"city": "Oslo"}', '{"city": "Cairo"}', '{"city": "Rome"}')
     assert two == ['{"city": "Oslo"}', '{"city": "Cairo"}']
+
+    # A list repeats a value of the user's no more times than the user wrote it; other values are left alone.
+    seafood = calls_for("A seafood place in Seattle", '{"cuisine": ["Seafood", "Seafood", "Thai", "Thai"], "n": 2}')
+    assert seafood == ['{"cuisine": ["Seafood", "Thai", "Thai"], "n": 2}']
+    data = calls_for("Median of 3, 5, 2, 5 and 3.5", '{"data": [3, 5, 2, 5, 3.5, 5, 3]}')
+    assert data == ['{"data": [3, 5, 2, 5, 3.5]}']
+    assert calls_for("Group 2", '{"data": [{"x": [2, 2]}]}') == ['{"data": [{"x": [2]}]}']
+    assert calls_for("Invite Ann", '{"to": ["Ann", "ann", "Ann"]}') == ['{"to": ["Ann", "ann"]}']
 
 
 def test_a_dropped_call_ends_the_reply() -> None:
