@@ -192,6 +192,24 @@ def test_enum_values_are_named_by_the_words_they_stem_or_abbreviate() -> None:
     assert props["from_unit"]["enum"] == props["to_unit"]["enum"] == ["kg"]
 
 
+def test_standard_codes_are_named_by_their_english_names() -> None:
+    """Before: "Swiss francs", "British pounds", "yen" and "German" named no code (ISO 4217 currencies, ISO 639
+    languages), and SmolLM2-135M converted EUR to EUR, translated into Italian."""
+
+    def offered(text: str, enum: list[str]) -> list[str]:
+        return argument_schema({"type": "string", "enum": enum}, values_of(text)).get("enum", enum)
+
+    currencies = ["USD", "EUR", "GBP", "JPY", "CHF", "CAD"]
+    assert offered("Change 2500 EUR into Swiss francs.", currencies) == ["EUR", "CHF"]
+    assert offered("How many Japanese yen is 50 British pounds?", currencies) == ["GBP", "JPY"]
+    assert offered("Convert 50 million yen to dollars.", currencies) == ["JPY"]  # dollars: USD or CAD?
+    assert offered("Convert 50 million yen to dollars.", ["usd", "jpy"]) == ["usd", "jpy"]  # any case
+    assert offered("Translate 'good night' into Spanish.", ["en", "es", "de"]) == ["es"]
+    exchange = {"type": "object", "properties": {"base": {"enum": currencies}, "target": {"enum": currencies}}}
+    props = argument_schema(exchange, values_of("What's the exchange rate from Swiss francs to euros?"))
+    assert (props["properties"]["base"]["enum"], props["properties"]["target"]["enum"]) == (["CHF"], ["EUR"])
+
+
 def test_response_format_schemas_are_closed_but_not_bounded() -> None:
     fmt = ResponseFormat.model_validate(
         {
@@ -290,7 +308,8 @@ def test_words_that_name_nothing() -> None:
         return argument_schema({"type": "string", "enum": enum}, values_of(text)).get("enum", enum)
 
     languages = ["en", "fr", "de", "es"]
-    assert offered("Translate 'hello' from English to German", languages) == languages  # none named for sure
+    assert offered("Translate 'hello' from Engl to Germ", languages) == languages  # none named for sure
+    assert offered("Translate 'hello' from English to German", languages) == ["en", "de"]  # by their names
     assert offered("I'm converting 5 ft to km", UNITS) == ["km", "ft"]
 
 
