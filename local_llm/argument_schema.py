@@ -36,6 +36,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from autoqwen.addresses import check_host
+from autoqwen.local_llm.code_names import standard_name_mentions
 from autoqwen.local_llm.protocol import ChatCompletionRequest
 
 __all__ = [
@@ -206,7 +207,7 @@ def _mentions_of(text: str, value: str) -> list[tuple[int, bool]]:
     if not (value.isalpha() and len(value) >= 2):
         return []
     words = _words(text)
-    if found := _by_standard_name(words, _standard_names(value)):
+    if found := standard_name_mentions(words, value):
         return found
     stem = value if len(value) < 5 else value[:-1]  # "multiply": "multiplied"
     if len(value) >= 3 and (found := [(at, False) for at, word in words if word.startswith(stem)]):
@@ -218,35 +219,6 @@ def _mentions_of(text: str, value: str) -> list[tuple[int, bool]]:
         and word[0] == value[0]
         and _abbreviates(value, word, words[i + 1][1] if i + 1 < len(words) else "")
     ]
-
-
-@functools.cache
-def _standard_names(code: str) -> tuple[tuple[str, ...], ...]:
-    """The English names of an ISO 4217 currency or ISO 639 language `code` (lower case), as tuples of words:
-    "chf" is ("swiss", "franc"), "de" is ("german",); none for other values."""
-    from babel import Locale
-
-    english = Locale("en")
-    names = [english.currencies.get(code.upper()) if len(code) == 3 else None, english.languages.get(code)]
-    return tuple(tuple(re.findall(r"[^\W\d_]+", name.lower())) for name in names if name)
-
-
-def _by_standard_name(words: tuple[tuple[int, str], ...], names: tuple[tuple[str, ...], ...]) -> list[tuple[int, bool]]:
-    """Where `words` name a code by one of its standard `names`: the whole name ("Swiss francs", "German"), or
-    else the last word of a longer one ("yen", "dollars"), which counts as an abbreviation does (not where it
-    names another value too)."""
-
-    def named(word: str, name: str) -> bool:
-        return word in (name, name + "s", name + "es")
-
-    whole, last = [], []
-    for name in names:
-        for i in range(len(words) - len(name) + 1):
-            if all(named(words[i + k][1], part) for k, part in enumerate(name)):
-                whole.append((words[i][0], False))
-        if len(name) > 1:
-            last += [(at, True) for at, word in words if named(word, name[-1])]
-    return whole or last
 
 
 @functools.lru_cache(maxsize=16)

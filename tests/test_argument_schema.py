@@ -205,6 +205,13 @@ def test_standard_codes_are_named_by_their_english_names() -> None:
     assert offered("Convert 50 million yen to dollars.", currencies) == ["JPY"]  # dollars: USD or CAD?
     assert offered("Convert 50 million yen to dollars.", ["usd", "jpy"]) == ["usd", "jpy"]  # any case
     assert offered("Translate 'good night' into Spanish.", ["en", "es", "de"]) == ["es"]
+    # Found by review: a whole name takes its last word from other values ("Canadian dollars" is not USD), common
+    # words name no currency ("real time" is not BRL), accents need not be typed ("krona" is ISK's "króna"), and
+    # names with a qualifier in parentheses name nothing.
+    assert offered("Canadian dollars to euros", currencies) == ["EUR", "CAD"]
+    assert offered("USD to EUR in real time", ["USD", "EUR", "BRL"]) == ["USD", "EUR"]
+    assert offered("5000 Icelandic krona in euros", ["EUR", "ISK", "SEK"]) == ["EUR", "ISK"]
+    assert offered("All languages, next day", ["mul", "usn", "add"]) == ["mul", "usn", "add"]
     exchange = {"type": "object", "properties": {"base": {"enum": currencies}, "target": {"enum": currencies}}}
     props = argument_schema(exchange, values_of("What's the exchange rate from Swiss francs to euros?"))
     assert (props["properties"]["base"]["enum"], props["properties"]["target"]["enum"]) == (["CHF"], ["EUR"])
