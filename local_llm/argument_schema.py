@@ -36,7 +36,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from autoqwen.addresses import check_host
-from autoqwen.local_llm.code_names import standard_name_mentions
+from autoqwen.local_llm.code_names import Words, standard_name_mentions
 from autoqwen.local_llm.protocol import ChatCompletionRequest
 
 __all__ = [
@@ -170,8 +170,8 @@ def _copy_values(schema: dict[str, Any], values: Values) -> dict[str, Any]:
         default = schema.get("default")
         written = [n for n in map(_json_number, found) if _fits(schema, n)]
         spares = [0, 1, *([default] if isinstance(default, int | float) else [])]
-        candidates = [*written, *(n for n in map(_json_number, spares) if not _begins_any(n, written))]
-        return _limited(schema, [n for n in dict.fromkeys(candidates) if _fits(schema, n)])
+        spares = [n for n in map(_json_number, spares) if _fits(schema, n) and not _begins_any(n, written)]
+        return _limited(schema, list(dict.fromkeys([*written, *spares])))
     return schema
 
 
@@ -222,7 +222,7 @@ def _mentions_of(text: str, value: str) -> list[tuple[int, bool]]:
 
 
 @functools.lru_cache(maxsize=16)
-def _words(text: str) -> tuple[tuple[int, str], ...]:
+def _words(text: str) -> Words:
     """The words of `text` with where each starts (not the m of "I'm"): read once per request, not once for each
     value of each enum, which the schema's two passes each look up."""
     return tuple((m.start(), m.group()) for m in re.finditer("(?<!['\u2019])[^\\W\\d_]+", text))

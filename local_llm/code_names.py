@@ -50,13 +50,11 @@ def standard_name_mentions(words: Words, code: str) -> list[tuple[int, bool]]:
     standard names: the whole name ("Swiss francs", "German"), at its last word, or else the last word of a
     currency's longer name ("yen", "dollars"), flagged True: it counts as an abbreviation does, not where it
     names another value too ("Canadian dollars" is CAD, not USD)."""
-    index = _word_index(words)
+    plain, index = _plain_words(words), _word_index(words)
     whole, last = [], []
     for name, is_currency in _standard_names(code):
         for i in (i for form in _forms(name[0]) for i in index.get(form, ())):
-            if i + len(name) <= len(words) and all(
-                _plain(words[i + k][1]) in _forms(part) for k, part in enumerate(name)
-            ):
+            if i + len(name) <= len(words) and all(plain[i + k] in _forms(part) for k, part in enumerate(name)):
                 whole.append((words[i + len(name) - 1][0], False))
         if is_currency and len(name) > 1 and name[-1] not in _COMMON_WORDS:
             last += [(words[i][0], True) for form in _forms(name[-1]) for i in index.get(form, ())]
@@ -73,9 +71,15 @@ def _plain(text: str) -> str:
 
 
 @functools.lru_cache(maxsize=16)
+def _plain_words(words: Words) -> tuple[str, ...]:
+    """Each of `words` plain (see `_plain`): read once per request."""
+    return tuple(_plain(word) for _, word in words)
+
+
+@functools.lru_cache(maxsize=16)
 def _word_index(words: Words) -> dict[str, list[int]]:
-    """The indexes in `words` of each word, plain (see `_plain`): read once per request."""
+    """The indexes in `words` of each plain word."""
     index: dict[str, list[int]] = {}
-    for i, (_, word) in enumerate(words):
-        index.setdefault(_plain(word), []).append(i)
+    for i, word in enumerate(_plain_words(words)):
+        index.setdefault(word, []).append(i)
     return index
