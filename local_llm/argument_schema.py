@@ -50,6 +50,8 @@ __all__ = [
     "closed",
     "conversation_urls",
     "conversation_values",
+    "named_values",
+    "number_at",
     "times_written",
 ]
 
@@ -153,7 +155,7 @@ def _copy_values(schema: dict[str, Any], values: Values) -> dict[str, Any]:
     """
     kind = schema.get("type")
     if isinstance(schema.get("enum"), list):
-        named = _named(values.text, schema["enum"])
+        named = named_values(values.text, schema["enum"])
         return schema | {"enum": [v for v in schema["enum"] if isinstance(v, str) and v in named]} if named else schema
     if "const" in schema:
         return schema
@@ -182,7 +184,7 @@ def _begins_any(spare: int | float, written: list[int | float]) -> bool:
     return any(n != spare and json.dumps(n).startswith(text) for n in written)
 
 
-def _named(text: str, enum: list[Any]) -> dict[str, list[int]]:
+def named_values(text: str, enum: list[Any]) -> dict[str, list[int]]:
     """The string values of `enum` the user (`text`, lower case) names, each with where the user does: the value as
     a word or phrase, a word it begins or stems ("eur": "euros", "multiply": "multiplied"), or, for a code of 2 to
     4 letters, the word or two it abbreviates ("km": "kilometers", "jpy": "Japanese yen") unless that word names
@@ -197,7 +199,7 @@ def _named(text: str, enum: list[Any]) -> dict[str, list[int]]:
 
 
 def _mentions_of(text: str, value: str) -> list[tuple[int, bool]]:
-    """Where `value` is named in `text` (see `_named`), each with whether by abbreviation."""
+    """Where `value` is named in `text` (see `named_values`), each with whether by abbreviation."""
     value = value.lower().strip()
     if not value:
         return []
@@ -264,7 +266,7 @@ def _in_order_named(schema: dict[str, Any], text: str) -> dict[str, Any]:
             groups.setdefault(tuple(enum), []).append(name)
     out = dict(properties)
     for enum, names in groups.items():
-        named = _named(text, list(enum))
+        named = named_values(text, list(enum))
         mentions = [v for _, v in sorted((at, v) for v, hits in named.items() for at in hits)]
         if len(names) < 2 or len(mentions) != len(names) or len(set(mentions)) < len(names):
             continue  # not one mention a parameter: each keeps every named value
@@ -358,9 +360,19 @@ def _quoted(words: list[str]) -> list[tuple[int, int]]:
 
 def _numbers(text: str) -> Iterator[tuple[float, bool]]:
     for match in _NUMBER.finditer(text):
-        number, scale, percent = match.groups()
-        value = float(number.replace(",", "")) * _SCALE.get((scale or "").lower(), 1)
-        yield value, percent is not None
+        yield _reading(match)
+
+
+def number_at(text: str, at: int) -> tuple[float, bool, int] | None:
+    """The number written at `at` in `text` as a reader reads it ("1.267 billion"), whether written as a percentage,
+    and where it ends; None when no number starts there."""
+    match = _NUMBER.match(text, at)
+    return None if match is None else (*_reading(match), match.end())
+
+
+def _reading(match: re.Match[str]) -> tuple[float, bool]:
+    number, scale, percent = match.groups()
+    return float(number.replace(",", "")) * _SCALE.get((scale or "").lower(), 1), percent is not None
 
 
 def conversation_urls(body: ChatCompletionRequest) -> list[str]:

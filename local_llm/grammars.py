@@ -19,7 +19,7 @@ from autoqwen.local_llm.protocol import ChatCompletionRequest, NamedToolChoice, 
 from autoqwen.local_llm.tool_choice import offered_tools
 from autoqwen.local_llm.tool_prompt import TOOL_CLOSE, TOOL_OPEN
 
-__all__ = ["NAME_PREFIX", "answer_grammar", "json_grammar", "result_values", "tool_grammar"]
+__all__ = ["NAME_PREFIX", "answer_grammar", "json_grammar", "max_calls", "result_values", "tool_grammar"]
 
 MAX_PARALLEL_CALLS = 3
 # Compact, canonical JSON with the spacing of the prompt's example: a small model cannot wander off in whitespace.
@@ -58,11 +58,8 @@ def tool_grammar(
     close = f'"\\n" {TOOL_CLOSE}' if special_close else json.dumps(f"\n{TOOL_CLOSE}")
     values = conversation_values(body)
     values = values if copy_values else Values(urls=values.urls)
-    # Several calls unless the client asks for one (parallel_tool_calls false, or a named tool_choice); identical
-    # calls are dropped, and argument values come from the conversation, so a small model cannot pad the reply.
-    asked = body.parallel_tool_calls if parallel else body.parallel_tool_calls is True
-    several = asked is not False and not isinstance(body.tool_choice, NamedToolChoice)
-    calls = MAX_PARALLEL_CALLS if several else 1
+    # Identical calls are dropped, and argument values come from the conversation: a small model cannot pad a reply.
+    calls = max_calls(body, parallel=parallel)
     more = ' ("\\n" block)?' * (calls - 1)
     rules = [
         f"block: {open_} call",
@@ -77,6 +74,14 @@ def tool_grammar(
     else:
         rules = [f"start: block{more}", *rules]
     return "%llguidance {}\n" + "\n".join(rules) + "\n"
+
+
+def max_calls(body: ChatCompletionRequest, *, parallel: bool = True) -> int:
+    """How many calls a reply may hold: several unless the client asks for one (`parallel_tool_calls` false, or a
+    named `tool_choice`); without `parallel`, only when `parallel_tool_calls` is true."""
+    asked = body.parallel_tool_calls if parallel else body.parallel_tool_calls is True
+    several = asked is not False and not isinstance(body.tool_choice, NamedToolChoice)
+    return MAX_PARALLEL_CALLS if several else 1
 
 
 def _call_rule(tool: Tool, tokenize: Callable[[str], Sequence[int] | None] | None, values: Values = NO_VALUES) -> str:

@@ -12,7 +12,9 @@ usage and metrics. The route only wraps a stream in an HTTP response.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import functools
 import json
 import secrets
 import time
@@ -24,7 +26,8 @@ from autoqwen.local_llm.chat_template import ChatPrompt
 from autoqwen.local_llm.completion import Completion, interleave
 from autoqwen.local_llm.engine import Engine
 from autoqwen.local_llm.errors import ContextLengthExceeded, InvalidRequest, LocalLLMError
-from autoqwen.local_llm.grammars import NAME_PREFIX, answer_grammar, json_grammar, tool_grammar
+from autoqwen.local_llm.grammars import NAME_PREFIX, answer_grammar, json_grammar, max_calls, tool_grammar
+from autoqwen.local_llm.listed_calls import listed_calls
 from autoqwen.local_llm.logprobs import LogprobReader, chat_logprobs
 from autoqwen.local_llm.metrics import ServerMetrics
 from autoqwen.local_llm.protocol import (
@@ -110,7 +113,10 @@ class ChatServing:
             raise
 
         def reply() -> ReplyStream:  # a fresh splitter of one choice's reply
-            return ReplyStream(ReasoningStream(thinking) if thinking else None, _splitter(body) if with_tools else None)
+            return ReplyStream(
+                ReasoningStream(thinking) if thinking else None,
+                _splitter(body, self.config.parallel_calls) if with_tools else None,
+            )
 
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
@@ -369,14 +375,21 @@ def _observe(metrics: ServerMetrics, completion: Completion, *, prompt: bool = T
                 metrics.decode_rate.set((completion.completion_tokens - 1) / span)
 
 
-def _splitter(body: ChatCompletionRequest) -> ToolCallStream:
+def _splitter(body: ChatCompletionRequest, parallel: bool) -> ToolCallStream:
     """The reply's splitter into content and calls, told each offered tool's required parameters and the user's
-    values (by which a repeated or padding call is told apart from a new one)."""
+    values (by which a repeated or padding call is told apart from a new one), and, when a reply to the user's
+    message may hold several calls (`parallel`), the further calls for the items the message lists."""
     required: dict[str, list[str]] = {}
     for tool in body.tools or []:
         keys = tool.function.parameters.get("required")
         required[tool.function.name] = [key for key in keys if isinstance(key, str)] if isinstance(keys, list) else []
-    return ToolCallStream(required, times_written(conversation_values(body)))
+    further = None
+    limit, latest = max_calls(body, parallel=parallel), body.messages[-1] if body.messages else None
+    if limit > 1 and latest is not None and latest.role == "user":
+        with contextlib.suppress(ValueError):  # content the model cannot read: the prompt refuses it
+            text, schemas = latest.text(), {t.function.name: t.function.parameters for t in body.tools or []}
+            further = functools.partial(listed_calls, text, tools=schemas, limit=limit)
+    return ToolCallStream(required, times_written(conversation_values(body)), further)
 
 
 def _finish_reason(completion: Completion, called: bool) -> FinishReason:

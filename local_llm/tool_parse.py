@@ -36,17 +36,22 @@ class ToolCallStream:
     With `times_written` (how many times the user wrote a value), a call that brings no value of the user's that
     the earlier calls did not use is padding too, and a list argument repeats a value of the user's no more times
     than the user wrote it: SmolLM2-135M wrote `"cuisine": ["Seafood", "Seafood", ...]` until the list's bound.
+
+    With `further` (the calls to add for a reply's calls, see `listed_calls`), a reply that ends after whole calls
+    gets those too.
     """
 
     def __init__(
         self,
         required: Mapping[str, Sequence[str]] | None = None,
         times_written: Callable[[object], int] | None = None,
+        further: Callable[[list[ToolCall]], list[ToolCall]] | None = None,
     ) -> None:
         self._buffer = ""
         self._in_call = False
         self._required = required or {}
         self._times = times_written
+        self._further = further
         self.calls: list[ToolCall] = []
         self.ended = False  # a call was dropped: what follows is padding too, generation may stop
 
@@ -92,8 +97,13 @@ class ToolCallStream:
             if not self.calls and (call := _partial_call(rest)) is not None:
                 self.calls.append(call)
                 yield call
-        elif rest.strip() or (rest and not self.calls):
+            return
+        if rest.strip() or (rest and not self.calls):
             yield rest
+        if self.calls and self._further is not None:
+            more = self._further(self.calls)
+            self.calls.extend(more)
+            yield from more
 
     def _adds_nothing(self, call: ToolCall) -> bool:
         """Whether `call` repeats an earlier call of the reply, or (with `times_written`) brings no value of the

@@ -137,6 +137,22 @@ def test_several_items_get_a_call_each(server: EmbeddedServer) -> None:
     assert calls == [("get_weather", {"city": "Oslo"}), ("get_weather", {"city": "Cairo"})]
 
 
+def test_listed_items_get_the_first_calls_other_values(server: EmbeddedServer) -> None:
+    """Before, only the EUR call was made; made to write a second one, the model wrote `"from_currency": "EUR"`."""
+    codes = {"type": "string", "enum": ["USD", "EUR", "GBP", "JPY"]}
+    parameters = {
+        "type": "object",
+        "properties": {"amount": {"type": "number"}, "from_currency": codes, "to_currency": codes},
+        "required": ["amount", "from_currency", "to_currency"],
+    }
+    convert = {"name": "convert_currency", "description": "Convert money between currencies.", "parameters": parameters}
+    _, calls = ask(server, "Convert 100 USD to EUR and 100 USD to GBP.", [{"type": "function", "function": convert}])
+    assert [(args["amount"], args["from_currency"], args["to_currency"]) for _, args in calls] == [
+        (100, "USD", "EUR"),
+        (100, "USD", "GBP"),
+    ]
+
+
 def test_argument_values_are_the_users_words(server: EmbeddedServer) -> None:
     """Before, the query was `protein_folding_protein_protein_...` (256 characters), with invented keys."""
     _, calls = ask(server, "Find papers on protein folding.")
