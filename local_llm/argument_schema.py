@@ -11,8 +11,8 @@
   instead of being cut off there.
 * URLs: a string of format `uri` takes one of the http(s) URLs the user or the system wrote, when they wrote any
   (SmolLM2-135M otherwise invents one); `conversation_urls` finds them, public hosts only.
-* Values copied (`Values.spans`, `Values.numbers`): a free string takes a span of the user's words (up to
-  `MAX_SPAN_WORDS` words: "New York, NY", not "New York" nor the tool's own name), and a number one the user wrote,
+* Values copied (`Values.spans`, `Values.numbers`): a free string takes a span of the user's words (`spans.py`:
+  "New York, NY", not "New York" nor the tool's own name), and a number one the user wrote,
   read as a reader would ("50 million" is 50000000, "2,000,000" is 2000000, "5 %" is 0.05 where the parameter is a
   fraction), plus 0, 1 and the schema's default unless a number the user wrote begins with them (SmolLM2-135M
   wrote the hour of "10:45" as 1). Without such words or numbers in the conversation, the value is
@@ -38,11 +38,11 @@ from urllib.parse import urlsplit
 from autoqwen.addresses import check_host
 from autoqwen.local_llm.code_names import Words, standard_name_mentions
 from autoqwen.local_llm.protocol import ChatCompletionRequest
+from autoqwen.local_llm.spans import spans
 
 __all__ = [
     "MAX_INTEGER_DIGITS",
     "MAX_ITEMS",
-    "MAX_SPAN_WORDS",
     "MAX_STRING_CHARS",
     "NO_VALUES",
     "Values",
@@ -59,10 +59,7 @@ MAX_STRING_CHARS = 256  # a string argument without maxLength, enum, const, patt
 MAX_ITEMS = 16  # an array without maxItems
 MAX_INTEGER_DIGITS = 15  # an integer without minimum and maximum: |n| < 10**15 (JSON's exact integers reach 2**53)
 
-MAX_SPAN_WORDS = 8  # the longest span of the user's words a string argument may take
 _SPAN_SOURCE_WORDS = 300  # words of the user's turns (latest first) that spans come from
-_EDGE = "\"'`.,;:!?()[]{}<>\u2018\u2019\u201c\u201d"  # stripped from a span's ends
-_QUOTES = {"'": "'", '"': '"', "\u2018": "\u2019", "\u201c": "\u201d"}  # opening quote marks and their closing ones
 _NUMBER = re.compile(
     r"(?<![\w.])(-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?)(?:st|nd|rd|th)?"
     r"(?:\s*(thousand|million|billion|trillion|bn)\b)?\s*(%|percent)?",
@@ -325,37 +322,7 @@ def conversation_values(body: ChatCompletionRequest) -> Values:
                 continue
             words = [*text.split()[: _SPAN_SOURCE_WORDS - len(words)], *words]
     text = " ".join(words)
-    return Values(tuple(conversation_urls(body)), tuple(_spans(words)), tuple(_numbers(text)), text.lower())
-
-
-def _spans(words: list[str]) -> Iterator[str]:
-    """Runs of up to `MAX_SPAN_WORDS` words; a quoted phrase is a span of its own, however long, and in no other:
-    asked to "add 'renew passport' to my todo list", SmolLM2-135M wrote "renew", and to translate "'Where is the
-    train station?' into German", it ran on past the closing quote."""
-    quoted = _quoted(words)
-    runs = [(a, b) for a in range(len(words)) for b in range(a + 1, min(a + MAX_SPAN_WORDS, len(words)) + 1)]
-    seen: set[str] = set()
-    for start, end in [*runs, *quoted]:
-        if any(a < end and start < b and (a, b) != (start, end) for a, b in quoted):
-            continue  # a quoted phrase with other words, or a part of one
-        span = " ".join(words[start:end]).replace("\\", "").strip(_EDGE).strip()
-        if span and span not in seen:
-            seen.add(span)
-            yield span
-
-
-def _quoted(words: list[str]) -> list[tuple[int, int]]:
-    """The (start, end) word ranges of the quoted phrases: from a word that opens a quote to the one that closes it
-    (an apostrophe inside a word, "don't", opens nothing)."""
-    found, opened = [], None
-    for i, word in enumerate(words):
-        if (mark := word.lstrip("(")[:1]) in _QUOTES and len(word.lstrip("(")) > 1:  # a new opener restarts
-            opened = (i, _QUOTES[mark])
-            word = word.lstrip("(")[1:]
-        if opened is not None and word.rstrip(".,;:!?)").endswith(opened[1]):
-            found.append((opened[0], i + 1))
-            opened = None
-    return found
+    return Values(tuple(conversation_urls(body)), tuple(spans(words)), tuple(_numbers(text)), text.lower())
 
 
 def _numbers(text: str) -> Iterator[tuple[float, bool]]:

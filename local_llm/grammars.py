@@ -19,7 +19,15 @@ from autoqwen.local_llm.protocol import ChatCompletionRequest, NamedToolChoice, 
 from autoqwen.local_llm.tool_choice import offered_tools
 from autoqwen.local_llm.tool_prompt import TOOL_CLOSE, TOOL_OPEN
 
-__all__ = ["NAME_PREFIX", "answer_grammar", "json_grammar", "max_calls", "result_values", "tool_grammar"]
+__all__ = [
+    "NAME_PREFIX",
+    "answer_grammar",
+    "answer_stops",
+    "json_grammar",
+    "max_calls",
+    "result_values",
+    "tool_grammar",
+]
 
 MAX_PARALLEL_CALLS = 3
 # Compact, canonical JSON with the spacing of the prompt's example: a small model cannot wander off in whitespace.
@@ -104,9 +112,11 @@ def answer_grammar(body: ChatCompletionRequest, *, grounded: bool = True) -> str
     Told to answer after a `<tool_response>` turn, SmolLM2-135M echoes the block back (`<tool_response>\\n...`)
     instead of answering. A reply to tool results is therefore plain text that starts with a visible character
     other than `<` and never holds the tags of the call protocol; any other text reply never holds the tags either.
-    `grounded`: when the latest results are short values (numbers, dates, ids: `result_values`), the reply holds
-    one of them, starting within its first `_VALUE_WITHIN` characters (after `add` returned 5555, SmolLM2-135M answered
-    "123483"; told to hold a value anywhere, it wrote about Python until `max_tokens` without one).
+    `grounded`: when the latest results are short values (numbers, dates, ids: `result_values`), the reply starts
+    with the results as written where each is one plain line (`_plain_results`: "1 EUR = 0.87 GBP", where
+    SmolLM2-135M wrote "1.00000000000000001"), else holds one of their values, starting within its first
+    `_VALUE_WITHIN` characters (after `add` returned 5555, SmolLM2-135M answered "123483"; told to hold a value
+    anywhere, it wrote about Python until `max_tokens` without one).
     """
     if body.response_format is not None or offered_tools(body):
         return None
@@ -116,6 +126,9 @@ def answer_grammar(body: ChatCompletionRequest, *, grounded: bool = True) -> str
             return f"%llguidance {{}}\nstart: ANSWER\nANSWER: {_ANSWER}\n"
         # Up to the first value, one lexeme without `<` (so no tag); the rest as any text. Intersecting a counted
         # prefix with the no-tag rule instead made llguidance give up ("too many expressions") on "...USD\n</".
+        if (whole := _plain_results(body)) is not None:
+            quote = json.dumps("\n".join(whole))
+            return f"%llguidance {{}}\nstart: {quote} REST?\nREST: {_PLAIN}\n"
         held = "|".join(_literal(v) for v in values)
         lead = f"/([^<\\s][^<]{{0,{_VALUE_WITHIN - 2}}})?({held})/"  # the value starts within _VALUE_WITHIN
         return f"%llguidance {{}}\nstart: lead REST?\nlead[lazy]: {lead}\nREST: {_PLAIN}\n"
@@ -131,6 +144,14 @@ _VALUE_WITHIN = 160  # characters of a grounded answer a value starts within (ab
 _VALUE = re.compile(r"[^\s\"'`,;()\[\]{}<>]*\d[^\s\"'`,;()\[\]{}<>]*")  # no tag characters
 
 
+def answer_stops(body: ChatCompletionRequest) -> tuple[str, ...]:
+    """Where a text reply to tool results ends besides the client's `stop`: at a closing tag (SmolLM2-135M, having
+    answered, closes the `<tool_response>` block it imagines itself in: "AAPL: 187.42 USD\\n</item>")."""
+    if _has_results(body) and not offered_tools(body) and body.response_format is None:
+        return ("\n</", "</")
+    return ()
+
+
 def result_values(body: ChatCompletionRequest) -> list[str]:
     """The values (words holding a digit: numbers, dates, times, ids) of the latest tool results, when each is short
     enough to be a value rather than a page; empty otherwise or when there are too many."""
@@ -144,6 +165,19 @@ def result_values(body: ChatCompletionRequest) -> list[str]:
     found = dict.fromkeys(v.rstrip(".:") for text in results for v in _VALUE.findall(text))
     values = [v for v in found if v]
     return values if len(values) <= _MAX_RESULT_VALUES else []
+
+
+def _plain_results(body: ChatCompletionRequest) -> list[str] | None:
+    """The latest tool results in the order they came, each stripped, when each is one short line of plain text
+    (not JSON, no `<`); None otherwise."""
+    results: list[str] = []
+    for message in reversed(body.messages):
+        if message.role != "tool":
+            break
+        results.insert(0, message.text().strip())
+    if all(text and "\n" not in text and "<" not in text and text[0] not in "{[" for text in results):
+        return results
+    return None
 
 
 def _literal(text: str) -> str:

@@ -20,16 +20,19 @@ A call the reply already has for an item is not made again; array, object and bo
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
+import operator
 import re
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from autoqwen.local_llm.argument_schema import MAX_SPAN_WORDS, named_values, number_at
+from autoqwen.local_llm.argument_schema import named_values, number_at
 from autoqwen.local_llm.protocol import FunctionCall, ToolCall
+from autoqwen.local_llm.spans import MAX_SPAN_WORDS
 
 __all__ = ["listed_calls"]
 
@@ -37,7 +40,7 @@ __all__ = ["listed_calls"]
 # "18:30", "bob@example.com"), or any other single visible character.
 _TOKEN = re.compile(r"[^\W_]+(?:[.,:/@_-][^\W_]+)*|\S")
 _QUOTES = {"'": "'", '"': '"', "\u2018": "\u2019", "\u201c": "\u201d", "(": ")"}  # opening marks, closing ones
-_JOINS = frozenset({",", ";", "and", "or", "&", "plus", "then", "also", "vs", "versus"})
+_JOINS = frozenset({",", ";", "and", "or", "&", "then", "also", "vs", "versus"})
 # Words an item never starts with: "weather in Paris and the stock price of AAPL" lists no second city.
 _NOT_ITEMS = frozenset(
     {"the", "a", "an", "my", "your", "our", "their", "his", "her", "its", "me", "it", "them", "us", "this", "that"}
@@ -54,6 +57,18 @@ class _Token:
     @property
     def is_word(self) -> bool:
         return self.text[:1].isalnum()
+
+
+class _Tokens(list[_Token]):
+    """The message's tokens, in order."""
+
+    def __init__(self, tokens: Iterable[_Token]) -> None:
+        super().__init__(tokens)
+        self._starts = [t.start for t in self]
+
+    def at(self, offset: int) -> int:
+        """The index of the first token that starts at or after `offset`."""
+        return bisect.bisect_left(self._starts, offset)
 
 
 @dataclass(frozen=True)
@@ -82,7 +97,7 @@ def listed_calls(
     properties = schema.get("properties")
     if arguments is None or not isinstance(properties, dict):
         return []
-    tokens = [_Token(m.start(), m.end(), m.group()) for m in _TOKEN.finditer(text)]
+    tokens = _Tokens(_Token(m.start(), m.end(), m.group()) for m in _TOKEN.finditer(text))
     slots = sorted(_slots(text, tokens, arguments, properties), key=lambda slot: slot.start)
     runs = [slots[i:j] for n in range(len(slots), 0, -1) for i, j in ((i, i + n) for i in range(len(slots) - n + 1))]
     used = {i for slot in slots for i in range(slot.start, slot.end)}  # an item is none of the call's own values
@@ -99,7 +114,7 @@ def listed_calls(
     return made
 
 
-def _slots(text: str, tokens: list[_Token], arguments: dict[str, Any], properties: dict[str, Any]) -> list[_Slot]:
+def _slots(text: str, tokens: _Tokens, arguments: dict[str, Any], properties: dict[str, Any]) -> list[_Slot]:
     """Where the message first holds each of the call's number, enum and free string values, without overlaps."""
     found: list[_Slot] = []
     for name, value in arguments.items():
@@ -112,35 +127,39 @@ def _slots(text: str, tokens: list[_Token], arguments: dict[str, Any], propertie
     return found
 
 
-def _locate(text: str, tokens: list[_Token], name: str, schema: dict[str, Any], value: Any) -> _Slot | None:
+def _locate(text: str, tokens: _Tokens, name: str, schema: dict[str, Any], value: Any) -> _Slot | None:
     if isinstance(value, int | float) and schema.get("type") in ("number", "integer"):
         for i, token in enumerate(tokens):
             if (read := number_at(text, token.start)) is not None:
                 number, percent, end = read
-                if math.isclose(number, value) or (percent and math.isclose(number / 100, value)):
-                    hundredths = not math.isclose(number, value)
-                    return _Slot(name, schema, value, i, _token_at(tokens, end), hundredths)
+                if _same(number, value) or (percent and _same(number / 100, value)):
+                    return _Slot(name, schema, value, i, tokens.at(end), not _same(number, value))
         return None
     if not isinstance(value, str):
         return None
     if isinstance(enum := schema.get("enum"), list):
-        starts = named_values(text.lower(), enum).get(value, [])
+        if len(lower := text.lower()) != len(text):  # where the enum is named would not be where in `text`
+            return None
+        starts = named_values(lower, enum).get(value, [])
         return next((_Slot(name, schema, value, i, i + 1) for i, t in enumerate(tokens) if t.start in starts), None)
     if schema.get("type") != "string" or {"format", "pattern", "const"} & schema.keys():
         return None
     wanted = [m.group().lower() for m in _TOKEN.finditer(value)]
     for i in range(len(tokens) - len(wanted) + 1):
-        if wanted and [t.text.lower() for t in tokens[i : i + len(wanted)]] == wanted:
+        first = wanted and tokens[i].text.lower() == wanted[0]  # the first token alone, before the slice
+        if first and [t.text.lower() for t in tokens[i : i + len(wanted)]] == wanted:
             return _Slot(name, schema, value, i, i + len(wanted))
     return None
 
 
-def _token_at(tokens: list[_Token], offset: int) -> int:
-    """The index of the first token that starts at or after `offset`."""
-    return next((i for i, t in enumerate(tokens) if t.start >= offset), len(tokens))
+def _same(number: float, value: float) -> bool:
+    try:
+        return math.isclose(number, value)
+    except OverflowError:  # an integer too large for a float
+        return False
 
 
-def _pattern(tokens: list[_Token], slots: list[_Slot]) -> tuple[list[_Element], int]:
+def _pattern(tokens: _Tokens, slots: list[_Slot]) -> tuple[list[_Element], int]:
     """The message from the first of `slots` to the last, each slot standing for its tokens, with the word or
     opening quote before it ("in <city>", "'<task>'"), and a closing quote or up to 2 words after it that a join
     word follows ("for <12> months and ..."); and the token after the pattern."""
@@ -164,7 +183,7 @@ def _pattern(tokens: list[_Token], slots: list[_Slot]) -> tuple[list[_Element], 
     return pattern, end
 
 
-def _items(text: str, tokens: list[_Token], pattern: list[_Element], at: int, used: set[int]) -> list[dict[str, Any]]:
+def _items(text: str, tokens: _Tokens, pattern: list[_Element], at: int, used: set[int]) -> list[dict[str, Any]]:
     """The values of each item after `at` that join words lead to and that repeats an end of `pattern`, the longest
     end that matches, up to the first that does not or that holds a `used` token. Items joined by commas only count
     where a join word ("and", "or"...) comes after them: "Chicago, IL" lists no second city, "AAPL, MSFT and NVDA"
@@ -192,10 +211,11 @@ def _is_lower_word(token: _Token) -> bool:
     return token.text.isalpha() and token.text.islower()
 
 
-def _match(text: str, tokens: list[_Token], part: list[_Element], at: int) -> tuple[int, dict[str, Any]] | None:
+def _match(text: str, tokens: _Tokens, part: list[_Element], at: int) -> tuple[int, dict[str, Any]] | None:
     """The values of the item at `at` that repeats `part` (which holds a slot), and the token after it."""
-    if not any(isinstance(element, _Slot) for element in part):
-        return None
+    slots = sum(isinstance(element, _Slot) for element in part)
+    if not slots or (slots > 1 and all(isinstance(element, _Slot) for element in part)):
+        return None  # "5 minutes and 30 seconds" is one duration: an item of several values repeats a word too
     values: dict[str, Any] = {}
     for k, element in enumerate(part):
         if at >= len(tokens):
@@ -213,21 +233,19 @@ def _match(text: str, tokens: list[_Token], part: list[_Element], at: int) -> tu
     return at, values
 
 
-def _read(text: str, tokens: list[_Token], at: int, slot: _Slot, following: str | None) -> tuple[int, Any] | None:
+def _read(text: str, tokens: _Tokens, at: int, slot: _Slot, following: str | None) -> tuple[int, Any] | None:
     """The value of `slot`'s kind that the message holds from token `at`, and the token after it."""
     schema = slot.schema
     if isinstance(slot.value, int | float):
         if (read := number_at(text, tokens[at].start)) is None:
             return None
         number, percent, end = read
-        if slot.hundredths != percent and slot.hundredths:
+        if slot.hundredths and not percent:
             return None
         number = number / 100 if slot.hundredths else number
-        if schema.get("type") == "integer" and not float(number).is_integer():
+        if not _fits(schema, number):
             return None
-        if not schema.get("minimum", -math.inf) <= number <= schema.get("maximum", math.inf):
-            return None
-        return _token_at(tokens, end), int(number) if float(number).is_integer() else number
+        return tokens.at(end), int(number) if float(number).is_integer() else number
     if isinstance(enum := schema.get("enum"), list):
         for n in range(1, 4):  # the fewest words that name one value: "Spanish", "British pounds"
             words = tokens[at : at + n]
@@ -240,9 +258,7 @@ def _read(text: str, tokens: list[_Token], at: int, slot: _Slot, following: str 
     return _read_string(text, tokens, at, slot, following)
 
 
-def _read_string(
-    text: str, tokens: list[_Token], at: int, slot: _Slot, following: str | None
-) -> tuple[int, str] | None:
+def _read_string(text: str, tokens: _Tokens, at: int, slot: _Slot, following: str | None) -> tuple[int, str] | None:
     """A run of the user's words in the slot's capitalisation: up to the word the pattern goes on with, or else to
     the next mark or join word (capitalised words only, after a capitalised value: "Madrid" of "Madrid's")."""
     first = tokens[at]
@@ -269,10 +285,37 @@ def _read_string(
         if abs(end - at - words) > capital or not (stopped or (capital and tokens[end].text[:1].islower())):
             return None
     value = text[first.start : tokens[end - 1].end]
-    schema = slot.schema
-    if not schema.get("minLength", 1) <= len(value) <= schema.get("maxLength", math.inf):
+    if not _bound(slot.schema, "minLength", 1) <= len(value) <= _bound(slot.schema, "maxLength", math.inf):
         return None
     return end, value
+
+
+_CHECKS = (
+    ("minimum", operator.ge, -math.inf),
+    ("maximum", operator.le, math.inf),
+    ("exclusiveMinimum", operator.gt, -math.inf),
+    ("exclusiveMaximum", operator.lt, math.inf),
+)
+
+
+def _fits(schema: Mapping[str, Any], number: float) -> bool:
+    """Whether `number` is a value of the number or integer `schema`."""
+    if not math.isfinite(number) or (schema.get("type") == "integer" and not number.is_integer()):
+        return False
+    if isinstance(enum := schema.get("enum"), list) and number not in enum:
+        return False
+    if "const" in schema and number != schema["const"]:
+        return False
+    step = _bound(schema, "multipleOf", 0)
+    if step > 0 and not math.isclose(number / step, round(number / step)):
+        return False
+    return all(check(number, _bound(schema, key, default)) for key, check, default in _CHECKS)
+
+
+def _bound(schema: Mapping[str, Any], key: str, default: float) -> float:
+    """The schema's number under `key`, or `default` when it has none (or something else there)."""
+    value = schema.get(key)
+    return value if isinstance(value, int | float) and not isinstance(value, bool) else default
 
 
 def _covers(call: ToolCall, values: dict[str, Any]) -> bool:

@@ -69,7 +69,8 @@ class ServerConfig(BaseModel):
     )
     ground_answers: bool = Field(
         default=True,
-        description="a text answer to short tool results (values: numbers, dates, ids) holds one of their values",
+        description="a text answer to short tool results (values: numbers, dates, ids) starts with them, as "
+        "written, when each is one plain line, else holds one of their values",
     )
     copy_values: bool = Field(
         default=True,

@@ -26,7 +26,7 @@ from autoqwen.local_llm.chat_template import ChatPrompt
 from autoqwen.local_llm.completion import Completion, interleave
 from autoqwen.local_llm.engine import Engine
 from autoqwen.local_llm.errors import ContextLengthExceeded, InvalidRequest, LocalLLMError
-from autoqwen.local_llm.grammars import NAME_PREFIX, answer_grammar, json_grammar, max_calls, tool_grammar
+from autoqwen.local_llm.grammars import NAME_PREFIX, answer_grammar, answer_stops, json_grammar, max_calls, tool_grammar
 from autoqwen.local_llm.listed_calls import listed_calls
 from autoqwen.local_llm.logprobs import LogprobReader, chat_logprobs
 from autoqwen.local_llm.metrics import ServerMetrics
@@ -136,7 +136,7 @@ class ChatServing:
     def _choice(
         self, body: ChatCompletionRequest, index: int, completion: Completion, text: str, reply: ReplyStream
     ) -> Choice:
-        reasoning, content, calls = split_reply(text, reply)
+        reasoning, content, calls = split_reply(text, reply, cut=completion.finish_reason == "length")
         message = ResponseMessage(content=content, reasoning_content=reasoning, tool_calls=calls or None)
         logprobs = None
         if body.logprobs:  # every token of the raw reply (tool-call markup and reasoning included)
@@ -218,7 +218,7 @@ class ChatServing:
 
         def end(index: int) -> Iterator[str]:
             done[index], split = True, replies[index]
-            for item in split.close():
+            for item in split.close(cut=completions[index].finish_reason == "length"):
                 yield event([ChunkChoice(index=index, delta=_delta(item, split))])
             finish = _finish_reason(completions[index], bool(split.calls))
             tokens = logprobs(index, "")
@@ -338,7 +338,7 @@ def _sampling_params(
         temperature=config.default_temperature if body.temperature is None else body.temperature,
         top_p=1.0 if body.top_p is None else body.top_p,
         seed=body.seed,
-        stop=tuple(body.stop_list()),
+        stop=(*body.stop_list(), *answer_stops(body)),
         presence_penalty=body.presence_penalty,
         frequency_penalty=body.frequency_penalty,
         logit_bias=bias,
@@ -386,9 +386,9 @@ def _splitter(body: ChatCompletionRequest, parallel: bool) -> ToolCallStream:
     further = None
     limit, latest = max_calls(body, parallel=parallel), body.messages[-1] if body.messages else None
     if limit > 1 and latest is not None and latest.role == "user":
+        schemas = {t.function.name: t.function.parameters for t in body.tools or []}
         with contextlib.suppress(ValueError):  # content the model cannot read: the prompt refuses it
-            text, schemas = latest.text(), {t.function.name: t.function.parameters for t in body.tools or []}
-            further = functools.partial(listed_calls, text, tools=schemas, limit=limit)
+            further = functools.partial(listed_calls, latest.text(), tools=schemas, limit=limit)
     return ToolCallStream(required, times_written(conversation_values(body)), further)
 
 

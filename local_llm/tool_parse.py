@@ -89,8 +89,9 @@ class ToolCallStream:
                 yield text
             return
 
-    def close(self) -> Iterator[str | ToolCall]:
-        """The end of generation: a call left open (cut off) as far as it goes, or the text still held."""
+    def close(self, cut: bool = False) -> Iterator[str | ToolCall]:
+        """The end of generation: a call left open (cut off) as far as it goes, or the text still held; the further
+        calls unless the reply was `cut` (by `max_tokens`)."""
         rest, in_call = self._buffer, self._in_call
         self._buffer, self._in_call = "", False
         if in_call:
@@ -100,7 +101,7 @@ class ToolCallStream:
             return
         if rest.strip() or (rest and not self.calls):
             yield rest
-        if self.calls and self._further is not None:
+        if self.calls and self._further is not None and not cut:
             more = self._further(self.calls)
             self.calls.extend(more)
             yield from more
@@ -234,12 +235,12 @@ class ReplyStream:
         if not self.ended:
             yield from self._route(self._thinking.feed(piece) if self._thinking is not None else [piece])
 
-    def close(self) -> Iterator[str | Reasoning | ToolCall]:
-        """The end of generation: whatever was held back."""
+    def close(self, cut: bool = False) -> Iterator[str | Reasoning | ToolCall]:
+        """The end of generation (`cut`: by `max_tokens`): whatever was held back."""
         if self._thinking is not None:
             yield from self._route(self._thinking.close())
         if self._calls is not None:
-            yield from self._calls.close()
+            yield from self._calls.close(cut)
 
     def _route(self, items: Iterator[Reasoning | str] | list[str]) -> Iterator[str | Reasoning | ToolCall]:
         for item in items:
@@ -249,12 +250,14 @@ class ReplyStream:
                 yield from self._calls.feed(item)
 
 
-def split_reply(text: str, stream: ReplyStream | None = None) -> tuple[str | None, str | None, list[ToolCall]]:
-    """A whole reply split into its reasoning (None when there is none), its content and its tool calls, by
-    `stream` (a fresh ReplyStream, set up for the request) or a plain one. The content is None when the reply only
-    made calls or only thought, else as written (around calls, stripped)."""
+def split_reply(
+    text: str, stream: ReplyStream | None = None, cut: bool = False
+) -> tuple[str | None, str | None, list[ToolCall]]:
+    """A whole reply (`cut`: by `max_tokens`) split into its reasoning (None when there is none), its content and
+    its tool calls, by `stream` (a fresh ReplyStream, set up for the request) or a plain one. The content is None
+    when the reply only made calls or only thought, else as written (around calls, stripped)."""
     stream = stream or ReplyStream()
-    items = [*stream.feed(text), *stream.close()]
+    items = [*stream.feed(text), *stream.close(cut)]
     reasoning = "".join(item.text for item in items if isinstance(item, Reasoning)) or None
     text = "".join(item for item in items if isinstance(item, str))
     if stream.calls:

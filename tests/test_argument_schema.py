@@ -13,7 +13,6 @@ from fastapi.testclient import TestClient
 from autoqwen.local_llm import Engine, ServerConfig, create_app
 from autoqwen.local_llm.argument_schema import (
     MAX_ITEMS,
-    MAX_SPAN_WORDS,
     MAX_STRING_CHARS,
     Values,
     argument_schema,
@@ -22,6 +21,7 @@ from autoqwen.local_llm.argument_schema import (
 )
 from autoqwen.local_llm.grammars import json_grammar
 from autoqwen.local_llm.protocol import ChatCompletionRequest, ResponseFormat
+from autoqwen.local_llm.spans import MAX_SPAN_WORDS
 
 URL = "/v1/chat/completions"
 # Most clients' schemas say nothing of additionalProperties; JSON Schema's default is open.
@@ -119,6 +119,17 @@ def test_free_strings_take_spans_of_the_users_words() -> None:
     assert all(len(span.split()) <= MAX_SPAN_WORDS for span in city["enum"])
     shaped = {"type": "object", "properties": {"date": {"type": "string", "pattern": "^[0-9-]+$"}}}
     assert "enum" not in argument_schema(shaped, values_of("on 2025-01-06"))["properties"]["date"]
+
+
+def test_a_span_does_not_cut_a_name_short() -> None:
+    """Before, SmolLM2-135M wrote "New York" for "New York, NY", "Lakers" for "Los Angeles Lakers", "345 678" for a
+    phone number, "Central Park" for "Central Park, NY"."""
+    spans = values_of("Restaurants in New York, NY near Central Park, NY? Ask Maria Lopez on +34 612 345 678.").spans
+    assert {"New York, NY", "Central Park, NY", "Maria Lopez", "+34 612 345 678", "York, NY", "Lopez"} <= set(spans)
+    assert not {"New York", "Central Park", "Maria", "345 678", "+34 612"} & set(spans)
+    spans = values_of("Play Yesterday by The Beatles. Check building Id B1004 with sides 3, 4, and 5.").spans
+    assert {"Yesterday", "The Beatles", "B1004", "3", "4"} <= set(spans)  # a sentence's first word starts no name
+    assert not {"The", "Id"} & set(spans)
 
 
 def test_numbers_are_read_as_a_reader_reads_them() -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from autoqwen.local_llm.listed_calls import listed_calls
 from autoqwen.local_llm.protocol import FunctionCall, ToolCall
-from autoqwen.local_llm.tool_parse import ToolCallStream, parse_reply
+from autoqwen.local_llm.tool_parse import ReplyStream, ToolCallStream, parse_reply, split_reply
 
 CURRENCIES = ["USD", "EUR", "GBP", "JPY"]
 TOOLS: dict[str, dict[str, Any]] = {
@@ -40,6 +40,17 @@ TOOLS: dict[str, dict[str, Any]] = {
     "add_todo": {"type": "object", "properties": {"task": {"type": "string"}, "tags": {"type": "array"}}},
     "fetch": {"type": "object", "properties": {"url": {"type": "string"}}},
     "add": {"type": "object", "properties": {"a": {"type": "number"}, "b": {"type": "number"}}},
+    "timer": {
+        "type": "object",
+        "properties": {"amount": {"type": "integer"}, "unit": {"enum": ["seconds", "minutes", "hours"]}},
+    },
+    "odd": {
+        "type": "object",
+        "properties": {
+            "n": {"type": "integer", "minimum": "1", "maximum": None, "enum": [15, 30]},
+            "s": {"type": "string", "minLength": "x"},
+        },
+    },
     "savings": {
         "type": "object",
         "properties": {
@@ -115,6 +126,8 @@ def test_each_further_item_gets_the_first_calls_arguments_with_its_values(
         ("Add 1543 and 2981.", call("add", a=1543, b=2981)),  # the second number is the call's own
         ("Thai food in New York, NY", call("get_weather", city="New York")),  # a comma alone lists nothing
         ("Restaurants in Chicago, IL and the weather there", call("get_weather", city="Chicago")),
+        ("A timer for 5 minutes and 30 seconds", call("timer", amount=5, unit="minutes")),  # one duration
+        ("The square root of 16 plus 9", call("add", a=16)),
         ("Add 'milk' to my list, tagged 'food' and 'home'.", call("add_todo", task="milk", tags=["food", "home"])),
     ],
 )
@@ -147,5 +160,15 @@ def test_the_reply_stream_adds_the_further_calls_after_whole_calls_only() -> Non
     _, calls = parse_reply(whole, stream())
     assert [json.loads(c.function.arguments)["city"] for c in calls] == ["Oslo", "Cairo"]
     assert calls[0].id != calls[1].id
-    _, cut = parse_reply(whole[:-5], stream())  # cut off by max_tokens: the reply is not whole
+    _, cut = parse_reply(whole[:-5], stream())  # cut off by max_tokens inside the call, or after it
     assert len(cut) == 1
+    assert len(split_reply(whole + "\n", ReplyStream(calls=stream()), cut=True)[2]) == 1
+
+
+def test_odd_schemas_and_numbers_make_no_call_and_no_error() -> None:
+    assert more("Use 15 and 30", call("odd", n=15)) == [{"n": 30}]  # bounds that are not numbers are ignored
+    assert more("Use 15 and 20", call("odd", n=15)) == []  # the enum holds
+    assert more("Say 'a' and 'b'", call("odd", s="a")) == [{"s": "b"}]
+    huge = "9" * 400
+    assert more(f"Add {huge} and {huge}1", call("add", a=10**400)) == []
+    assert more(f"Add 1 and {huge}", call("add", a=1)) == []  # not a finite number

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from autoqwen.local_llm import Engine, ServerConfig, create_app
 from autoqwen.local_llm.argument_schema import conversation_urls
-from autoqwen.local_llm.grammars import NAME_PREFIX, answer_grammar, result_values, tool_grammar
+from autoqwen.local_llm.grammars import NAME_PREFIX, answer_grammar, answer_stops, result_values, tool_grammar
 from autoqwen.local_llm.protocol import ChatCompletionRequest, Tool, ToolCall
 from autoqwen.local_llm.scoring import MERGE_TAIL
 from autoqwen.local_llm.signatures import signature
@@ -632,16 +632,47 @@ def results_turns(result: str) -> list[dict[str, Any]]:
     ]
 
 
-def test_an_answer_to_short_results_holds_one_of_their_values(tiny_engine: Engine) -> None:
-    """Before, after `add` returned 5555 the bundled model answered "123483"."""
-    body = ChatCompletionRequest.model_validate(
-        {
-            "model": "m",
-            "messages": results_turns("Total: 5555 (2026-12-05)."),
-            "tools": [WEATHER],
-            "tool_choice": "none",
-        }
+def results_body(*results: str, **overrides: Any) -> ChatCompletionRequest:
+    """A request answering `results`, one tool message each, with tools listed but none callable."""
+    calls = [
+        {"id": f"c{i}", "type": "function", "function": {"name": "f", "arguments": "{}"}} for i in range(len(results))
+    ]
+    turns = [{"role": "tool", "tool_call_id": f"c{i}", "content": text} for i, text in enumerate(results)]
+    messages = [*ASK, {"role": "assistant", "tool_calls": calls}, *turns]
+    return ChatCompletionRequest.model_validate(
+        {"model": "m", "messages": messages, "tools": [WEATHER], "tool_choice": "none", **overrides}
     )
+
+
+def test_an_answer_to_short_plain_results_starts_with_them(tiny_engine: Engine) -> None:
+    """Before, the bundled model answered "The result of 123456789 is 5332114." to 5332114, "The exchange rate
+    between EUR and GBP is currently 1.00000000000000001." to "1 EUR = 0.87 GBP"."""
+    body = results_body("Oslo: 4 degrees celsius", "Cairo: 31 degrees celsius ")
+    grammar = answer_grammar(body)
+    assert grammar is not None and tiny_engine.check_grammar(grammar) is None
+    assert accepts(tiny_engine, grammar, "Oslo: 4 degrees celsius\nCairo: 31 degrees celsius")
+    assert accepts(tiny_engine, grammar, "Oslo: 4 degrees celsius\nCairo: 31 degrees celsius. Cairo is warmer.")
+    assert not accepts(tiny_engine, grammar, "Cairo is warmer.")
+    assert not accepts(tiny_engine, grammar, "Oslo: 4 degrees celsius\nCairo: 31 degrees celsius\n</tool_response>")
+    assert answer_stops(body) == ("\n</", "</")  # the model's close of the block it imagines ends the reply
+    free = answer_grammar(body, grounded=False)
+    assert free is not None and accepts(tiny_engine, free, "Cairo is warmer.")
+    for words in ("No numbers here.", "Line 1\nLine 2", "<b>5</b>", '{"total": 5}', "x" * 301):
+        grammar = answer_grammar(results_body(words))  # not quoted: no numbers, lines, tags, JSON, or a page
+        assert grammar is not None and accepts(tiny_engine, grammar, "It is 5, or 1."), words
+
+
+def test_only_a_reply_that_cannot_call_ends_at_a_closing_tag() -> None:
+    assert answer_stops(results_body("5555", tool_choice="auto")) == ()  # a call's own close is "</tool_call>"
+    assert answer_stops(results_body("5555", response_format={"type": "json_object"})) == ()
+    question = ChatCompletionRequest.model_validate({"model": "m", "messages": ASK, "tool_choice": "none"})
+    assert answer_stops(question) == ()
+
+
+def test_an_answer_to_short_results_holds_one_of_their_values(tiny_engine: Engine) -> None:
+    """Before, after `add` returned 5555 the bundled model answered "123483". Results that are not one plain line
+    (here JSON) are not quoted: the answer holds one of their values."""
+    body = results_body('{"total": 5555, "date": "2026-12-05"}')
     assert result_values(body) == ["5555", "2026-12-05"]
     grammar = answer_grammar(body)
     assert grammar is not None and tiny_engine.check_grammar(grammar) is None

@@ -80,7 +80,7 @@ def serve(
         bool,
         typer.Option(
             "--ground-answers/--free-answers",
-            help="An answer to short tool results (numbers, dates, ids) holds one of their values, or any text.",
+            help="An answer to short tool results (numbers, dates, ids) opens with them or holds a value, or any text.",
         ),
     ] = True,
     max_batch: Annotated[int, typer.Option(min=1, help="Requests that decode together; more wait in the queue.")] = 8,

@@ -1,0 +1,88 @@
+"""Spans of the user's words: what a free string argument may take (`argument_schema` limits it to them).
+
+    spans("Weather in New York, NY?".split())   # "Weather", "Weather in", ..., "New York, NY", "York, NY", ...
+
+A span is a run of up to `MAX_SPAN_WORDS` words, its edges stripped of punctuation. A quoted phrase is a span of
+its own, however long, and part of no other; a span does not cut a name short ("New York" of "New York, NY") nor
+start inside a number written in groups ("345 678" of "+34 612 345 678").
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+__all__ = ["MAX_SPAN_WORDS", "spans"]
+
+MAX_SPAN_WORDS = 8  # the longest span of the user's words a string argument may take
+_EDGE = "\"'`.,;:!?()[]{}<>\u2018\u2019\u201c\u201d"  # stripped from a span's ends
+_QUOTES = {"'": "'", '"': '"', "\u2018": "\u2019", "\u201c": "\u201d"}  # opening quote marks and their closing ones
+
+
+def spans(words: list[str]) -> Iterator[str]:
+    """Runs of up to `MAX_SPAN_WORDS` words; a quoted phrase is a span of its own, however long, and in no other:
+    asked to "add 'renew passport' to my todo list", SmolLM2-135M wrote "renew", and to translate "'Where is the
+    train station?' into German", it ran on past the closing quote."""
+    quoted, names = _quoted(words), _names(words)
+    runs = [(a, b) for a in range(len(words)) for b in range(a + 1, min(a + MAX_SPAN_WORDS, len(words)) + 1)]
+    seen: set[str] = set()
+    for start, end in [*runs, *quoted]:
+        if any(a < end and start < b and (a, b) != (start, end) for a, b in quoted):
+            continue  # a quoted phrase with other words, or a part of one
+        if any(a < end < b or (number and a < start < b) for a, b, number in names) and (start, end) not in quoted:
+            continue  # a name cut short ("New York" of "New York, NY"), or a part of a number in groups
+        span = " ".join(words[start:end]).replace("\\", "").strip(_EDGE).strip()
+        if span and span not in seen:
+            seen.add(span)
+            yield span
+
+
+def _names(words: list[str]) -> list[tuple[int, int, bool]]:
+    """The (start, end, whether a number) word ranges of names of several words: capitalised words in a row ("Los
+    Angeles Lakers", "Yamaha P125"), with a code of 2 or 3 capitals after a comma ("New York, NY"), and numbers
+    in groups ("+34 612 345 678"). A sentence's first word starts no name of several words ("Play Yesterday").
+    A span may not end inside a name (SmolLM2-135M wrote "New York" for "New York, NY"), nor start inside a number
+    ("345 678"); it may start inside other names ("a Lawyer John Doe")."""
+    found: list[tuple[int, int, bool]] = []
+    i = 0
+    while i < len(words):
+        end = i + 1
+        if _is_digits(words[i]):
+            while end < len(words) and words[end - 1][-1:].isdigit() and _is_digits(words[end]):
+                end += 1
+        elif _is_capital(words[i]) and not _starts_sentence(words, i):
+            while end < len(words) and _is_capital(words[end]) and words[end - 1][-1:].isalnum():
+                end += 1
+            code = words[end].strip(_EDGE) if end < len(words) else ""
+            if words[end - 1].endswith(",") and 2 <= len(code) <= 3 and code.isalpha() and code.isupper():
+                end += 1
+        if end - i > 1:
+            found.append((i, end, _is_digits(words[i])))
+        i = end
+    return found
+
+
+def _is_capital(word: str) -> bool:
+    return word.lstrip(_EDGE)[:1].isupper()
+
+
+def _is_digits(word: str) -> bool:
+    return re.fullmatch(r"\+?\d+", word.rstrip(_EDGE)) is not None
+
+
+def _starts_sentence(words: list[str], i: int) -> bool:
+    return i == 0 or words[i - 1].rstrip("\"')\u2019\u201d")[-1:] in (".", "!", "?", ":")
+
+
+def _quoted(words: list[str]) -> list[tuple[int, int]]:
+    """The (start, end) word ranges of the quoted phrases: from a word that opens a quote to the one that closes it
+    (an apostrophe inside a word, "don't", opens nothing)."""
+    found, opened = [], None
+    for i, word in enumerate(words):
+        if (mark := word.lstrip("(")[:1]) in _QUOTES and len(word.lstrip("(")) > 1:  # a new opener restarts
+            opened = (i, _QUOTES[mark])
+            word = word.lstrip("(")[1:]
+        if opened is not None and word.rstrip(".,;:!?)").endswith(opened[1]):
+            found.append((opened[0], i + 1))
+            opened = None
+    return found
