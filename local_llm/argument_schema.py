@@ -18,7 +18,7 @@
   wrote the hour of "10:45" as 1). Without such words or numbers in the conversation, the value is
   free; a quoted phrase is a span only whole. An enum whose values the user names ("in fahrenheit", "to JPY",
   "kilometers" for km) offers only those, and parameters that share an enum take them in the order the user names
-  them ("miles to kilometers": from mi, to km).
+  them ("miles to kilometers": from mi, to km). An optional property the user names a value of is required.
 
 `response_format` json_schema is closed the same way, but not bounded (a JSON answer may be long).
 """
@@ -66,6 +66,9 @@ _NUMBER = re.compile(
     re.IGNORECASE,
 )
 _SCALE = {"thousand": 1e3, "million": 1e6, "billion": 1e9, "bn": 1e9, "trillion": 1e12}
+_COUNTED = re.compile(
+    r"\d\s+(?:[^\W\d_]+\s+){0,2}$"
+)  # a number, then up to 2 words: "50 british " of "50 british pounds"
 _FRACTION_WORDS = re.compile(r"\b(fraction|ratio|decimal|proportion|between 0 and 1)\b", re.IGNORECASE)
 _URL = re.compile(r"https?://[^\s<>\"'`)\]}\\]+")
 _URL_ROLES = ("system", "developer", "user")  # where a workflow's task and inputs arrive
@@ -90,7 +93,7 @@ NO_VALUES = Values()
 
 def argument_schema(parameters: dict[str, Any], values: Values = NO_VALUES) -> dict[str, Any]:
     """A tool's parameter schema as its arguments are decoded: closed, bounded, values copied."""
-    in_order = _transform(parameters, lambda schema: _in_order_named(schema, values.text))
+    in_order = _transform(parameters, lambda schema: _in_order_named(_named_required(schema, values.text), values.text))
     return _transform(in_order, lambda schema: _bound(_close(_copy_values(schema, values))))
 
 
@@ -158,6 +161,8 @@ def _copy_values(schema: dict[str, Any], values: Values) -> dict[str, Any]:
         return schema
     if kind == "string" and schema.get("format") in ("uri", "url"):
         return _limited(schema, list(values.urls))
+    if kind == "string" and (examples := _examples_named(schema, values.text)):
+        return schema | {"enum": examples}
     if kind == "string" and not {"format", "pattern"} & schema.keys():
         low, high = schema.get("minLength", 1), schema.get("maxLength", MAX_STRING_CHARS)
         return _limited(schema, [span for span in values.spans if low <= len(span) <= high])
@@ -211,13 +216,22 @@ def _mentions_of(text: str, value: str) -> list[tuple[int, bool]]:
     stem = value if len(value) < 5 else value[:-1]  # "multiply": "multiplied"
     if len(value) >= 3 and (found := [(at, False) for at, word in words if word.startswith(stem)]):
         return found  # two letters begin too many words by chance: "fr" is not "from"
+    quoted = _quoted_text(text)  # words to act on, not choices: "'Where is the station?' into German" is not `it`
     return [
         (at, True)
         for i, (at, word) in enumerate(words)
         if len(value) <= 4
         and word[0] == value[0]
+        and not any(a <= at < b for a, b in quoted)
         and _abbreviates(value, word, words[i + 1][1] if i + 1 < len(words) else "")
     ]
+
+
+@functools.lru_cache(maxsize=16)
+def _quoted_text(text: str) -> tuple[tuple[int, int], ...]:
+    """Where `text` holds quoted phrases (from an opening quote after no letter to its closing one)."""
+    found = re.finditer(r"(?<!\w)(?:'[^']+'|\"[^\"]+\"|\u2018[^\u2019]+\u2019|\u201c[^\u201d]+\u201d)", text)
+    return tuple(m.span() for m in found)
 
 
 @functools.lru_cache(maxsize=16)
@@ -251,8 +265,9 @@ def _abbreviates(code: str, word: str, following: str) -> bool:
 def _in_order_named(schema: dict[str, Any], text: str) -> dict[str, Any]:
     """Properties that share one enum ("from_unit" and "to_unit") take the values the user names in the order the
     user names them ("26.2 miles to kilometers": mi, then km) when the user names one distinct value for each, once;
-    a small model otherwise writes the same value for both. Otherwise (parallel calls: "100 USD to EUR and 100 USD
-    to GBP") each keeps every value named."""
+    a small model otherwise writes the same value for both. The one value written after a number comes first,
+    though: it is what the number counts ("How many yen is 50 GBP?": GBP, then JPY). Otherwise (parallel calls:
+    "100 USD to EUR and 100 USD to GBP") each keeps every value named."""
     properties = schema.get("properties")
     if not isinstance(properties, dict):
         return schema
@@ -264,12 +279,47 @@ def _in_order_named(schema: dict[str, Any], text: str) -> dict[str, Any]:
     out = dict(properties)
     for enum, names in groups.items():
         named = named_values(text, list(enum))
-        mentions = [v for _, v in sorted((at, v) for v, hits in named.items() for at in hits)]
+        found = sorted((at, v) for v, hits in named.items() for at in hits)
+        counted = [v for at, v in found if _COUNTED.search(text[:at])]
+        mentions = [v for _, v in sorted(found, key=lambda hit: (len(counted) != 1 or hit[1] != counted[0], hit))]
         if len(names) < 2 or len(mentions) != len(names) or len(set(mentions)) < len(names):
             continue  # not one mention a parameter: each keeps every named value
         for name, value in zip(names, mentions, strict=True):
             out[name] = properties[name] | {"enum": [value]}
     return schema | {"properties": out}
+
+
+def _named_required(schema: dict[str, Any], text: str) -> dict[str, Any]:
+    """An object whose optional property the user gives a value by naming it is required to have it: an enum value
+    the user names ("in heat mode"), or an example the property's description quotes ("Format, e.g. 'IMAX'": "IMAX
+    movie releases"); SmolLM2-135M left them out. Not a property that shares the named value with another (a source
+    language is not the target language the user names: no value named is another property's too)."""
+    properties = schema.get("properties")
+    if not isinstance(properties, dict):
+        return schema
+    required = schema.get("required", [])
+    if not isinstance(required, list):
+        return schema
+
+    def given(name: str, sub: Any) -> bool:
+        if not isinstance(sub, dict) or name in required:
+            return False
+        if not isinstance(enum := sub.get("enum"), list):
+            return bool(_examples_named(sub, text))
+        others = [v for key, p in properties.items() if key != name and isinstance(p, dict) for v in p.get("enum", [])]
+        return bool(named := named_values(text, enum)) and not any(value in others for value in named)
+
+    named = [name for name, sub in properties.items() if given(name, sub)]
+    return schema | {"required": [*required, *named]} if named else schema
+
+
+def _examples_named(schema: dict[str, Any], text: str) -> list[str]:
+    """The examples a free string's description quotes ("could be 'IMAX', '2D' or '3D'") that the user writes."""
+    if schema.get("type") != "string" or {"enum", "const", "format", "pattern"} & schema.keys():
+        return []
+    quoted = re.findall(r"'([^'\n]{1,40})'|\"([^\"\n]{1,40})\"", str(schema.get("description", "")))
+    examples = dict.fromkeys(a or b for a, b in quoted)
+    return [e for e in examples if re.search(rf"(?<!\w){re.escape(e.lower())}(?!\w)", text)]
 
 
 def times_written(values: Values) -> Callable[[object], int]:

@@ -145,10 +145,11 @@ _VALUE = re.compile(r"[^\s\"'`,;()\[\]{}<>]*\d[^\s\"'`,;()\[\]{}<>]*")  # no tag
 
 
 def answer_stops(body: ChatCompletionRequest) -> tuple[str, ...]:
-    """Where a text reply to tool results ends besides the client's `stop`: at a closing tag (SmolLM2-135M, having
-    answered, closes the `<tool_response>` block it imagines itself in: "AAPL: 187.42 USD\\n</item>")."""
-    if _has_results(body) and not offered_tools(body) and body.response_format is None:
-        return ("\n</", "</")
+    """Where a text reply that opens with the tool results (`answer_grammar`) ends besides the client's `stop`: at
+    a closing tag on a line of its own (SmolLM2-135M, having answered, closes the `<tool_response>` block it
+    imagines itself in: "AAPL: 187.42 USD\\n</item>")."""
+    if _has_results(body) and not offered_tools(body) and body.response_format is None and _plain_results(body):
+        return ("\n</",)
     return ()
 
 
@@ -168,14 +169,19 @@ def result_values(body: ChatCompletionRequest) -> list[str]:
 
 
 def _plain_results(body: ChatCompletionRequest) -> list[str] | None:
-    """The latest tool results in the order they came, each stripped, when each is one short line of plain text
-    (not JSON, no `<`); None otherwise."""
+    """The latest tool results in the order they came, each stripped, when there are at most `MAX_PARALLEL_CALLS`
+    and each is one short line of plain text holding a value (not JSON, no `<`); None otherwise."""
     results: list[str] = []
     for message in reversed(body.messages):
         if message.role != "tool":
             break
         results.insert(0, message.text().strip())
-    if all(text and "\n" not in text and "<" not in text and text[0] not in "{[" for text in results):
+    if len(results) > MAX_PARALLEL_CALLS or not result_values(body):
+        return None
+    if all(
+        len(text.splitlines()) == 1 and _VALUE.search(text) and "<" not in text and text[0] not in "{["
+        for text in results
+    ):
         return results
     return None
 

@@ -307,7 +307,11 @@ def _fits(schema: Mapping[str, Any], number: float) -> bool:
     if "const" in schema and number != schema["const"]:
         return False
     step = _bound(schema, "multipleOf", 0)
-    if step > 0 and not math.isclose(number / step, round(number / step)):
+    if step > 0 and (not math.isfinite(ratio := number / step) or not math.isclose(ratio, round(ratio))):
+        return False
+    if schema.get("exclusiveMinimum") is True and number <= _bound(schema, "minimum", -math.inf):
+        return False  # draft 4: a flag on `minimum`
+    if schema.get("exclusiveMaximum") is True and number >= _bound(schema, "maximum", math.inf):
         return False
     return all(check(number, _bound(schema, key, default)) for key, check, default in _CHECKS)
 

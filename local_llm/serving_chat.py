@@ -102,6 +102,8 @@ class ChatServing:
         grammar = think_first(grammar, thinking) if thinking is not None else grammar
         with_tools = bool(offered_tools(body))
         params = _sampling_params(body, self.config, grammar, _vocab_size(self.engine))
+        if grammar is not None and self.config.ground_answers and thinking in (None, "closed"):  # not "</think>"
+            params = dataclasses.replace(params, stop=(*params.stop, *answer_stops(body)))
         completions: list[Completion] = []  # `n` choices, each a sequence of the batch, drawing with its own seed
         try:
             for i in range(body.n):
@@ -338,7 +340,7 @@ def _sampling_params(
         temperature=config.default_temperature if body.temperature is None else body.temperature,
         top_p=1.0 if body.top_p is None else body.top_p,
         seed=body.seed,
-        stop=(*body.stop_list(), *answer_stops(body)),
+        stop=tuple(body.stop_list()),
         presence_penalty=body.presence_penalty,
         frequency_penalty=body.frequency_penalty,
         logit_bias=bias,

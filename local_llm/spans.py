@@ -3,8 +3,9 @@
     spans("Weather in New York, NY?".split())   # "Weather", "Weather in", ..., "New York, NY", "York, NY", ...
 
 A span is a run of up to `MAX_SPAN_WORDS` words, its edges stripped of punctuation. A quoted phrase is a span of
-its own, however long, and part of no other; a span does not cut a name short ("New York" of "New York, NY") nor
-start inside a number written in groups ("345 678" of "+34 612 345 678").
+its own, however long, and part of no other, and so is an address (a URL, an e-mail address, a path, a file
+name); a span does not cut a name short ("New York" of "New York, NY") nor start inside a number written in
+groups ("345 678" of "+34 612 345 678").
 """
 
 from __future__ import annotations
@@ -24,17 +25,31 @@ def spans(words: list[str]) -> Iterator[str]:
     asked to "add 'renew passport' to my todo list", SmolLM2-135M wrote "renew", and to translate "'Where is the
     train station?' into German", it ran on past the closing quote."""
     quoted, names = _quoted(words), _names(words)
+    alone = [*quoted, *((i, i + 1) for i, w in enumerate(words) if _is_address(w) and not _inside(i, quoted))]
     runs = [(a, b) for a in range(len(words)) for b in range(a + 1, min(a + MAX_SPAN_WORDS, len(words)) + 1)]
     seen: set[str] = set()
     for start, end in [*runs, *quoted]:
-        if any(a < end and start < b and (a, b) != (start, end) for a, b in quoted):
-            continue  # a quoted phrase with other words, or a part of one
+        if any(a < end and start < b and (a, b) != (start, end) for a, b in alone):
+            continue  # a quoted phrase or an address with other words, or a part of a quoted phrase
         if any(a < end < b or (number and a < start < b) for a, b, number in names) and (start, end) not in quoted:
             continue  # a name cut short ("New York" of "New York, NY"), or a part of a number in groups
         span = " ".join(words[start:end]).replace("\\", "").strip(_EDGE).strip()
         if span and span not in seen:
             seen.add(span)
             yield span
+
+
+# A web or e-mail address, a path or a file name: "https://x.org/a", "bob@example.com", "/etc/hosts", "notes.txt".
+_ADDRESS = re.compile(r"\S*://\S+|[^@\s]+@[^@\s]+\.\w+|[/~]\S+|[\w./-]*[\w-]{2,}\.[A-Za-z][A-Za-z0-9]{1,3}")
+
+
+def _is_address(word: str) -> bool:
+    """Whether `word` is an address, a span only alone: SmolLM2-135M read "the file notes.txt" as "file notes.txt"."""
+    return _ADDRESS.fullmatch(word.strip(_EDGE)) is not None
+
+
+def _inside(i: int, ranges: list[tuple[int, int]]) -> bool:
+    return any(a <= i < b for a, b in ranges)
 
 
 def _names(words: list[str]) -> list[tuple[int, int, bool]]:
@@ -47,23 +62,44 @@ def _names(words: list[str]) -> list[tuple[int, int, bool]]:
     i = 0
     while i < len(words):
         end = i + 1
-        if _is_digits(words[i]):
+        if _is_digits(words[i]):  # groups of three after the first, or a number that starts with "+"
+            grouped = words[i].startswith("+")
             while end < len(words) and words[end - 1][-1:].isdigit() and _is_digits(words[end]):
+                grouped = grouped or len(words[end].rstrip(_EDGE)) == 3
                 end += 1
+            end = end if grouped else i + 1
         elif _is_capital(words[i]) and not _starts_sentence(words, i):
             while end < len(words) and _is_capital(words[end]) and words[end - 1][-1:].isalnum():
                 end += 1
-            code = words[end].strip(_EDGE) if end < len(words) else ""
-            if words[end - 1].endswith(",") and 2 <= len(code) <= 3 and code.isalpha() and code.isupper():
-                end += 1
+            if (
+                words[end - 1].endswith(",")
+                and not _is_code(words[end - 1])
+                and end < len(words)
+                and _is_code(words[end])
+            ):
+                following = words[end + 1].strip(_EDGE).lower() if end + 1 < len(words) else ""
+                end += not words[end].endswith(",") and following not in ("and", "or")  # not "Paris, LA and NY"
+            if end - i > _LONGEST_NAME:  # Title Case Or Capitals Throughout: no name
+                i = end
+                continue
         if end - i > 1:
             found.append((i, end, _is_digits(words[i])))
         i = end
     return found
 
 
+_LONGEST_NAME = 4  # capitalised words in a longer row are a title or shouting, not a name
+
+
 def _is_capital(word: str) -> bool:
-    return word.lstrip(_EDGE)[:1].isupper()
+    core = word.strip(_EDGE)
+    return core[:1].isupper() and core != "I"
+
+
+def _is_code(word: str) -> bool:
+    """A code of 2 or 3 capitals: "NY", "USD"."""
+    core = word.strip(_EDGE)
+    return 2 <= len(core) <= 3 and core.isalpha() and core.isupper()
 
 
 def _is_digits(word: str) -> bool:

@@ -91,7 +91,7 @@ class ToolCallStream:
 
     def close(self, cut: bool = False) -> Iterator[str | ToolCall]:
         """The end of generation: a call left open (cut off) as far as it goes, or the text still held; the further
-        calls unless the reply was `cut` (by `max_tokens`)."""
+        calls unless the reply was `cut` (by `max_tokens`) before it `ended`."""
         rest, in_call = self._buffer, self._in_call
         self._buffer, self._in_call = "", False
         if in_call:
@@ -101,7 +101,7 @@ class ToolCallStream:
             return
         if rest.strip() or (rest and not self.calls):
             yield rest
-        if self.calls and self._further is not None and not cut:
+        if self.calls and self._further is not None and (not cut or self.ended):  # ended: whole, a padding call cut
             more = self._further(self.calls)
             self.calls.extend(more)
             yield from more

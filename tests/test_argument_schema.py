@@ -130,6 +130,40 @@ def test_a_span_does_not_cut_a_name_short() -> None:
     spans = values_of("Play Yesterday by The Beatles. Check building Id B1004 with sides 3, 4, and 5.").spans
     assert {"Yesterday", "The Beatles", "B1004", "3", "4"} <= set(spans)  # a sentence's first word starts no name
     assert not {"The", "Id"} & set(spans)
+    # Found by review: no name of "I", of codes in a list, of Title Case throughout, nor a number of two integers.
+    spans = values_of("On Monday I go. Convert 100 USD, EUR and GBP. Flights to Paris, LA and NY. Add 15 20.").spans
+    assert {"Monday", "USD", "Paris", "15"} <= set(spans)
+    assert "Book" in values_of("Please Book A Table For Two Near Soho Now").spans
+
+
+def test_an_optional_property_the_user_gives_a_value_is_required() -> None:
+    """Before, "Set the thermostat to 21.5 degrees in heat mode" got no mode, "IMAX movie releases" no format."""
+    mode = {"type": "string", "enum": ["heat", "cool", "auto"]}
+    thermostat = {
+        "type": "object",
+        "properties": {"degrees": {"type": "number"}, "mode": mode},
+        "required": ["degrees"],
+    }
+    schema = argument_schema(thermostat, values_of("Set the thermostat to 21.5 degrees in heat mode."))
+    assert schema["required"] == ["degrees", "mode"] and schema["properties"]["mode"]["enum"] == ["heat"]
+    assert argument_schema(thermostat, values_of("Set it to 21.5 degrees."))["required"] == ["degrees"]
+    described = {"type": "string", "description": "Format of movies - could be 'IMAX', '2D' or '3D'."}
+    schema = argument_schema({"type": "object", "properties": {"format": described}}, values_of("IMAX films in LA"))
+    assert schema["required"] == ["format"] and schema["properties"]["format"]["enum"] == ["IMAX"]
+    languages = {"type": "string", "enum": ["en", "de"]}
+    translate = {"type": "object", "properties": {"target": languages, "source": languages}, "required": ["target"]}
+    assert argument_schema(translate, values_of("Translate it into German"))["required"] == ["target"]  # shared
+
+
+def test_an_address_is_a_span_only_alone() -> None:
+    """Before, SmolLM2-135M read "What does the file notes.txt say?" as the path "file notes.txt"."""
+    spans = set(
+        values_of("What does the file notes.txt say? Mail bob@example.com, see https://x.org/a or /etc/hosts").spans
+    )
+    assert {"notes.txt", "bob@example.com", "https://x.org/a", "/etc/hosts", "What does the file"} <= spans
+    assert not {s for s in spans if ("notes.txt" in s or "bob@" in s or "/etc" in s) and " " in s}
+    kept = set(values_of("Pay 10.50 for lunch, e.g. soup, and/or salad; 'open notes.txt now'").spans)
+    assert {"Pay 10.50 for lunch", "e.g. soup", "and/or salad", "open notes.txt now"} <= kept
 
 
 def test_numbers_are_read_as_a_reader_reads_them() -> None:
@@ -176,6 +210,8 @@ CONVERT = {
         ("Convert 26.2 miles to kilometers.", "mi", "km"),  # codes the user's words abbreviate
         ("What is 100 degrees Fahrenheit in Celsius?", "fahrenheit", "celsius"),  # not "ft" from "Fahrenheit"
         ("5 ft in m please", "ft", "m"),  # the codes themselves
+        ("How many kilometers is 26.2 miles?", "mi", "km"),  # the value after the number is what it counts
+        ("Is 12 celsius warm in fahrenheit?", "celsius", "fahrenheit"),
     ],
 )
 def test_enums_shared_by_several_parameters_take_the_named_values_in_order(
@@ -329,6 +365,9 @@ def test_words_that_name_nothing() -> None:
     assert offered("Translate 'hello' from Engl to Germ", languages) == languages  # none named for sure
     assert offered("Translate 'hello' from English to German", languages) == ["en", "de"]  # by their names
     assert offered("I'm converting 5 ft to km", UNITS) == ["km", "ft"]
+    # Words in quotes are what to act on, not choices: "is the" abbreviated `it` (SmolLM2-135M took it).
+    assert offered("Translate 'Where is the train station?' into German.", ["en", "de", "it"]) == ["de"]
+    assert offered("Translate 'is the' to Italian", ["en", "de", "it"]) == ["it"]  # by its name, outside the quote
 
 
 def test_quotes_curly_or_after_a_stray_apostrophe_and_backslashes() -> None:

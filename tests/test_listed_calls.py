@@ -172,3 +172,9 @@ def test_odd_schemas_and_numbers_make_no_call_and_no_error() -> None:
     huge = "9" * 400
     assert more(f"Add {huge} and {huge}1", call("add", a=10**400)) == []
     assert more(f"Add 1 and {huge}", call("add", a=1)) == []  # not a finite number
+    steps = {"step": {"type": "object", "properties": {"n": {"type": "number", "multipleOf": 0.5}}}}
+    assert listed_calls(f"Use 5 and 9{'9' * 307}", [call("step", n=5)], steps, 3) == []  # no OverflowError
+    draft4 = {
+        "d4": {"type": "object", "properties": {"n": {"type": "integer", "minimum": 0, "exclusiveMinimum": True}}}
+    }
+    assert listed_calls("Use 5 and 0", [call("d4", n=5)], draft4, 3) == []

@@ -187,6 +187,21 @@ def test_thinking_is_reasoning_content_not_content(client: TestClient, monkeypat
     assert choices[-1]["finish_reason"] == "stop"
 
 
+def test_an_answer_to_tool_results_after_thinking_is_not_cut_at_its_closing_tag(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by review: the stop that ends a grounded answer at a closing tag ("\\n</") cut Qwen3's "\\n</think>"."""
+    script(monkeypatch, f"<think>\n{THOUGHT}\n</think>\n\nParis: 18 C")
+    call = {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
+    turns = [
+        *ASK,
+        {"role": "assistant", "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "c1", "content": "Paris: 18 C"},
+    ]
+    choice = post(client, messages=turns, tools=[WEATHER])["choices"][0]
+    assert (choice["message"]["reasoning_content"], choice["message"]["content"]) == (THOUGHT, "Paris: 18 C")
+
+
 def test_a_tool_call_after_thinking_comes_back_parsed(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
     script(monkeypatch, f"<think>\n{THOUGHT}\n</think>\n\n{CALL}")
     payload = {"tools": [WEATHER], "tool_choice": "required"}

@@ -582,8 +582,9 @@ def test_no_tool_competes_only_when_the_client_left_the_choice_open() -> None:
 def test_pick_answers_in_text_unless_a_tool_beats_no_tool_by_the_margin() -> None:
     from autoqwen.local_llm.tool_choice import NO_TOOL_MARGIN, pick
 
+    help_me = [{"role": "user", "content": "Help me out."}]  # no word of a tool's name
     request = ChatCompletionRequest.model_validate(
-        {"model": "m", "messages": ASK, "tools": [WEATHER, PLAN], "tool_choice": "required"}
+        {"model": "m", "messages": help_me, "tools": [WEATHER, PLAN], "tool_choice": "required"}
     )
     tools = list(request.tools or [])
     # Without a tool, the message is as likely as the mean probability of the no-tool candidates: here, at most
@@ -595,6 +596,26 @@ def test_pick_answers_in_text_unless_a_tool_beats_no_tool_by_the_margin() -> Non
     assert pick(request, tools, [-10.0, -5.0, no_tool + 0.1, no_tool + 0.1]).tool_choice == "none"
     assert pick(request, tools, [-10.0, -5.0, no_tool - 0.1, no_tool - 0.1]).tool_choice == "required"
     assert [t.function.name for t in pick(request, tools, [-1.0, -5.0]).tools or []] == ["get_weather"]
+
+
+def test_a_tool_the_user_names_by_a_word_of_its_name_scores_higher() -> None:
+    """Before, "Send an email to bob@example.com saying ..." went to set_reminder, whose channel score was higher."""
+    from autoqwen.local_llm.tool_choice import NAME_WORD_BONUS, named_words, pick
+
+    assert named_words("send_email", "Send an email to bob") == 2
+    assert named_words("set_reminder", "Remind me to call mom") == 1  # "set" names no tool in particular
+    assert named_words("searchPapers", "I need 5 papers") == 1 and named_words("get_news", "Any news?") == 1
+    assert named_words("get_weather", "Get me a coffee") == 0 and named_words("read_file", "Fill the form") == 0
+    assert named_words("read_file", "How many files are in /tmp?", ["write_file", "list_directory"]) == 0  # shared
+    request = ChatCompletionRequest.model_validate(
+        {"model": "m", "messages": ASK, "tools": [WEATHER, PLAN], "tool_choice": "required"}
+    )
+    tools = list(request.tools or [])  # "Plan a trip and check the weather.": 2 words of plan_trip, 1 of get_weather
+    below = -1.0 - NAME_WORD_BONUS + 0.1  # plan_trip's score, enough below get_weather's to win by one word only
+    assert [t.function.name for t in pick(request, tools, [-1.0, below]).tools or []] == ["plan_trip"]
+    assert [t.function.name for t in pick(request, tools, [-1.0, below - NAME_WORD_BONUS]).tools or []] == [
+        "get_weather"
+    ]
 
 
 def test_a_call_that_only_changes_options_repeats_the_one_before() -> None:
@@ -654,7 +675,7 @@ def test_an_answer_to_short_plain_results_starts_with_them(tiny_engine: Engine) 
     assert accepts(tiny_engine, grammar, "Oslo: 4 degrees celsius\nCairo: 31 degrees celsius. Cairo is warmer.")
     assert not accepts(tiny_engine, grammar, "Cairo is warmer.")
     assert not accepts(tiny_engine, grammar, "Oslo: 4 degrees celsius\nCairo: 31 degrees celsius\n</tool_response>")
-    assert answer_stops(body) == ("\n</", "</")  # the model's close of the block it imagines ends the reply
+    assert answer_stops(body) == ("\n</",)  # the model's close of the block it imagines ends the reply
     free = answer_grammar(body, grounded=False)
     assert free is not None and accepts(tiny_engine, free, "Cairo is warmer.")
     for words in ("No numbers here.", "Line 1\nLine 2", "<b>5</b>", '{"total": 5}', "x" * 301):
@@ -667,6 +688,8 @@ def test_only_a_reply_that_cannot_call_ends_at_a_closing_tag() -> None:
     assert answer_stops(results_body("5555", response_format={"type": "json_object"})) == ()
     question = ChatCompletionRequest.model_validate({"model": "m", "messages": ASK, "tool_choice": "none"})
     assert answer_stops(question) == ()
+    assert answer_stops(results_body("<b>5</b>")) == ()  # only after results the reply opens with
+    assert answer_stops(results_body("1", "2", "3", "4")) == ()  # more results than a reply quotes
 
 
 def test_an_answer_to_short_results_holds_one_of_their_values(tiny_engine: Engine) -> None:
