@@ -25,6 +25,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
@@ -37,8 +38,10 @@ from urllib.parse import urlsplit
 
 from autoqwen.addresses import check_host
 from autoqwen.local_llm.code_names import Words, standard_name_mentions
+from autoqwen.local_llm.name_words import name_words, stems
 from autoqwen.local_llm.protocol import ChatCompletionRequest
 from autoqwen.local_llm.spans import spans
+from autoqwen.local_llm.written_numbers import counted_numbers, numbers
 
 __all__ = [
     "MAX_INTEGER_DIGITS",
@@ -50,8 +53,8 @@ __all__ = [
     "closed",
     "conversation_urls",
     "conversation_values",
+    "for_tool",
     "named_values",
-    "number_at",
     "times_written",
 ]
 
@@ -60,15 +63,8 @@ MAX_ITEMS = 16  # an array without maxItems
 MAX_INTEGER_DIGITS = 15  # an integer without minimum and maximum: |n| < 10**15 (JSON's exact integers reach 2**53)
 
 _SPAN_SOURCE_WORDS = 300  # words of the user's turns (latest first) that spans come from
-_NUMBER = re.compile(
-    r"(?<![\w.])(-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?)(?:st|nd|rd|th)?"
-    r"(?:\s*(thousand|million|billion|trillion|bn)\b)?\s*(%|percent)?",
-    re.IGNORECASE,
-)
-_SCALE = {"thousand": 1e3, "million": 1e6, "billion": 1e9, "bn": 1e9, "trillion": 1e12}
-_COUNTED = re.compile(
-    r"\d\s+(?:[^\W\d_]+\s+){0,2}$"
-)  # a number, then up to 2 words: "50 british " of "50 british pounds"
+# A number, then up to 2 words that are not "to", "into", "in" nor "from": "50 british " of "50 british pounds".
+_COUNTED = re.compile(r"\d\s+(?:(?!(?:to|into|in|from)\s)[^\W\d_]+\s+){0,2}$")
 _FRACTION_WORDS = re.compile(r"\b(fraction|ratio|decimal|proportion|between 0 and 1)\b", re.IGNORECASE)
 _URL = re.compile(r"https?://[^\s<>\"'`)\]}\\]+")
 _URL_ROLES = ("system", "developer", "user")  # where a workflow's task and inputs arrive
@@ -93,7 +89,10 @@ NO_VALUES = Values()
 
 def argument_schema(parameters: dict[str, Any], values: Values = NO_VALUES) -> dict[str, Any]:
     """A tool's parameter schema as its arguments are decoded: closed, bounded, values copied."""
-    in_order = _transform(parameters, lambda schema: _in_order_named(_named_required(schema, values.text), values.text))
+    text = values.text
+    in_order = _transform(
+        parameters, lambda schema: _counted(_in_order_named(_named_required(schema, text), text), text)
+    )
     return _transform(in_order, lambda schema: _bound(_close(_copy_values(schema, values))))
 
 
@@ -161,14 +160,11 @@ def _copy_values(schema: dict[str, Any], values: Values) -> dict[str, Any]:
         return schema
     if kind == "string" and schema.get("format") in ("uri", "url"):
         return _limited(schema, list(values.urls))
-    if kind == "string" and (examples := _examples_named(schema, values.text)):
-        return schema | {"enum": examples}
     if kind == "string" and not {"format", "pattern"} & schema.keys():
         low, high = schema.get("minLength", 1), schema.get("maxLength", MAX_STRING_CHARS)
         return _limited(schema, [span for span in values.spans if low <= len(span) <= high])
     if kind in ("number", "integer"):
-        fraction = bool(_FRACTION_WORDS.search(str(schema.get("description", "")))) or schema.get("maximum") == 1
-        found = [value / 100 if percent and fraction else value for value, percent in values.numbers]
+        found = [value / 100 if percent and _is_fraction(schema) else value for value, percent in values.numbers]
         if not found:
             return schema
         default = schema.get("default")
@@ -177,6 +173,26 @@ def _copy_values(schema: dict[str, Any], values: Values) -> dict[str, Any]:
         spares = [n for n in map(_json_number, spares) if _fits(schema, n) and not _begins_any(n, written)]
         return _limited(schema, list(dict.fromkeys([*written, *spares])))
     return schema
+
+
+def _is_fraction(schema: dict[str, Any]) -> bool:
+    """Whether a number parameter takes a percentage as a fraction ("5 %" as 0.05)."""
+    return bool(_FRACTION_WORDS.search(str(schema.get("description", "")))) or schema.get("maximum") == 1
+
+
+def _counted(schema: dict[str, Any], text: str) -> dict[str, Any]:
+    """A number or integer property takes the numbers the user writes before the last word of its name, when there
+    are any ("for 3 nights for 2 guests" gives `nights` 3: SmolLM2-135M wrote 2)."""
+    properties = schema.get("properties")
+    if not isinstance(properties, dict):
+        return schema
+    out = dict(properties)
+    for name, sub in properties.items():
+        if isinstance(sub, dict) and sub.get("type") in ("number", "integer") and "enum" not in sub:
+            found = [v / 100 if percent and _is_fraction(sub) else v for v, percent in counted_numbers(text, name)]
+            if fitting := [n for n in dict.fromkeys(map(_json_number, found)) if _fits(sub, n)]:
+                out[name] = sub | {"enum": fitting}
+    return schema | {"properties": out}
 
 
 def _begins_any(spare: int | float, written: list[int | float]) -> bool:
@@ -280,7 +296,7 @@ def _in_order_named(schema: dict[str, Any], text: str) -> dict[str, Any]:
     for enum, names in groups.items():
         named = named_values(text, list(enum))
         found = sorted((at, v) for v, hits in named.items() for at in hits)
-        counted = [v for at, v in found if _COUNTED.search(text[:at])]
+        counted = [v for at, v in found if _COUNTED.search(text[max(0, at - 64) : at])]
         mentions = [v for _, v in sorted(found, key=lambda hit: (len(counted) != 1 or hit[1] != counted[0], hit))]
         if len(names) < 2 or len(mentions) != len(names) or len(set(mentions)) < len(names):
             continue  # not one mention a parameter: each keeps every named value
@@ -290,10 +306,11 @@ def _in_order_named(schema: dict[str, Any], text: str) -> dict[str, Any]:
 
 
 def _named_required(schema: dict[str, Any], text: str) -> dict[str, Any]:
-    """An object whose optional property the user gives a value by naming it is required to have it: an enum value
-    the user names ("in heat mode"), or an example the property's description quotes ("Format, e.g. 'IMAX'": "IMAX
-    movie releases"); SmolLM2-135M left them out. Not a property that shares the named value with another (a source
-    language is not the target language the user names: no value named is another property's too)."""
+    """An object whose optional property the user gives a value by naming it is required to have it, limited to
+    what the user names: an enum value of 4 letters or more the user writes as a word ("in heat mode"; not "new" of
+    "New York", nor "desc" of "describe"), or an example of 3 characters or more the property's description quotes
+    ("Format, e.g. 'IMAX'": "IMAX movie releases"); SmolLM2-135M left them out. Not a value another property's
+    enum holds too (a source language is not the target language the user names)."""
     properties = schema.get("properties")
     if not isinstance(properties, dict):
         return schema
@@ -301,25 +318,52 @@ def _named_required(schema: dict[str, Any], text: str) -> dict[str, Any]:
     if not isinstance(required, list):
         return schema
 
-    def given(name: str, sub: Any) -> bool:
+    def given(name: str, sub: Any) -> list[Any]:  # the values the user names for an optional property
         if not isinstance(sub, dict) or name in required:
-            return False
+            return []
         if not isinstance(enum := sub.get("enum"), list):
-            return bool(_examples_named(sub, text))
-        others = [v for key, p in properties.items() if key != name and isinstance(p, dict) for v in p.get("enum", [])]
-        return bool(named := named_values(text, enum)) and not any(value in others for value in named)
+            return _examples_named(sub, text)
+        others = [v for key, p in properties.items() if key != name and isinstance(p, dict) for v in _enum(p)]
+        return [
+            value
+            for value in named_values(text, enum)
+            if value not in others and len(value) >= 4 and re.search(rf"(?<!\w){re.escape(value.lower())}(?!\w)", text)
+        ]
 
-    named = [name for name, sub in properties.items() if given(name, sub)]
-    return schema | {"required": [*required, *named]} if named else schema
+    named = {name: values for name, sub in properties.items() if (values := given(name, sub))}
+    if not named:
+        return schema
+    limited = {name: properties[name] | {"enum": values} for name, values in named.items()}
+    return schema | {"required": [*required, *named], "properties": properties | limited}
+
+
+def _enum(schema: dict[str, Any]) -> list[Any]:
+    return enum if isinstance(enum := schema.get("enum"), list) else []
 
 
 def _examples_named(schema: dict[str, Any], text: str) -> list[str]:
     """The examples a free string's description quotes ("could be 'IMAX', '2D' or '3D'") that the user writes."""
     if schema.get("type") != "string" or {"enum", "const", "format", "pattern"} & schema.keys():
         return []
-    quoted = re.findall(r"'([^'\n]{1,40})'|\"([^\"\n]{1,40})\"", str(schema.get("description", "")))
-    examples = dict.fromkeys(a or b for a, b in quoted)
+    quoted = re.findall(r"(?<!\w)'([^'\n]{3,40})'(?!\w)|\"([^\"\n]{3,40})\"", str(schema.get("description", "")))
+    examples = [e for e in dict.fromkeys(a or b for a, b in quoted) if e.lower() not in _FUNCTION_WORDS]
     return [e for e in examples if re.search(rf"(?<!\w){re.escape(e.lower())}(?!\w)", text)]
+
+
+_FUNCTION_WORDS = frozenset({"all", "and", "any", "for", "from", "into", "none", "not", "the", "yes", "with"})
+
+
+def for_tool(values: Values, name: str) -> Values:
+    """`values` for a call of the tool `name`: without the spans made only of its name's words (SmolLM2-135M read
+    "What does the file notes.txt say?" as `read_file({"path": "file"})`, and has written a search's own name as
+    its query)."""
+    parts = name_words(name)
+
+    def own(span: str) -> bool:
+        words = span.lower().split()
+        return len(words) <= len(parts) and all(w.isalpha() and any(stems(w, p) for p in parts) for w in words)
+
+    return dataclasses.replace(values, spans=tuple(span for span in values.spans if not own(span)))
 
 
 def times_written(values: Values) -> Callable[[object], int]:
@@ -372,24 +416,7 @@ def conversation_values(body: ChatCompletionRequest) -> Values:
                 continue
             words = [*text.split()[: _SPAN_SOURCE_WORDS - len(words)], *words]
     text = " ".join(words)
-    return Values(tuple(conversation_urls(body)), tuple(spans(words)), tuple(_numbers(text)), text.lower())
-
-
-def _numbers(text: str) -> Iterator[tuple[float, bool]]:
-    for match in _NUMBER.finditer(text):
-        yield _reading(match)
-
-
-def number_at(text: str, at: int) -> tuple[float, bool, int] | None:
-    """The number written at `at` in `text` as a reader reads it ("1.267 billion"), whether written as a percentage,
-    and where it ends; None when no number starts there."""
-    match = _NUMBER.match(text, at)
-    return None if match is None else (*_reading(match), match.end())
-
-
-def _reading(match: re.Match[str]) -> tuple[float, bool]:
-    number, scale, percent = match.groups()
-    return float(number.replace(",", "")) * _SCALE.get((scale or "").lower(), 1), percent is not None
+    return Values(tuple(conversation_urls(body)), tuple(spans(words)), tuple(numbers(text)), text.lower())
 
 
 def conversation_urls(body: ChatCompletionRequest) -> list[str]:

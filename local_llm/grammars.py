@@ -14,7 +14,14 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from autoqwen.local_llm.argument_schema import NO_VALUES, Values, argument_schema, closed, conversation_values
+from autoqwen.local_llm.argument_schema import (
+    NO_VALUES,
+    Values,
+    argument_schema,
+    closed,
+    conversation_values,
+    for_tool,
+)
 from autoqwen.local_llm.protocol import ChatCompletionRequest, NamedToolChoice, ResponseFormat, Tool
 from autoqwen.local_llm.tool_choice import offered_tools
 from autoqwen.local_llm.tool_prompt import TOOL_CLOSE, TOOL_OPEN
@@ -102,7 +109,8 @@ def _call_rule(tool: Tool, tokenize: Callable[[str], Sequence[int] | None] | Non
     name = tool.function.name
     ids = tokenize(name) if tokenize else None
     spelled = " ".join(f"<[{t}]>" for t in ids) if ids else json.dumps(name)
-    arguments = json.dumps({**argument_schema(tool.function.parameters, values), "x-guidance": _JSON_STYLE})
+    schema = argument_schema(tool.function.parameters, for_tool(values, name))
+    arguments = json.dumps({**schema, "x-guidance": _JSON_STYLE})
     return f'{_OPEN_NAME} {spelled} {_NAME_TO_ARGUMENTS} %json {arguments} "}}"'
 
 

@@ -30,9 +30,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from autoqwen.local_llm.argument_schema import named_values, number_at
+from autoqwen.local_llm.argument_schema import named_values
 from autoqwen.local_llm.protocol import FunctionCall, ToolCall
 from autoqwen.local_llm.spans import MAX_SPAN_WORDS
+from autoqwen.local_llm.written_numbers import number_at
 
 __all__ = ["listed_calls"]
 

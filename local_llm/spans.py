@@ -40,12 +40,13 @@ def spans(words: list[str]) -> Iterator[str]:
 
 
 # A web or e-mail address, a path or a file name: "https://x.org/a", "bob@example.com", "/etc/hosts", "notes.txt".
-_ADDRESS = re.compile(r"\S*://\S+|[^@\s]+@[^@\s]+\.\w+|[/~]\S+|[\w./-]*[\w-]{2,}\.[A-Za-z][A-Za-z0-9]{1,3}")
+_ADDRESS = re.compile(r"\S*://\S+|[^@\s]+@[^@\s]+\.\w+|[/~][\w.~/-]{2,}|[\w./-]*[\w-]{2}\.[A-Za-z][A-Za-z0-9]{1,3}")
+_LONGEST_ADDRESS = 2048  # longer words are not read as addresses (a pasted blob)
 
 
 def _is_address(word: str) -> bool:
     """Whether `word` is an address, a span only alone: SmolLM2-135M read "the file notes.txt" as "file notes.txt"."""
-    return _ADDRESS.fullmatch(word.strip(_EDGE)) is not None
+    return len(word) <= _LONGEST_ADDRESS and _ADDRESS.fullmatch(word.strip(_EDGE)) is not None
 
 
 def _inside(i: int, ranges: list[tuple[int, int]]) -> bool:

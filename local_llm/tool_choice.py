@@ -21,6 +21,7 @@ import re
 from typing import Literal
 
 from autoqwen.local_llm.errors import InvalidRequest
+from autoqwen.local_llm.name_words import message_words, named_words
 from autoqwen.local_llm.protocol import ChatCompletionRequest, Tool
 from autoqwen.local_llm.tool_prompt import message_text
 
@@ -32,7 +33,6 @@ __all__ = [
     "ToolSelection",
     "channel_pairs",
     "check_tools",
-    "named_words",
     "offered_tools",
     "pick",
     "resolve_auto",
@@ -61,11 +61,6 @@ NO_TOOL_MARGIN = 1.75
 # get_news) scores this many nats more for each such word: SmolLM2-135M's channel scores put set_reminder above
 # send_email for "Send an email to ...", and no tool above search_papers for "I need 5 papers on ...".
 NAME_WORD_BONUS = 3.0
-# Words of tool names that name no tool in particular.
-_GENERIC_WORDS = frozenset(
-    {"get", "set", "find", "search", "create", "list", "make", "show", "calculate", "compute", "fetch", "retrieve"}
-    | {"check", "update", "delete", "add", "info", "data", "for", "the", "and", "from", "with", "tool"}
-)
 
 
 def check_tools(body: ChatCompletionRequest) -> None:
@@ -137,34 +132,13 @@ def pick(body: ChatCompletionRequest, tools: list[Tool], scores: list[float]) ->
     """`body` narrowed by the channel scores of `tools` (then one for each of `NO_TOOL_HEADS` when they competed):
     to the best tool, or to a text answer (tool_choice "none") when no tool beats them by the margin."""
     question = message_text(body.messages[-1], len(body.messages) - 1)
-    names = [tool.function.name for tool in tools]
-    bonus = [NAME_WORD_BONUS * named_words(name, question, names[:i] + names[i + 1 :]) for i, name in enumerate(names)]
+    names, words = [tool.function.name for tool in tools], message_words(question)
+    bonus = [NAME_WORD_BONUS * named_words(name, words, names[:i] + names[i + 1 :]) for i, name in enumerate(names)]
     scores = [score + extra for score, extra in zip(scores, bonus, strict=False)] + scores[len(tools) :]
     best = max(range(len(tools)), key=scores.__getitem__)
     if len(scores) > len(tools) and scores[best] - _mean_probability(scores[len(tools) :]) < NO_TOOL_MARGIN:
         return body.model_copy(update={"tool_choice": "none"})
     return select_tool(body, tools[best])
-
-
-def named_words(name: str, text: str, others: list[str] | None = None) -> int:
-    """How many words of a tool's `name` (split at `_`, digits and camelCase, 3 letters or more, not generic ones
-    such as "get" or "search", nor words of the `others` tools' names: "file" names neither read_file nor
-    write_file) `text` holds, as a word they stem: "send_email" has 2 in "Send an email"."""
-    shared = {part for other in others or [] for part in _name_words(other)}
-    words = {w for w in re.findall(r"[a-z]+", text.lower()) if len(w) >= 3}
-    return sum(
-        any(w.startswith(_stem(p)) or (len(w) >= 4 and p.startswith(_stem(w))) for w in words)
-        for p in _name_words(name) - _GENERIC_WORDS - shared
-    )
-
-
-def _name_words(name: str) -> set[str]:
-    return {p.lower() for p in re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])", name) if len(p) >= 3}
-
-
-def _stem(word: str) -> str:
-    """The first letters that a word's other forms share: "remind" of "reminder", "email" of "emails"."""
-    return word[: max(4, len(word) - 2)]
 
 
 def _mean_probability(logprobs: list[float]) -> float:

@@ -18,10 +18,12 @@ from autoqwen.local_llm.argument_schema import (
     argument_schema,
     closed,
     conversation_values,
+    for_tool,
 )
 from autoqwen.local_llm.grammars import json_grammar
 from autoqwen.local_llm.protocol import ChatCompletionRequest, ResponseFormat
 from autoqwen.local_llm.spans import MAX_SPAN_WORDS
+from autoqwen.local_llm.spans import spans as spans_of
 
 URL = "/v1/chat/completions"
 # Most clients' schemas say nothing of additionalProperties; JSON Schema's default is open.
@@ -153,6 +155,42 @@ def test_an_optional_property_the_user_gives_a_value_is_required() -> None:
     languages = {"type": "string", "enum": ["en", "de"]}
     translate = {"type": "object", "properties": {"target": languages, "source": languages}, "required": ["target"]}
     assert argument_schema(translate, values_of("Translate it into German"))["required"] == ["target"]  # shared
+    # Found by review: not by short values, prefixes, short or quoted-in-words examples; required ones keep spans.
+    sort = {"type": "string", "enum": ["new", "hot", "desc", "asc"]}
+    grade = {"type": "string", "description": "The grade, 'A' or 'B'; the user's city, e.g. 'Paris'"}
+    query = {"type": "string", "description": "Search query, e.g. 'python'"}
+    schema = {"type": "object", "properties": {"sort": sort, "grade": grade, "query": query}, "required": ["query"]}
+    got = argument_schema(schema, values_of("Describe hotels in New York, a school in Paris, python tutorials"))
+    assert got["required"] == ["query", "grade"] and got["properties"]["grade"]["enum"] == ["Paris"]
+    assert "python tutorials" in got["properties"]["query"]["enum"]
+
+
+def test_a_number_written_before_a_word_of_a_parameters_name_is_its_value() -> None:
+    """Before, "Find a hotel in Vienna from 2026-03-10 for 3 nights for 2 guests" got 2 nights."""
+    hotel = {
+        "type": "object",
+        "properties": {
+            "nights": {"type": "integer"},
+            "guests": {"type": "integer"},
+            "periods_per_year": {"type": "integer"},
+            "rate": {"type": "number", "description": "as a fraction"},
+        },
+    }
+    props = argument_schema(hotel, values_of("From 2026-03-10 for 3 nights for 2 guests, 12 per year"))["properties"]
+    assert (props["nights"]["enum"], props["guests"]["enum"]) == ([3], [2])
+    assert 2 in props["periods_per_year"]["enum"] and 3 in props["periods_per_year"]["enum"]  # "per year": no
+    props = argument_schema(hotel, values_of("2 nights in Rome and 4 nights in Oslo"))["properties"]
+    assert props["nights"]["enum"] == [2, 4]  # parallel items each keep theirs
+    rate = {"type": "object", "properties": {"growth_rate": {"type": "number", "description": "a fraction"}}}
+    assert argument_schema(rate, values_of("a 5 % rate"))["properties"]["growth_rate"]["enum"] == [0.05]
+
+
+def test_a_call_takes_no_span_made_only_of_its_tools_name() -> None:
+    """Before, "What does the file notes.txt say?" got `read_file({"path": "file"})`."""
+    values = values_of("What does the file notes.txt say? Search papers.")
+    spans = set(for_tool(values, "read_file").spans)
+    assert {"notes.txt", "the file", "What does the file"} <= spans and "file" not in spans and "file" in values.spans
+    assert not {"Search papers", "papers", "Search"} & set(for_tool(values, "searchPapers").spans)
 
 
 def test_an_address_is_a_span_only_alone() -> None:
@@ -162,6 +200,8 @@ def test_an_address_is_a_span_only_alone() -> None:
     )
     assert {"notes.txt", "bob@example.com", "https://x.org/a", "/etc/hosts", "What does the file"} <= spans
     assert not {s for s in spans if ("notes.txt" in s or "bob@" in s or "/etc" in s) and " " in s}
+    blob = "x" * 3000 + ".txt"  # a pasted blob is not read as an address (the pattern would take long on it)
+    assert f"read {blob}" in spans_of(["read", blob]) and "read notes.txt" not in spans_of(["read", "notes.txt"])
     kept = set(values_of("Pay 10.50 for lunch, e.g. soup, and/or salad; 'open notes.txt now'").spans)
     assert {"Pay 10.50 for lunch", "e.g. soup", "and/or salad", "open notes.txt now"} <= kept
 

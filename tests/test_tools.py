@@ -600,13 +600,18 @@ def test_pick_answers_in_text_unless_a_tool_beats_no_tool_by_the_margin() -> Non
 
 def test_a_tool_the_user_names_by_a_word_of_its_name_scores_higher() -> None:
     """Before, "Send an email to bob@example.com saying ..." went to set_reminder, whose channel score was higher."""
-    from autoqwen.local_llm.tool_choice import NAME_WORD_BONUS, named_words, pick
+    from autoqwen.local_llm.name_words import message_words, named_words
+    from autoqwen.local_llm.tool_choice import NAME_WORD_BONUS, pick
 
-    assert named_words("send_email", "Send an email to bob") == 2
-    assert named_words("set_reminder", "Remind me to call mom") == 1  # "set" names no tool in particular
-    assert named_words("searchPapers", "I need 5 papers") == 1 and named_words("get_news", "Any news?") == 1
-    assert named_words("get_weather", "Get me a coffee") == 0 and named_words("read_file", "Fill the form") == 0
-    assert named_words("read_file", "How many files are in /tmp?", ["write_file", "list_directory"]) == 0  # shared
+    def named(name: str, text: str, others: list[str] | None = None) -> int:
+        return named_words(name, message_words(text), others)
+
+    assert named("send_email", "Send an email to bob") == 2
+    assert named("set_reminder", "Remind me to call mom") == 1  # "set" names no tool in particular
+    assert named("searchPapers", "I need 5 papers") == 1 and named("get_news", "Any news?") == 1
+    assert named("get_weather", "Get me a coffee") == 0 and named("read_file", "Fill the form") == 0
+    assert named("read_file", "How many files are in /tmp?", ["write_file", "list_directory"]) == 0  # shared
+    assert named("convert_currency", "What is the current weather?") == 0  # "current" names no tool in particular
     request = ChatCompletionRequest.model_validate(
         {"model": "m", "messages": ASK, "tools": [WEATHER, PLAN], "tool_choice": "required"}
     )

@@ -1,0 +1,56 @@
+"""Numbers as a reader reads them: "50 million" is 50000000, "2,000,000" 2000000, "5 %" a percentage, "14th" 14;
+and the numbers a user writes before a word of a parameter's name ("for 3 nights" gives `nights` 3).
+
+    list(numbers("A city of 50 million grows 5 % a year"))   # [(50000000.0, False), (5.0, True)]
+    counted_numbers("for 3 nights for 2 guests", "nights")    # [(3.0, False)]
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+from autoqwen.local_llm.name_words import name_words, stems
+
+__all__ = ["counted_numbers", "number_at", "numbers"]
+
+_NUMBER = re.compile(
+    r"(?<![\w.])(-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?)(?:st|nd|rd|th)?"
+    r"(?:\s*(thousand|million|billion|trillion|bn)\b)?\s*(%|percent)?",
+    re.IGNORECASE,
+)
+_SCALE = {"thousand": 1e3, "million": 1e6, "billion": 1e9, "bn": 1e9, "trillion": 1e12}
+_FOLLOWING_WORD = re.compile(r"\s*([^\W\d_]+)")
+
+
+def numbers(text: str) -> Iterator[tuple[float, bool]]:
+    """Each number `text` holds, as a reader reads it, with whether it is written as a percentage."""
+    for match in _NUMBER.finditer(text):
+        yield _reading(match)
+
+
+def number_at(text: str, at: int) -> tuple[float, bool, int] | None:
+    """The number written at `at` in `text` as a reader reads it ("1.267 billion"), whether written as a percentage,
+    and where it ends; None when no number starts there."""
+    match = _NUMBER.match(text, at)
+    return None if match is None else (*_reading(match), match.end())
+
+
+def _reading(match: re.Match[str]) -> tuple[float, bool]:
+    number, scale, percent = match.groups()
+    return float(number.replace(",", "")) * _SCALE.get((scale or "").lower(), 1), percent is not None
+
+
+def counted_numbers(text: str, name: str) -> list[tuple[float, bool]]:
+    """The numbers `text` writes right before the last word of a parameter's `name`, the thing it counts ("3
+    nights" for `nights`, "30 years" for `loan_years`), but not a word after "per" (`periods_per_year` counts
+    periods, not years). SmolLM2-135M gave "3 nights for 2 guests" 2 nights."""
+    parts = re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])", name)
+    if not parts or (len(parts) > 1 and parts[-2].lower() == "per") or not (last := name_words(parts[-1])):
+        return []
+    found = []
+    for match in _NUMBER.finditer(text):
+        following = _FOLLOWING_WORD.match(text, match.end())
+        if following is not None and len(word := following.group(1).lower()) >= 3 and stems(word, *last):
+            found.append(_reading(match))
+    return found
