@@ -7,8 +7,8 @@
   fills an open object with keys of its own: `search_papers({"query": ..., "maxResults": 3})`). A schema that
   sets `additionalProperties` keeps it; an object with no `properties` stays open.
 * Bounded: a string, integer or array the schema leaves unbounded gets a bound (`MAX_STRING_CHARS`,
-  `MAX_INTEGER_DIGITS`, `MAX_ITEMS`), so a call that starts to repeat itself ends well before `max_tokens`
-  instead of being cut off there.
+  `MAX_INTEGER_DIGITS`, `MAX_ITEMS`, `MAX_OBJECT_ITEMS`), so a call that starts to repeat itself ends well before
+  `max_tokens` instead of being cut off there.
 * URLs: a string of format `uri` takes one of the http(s) URLs the user or the system wrote, when they wrote any
   (SmolLM2-135M otherwise invents one); `conversation_urls` finds them, public hosts only.
 * Values copied (`Values.spans`, `Values.numbers`): a free string takes a span of the user's words (`spans.py`:
@@ -41,11 +41,12 @@ from autoqwen.local_llm.code_names import Words, standard_name_mentions
 from autoqwen.local_llm.name_words import name_words, stems
 from autoqwen.local_llm.protocol import ChatCompletionRequest
 from autoqwen.local_llm.spans import spans
-from autoqwen.local_llm.written_numbers import counted_numbers, numbers
+from autoqwen.local_llm.written_numbers import CLOCK_TIME, counted_numbers, numbers
 
 __all__ = [
     "MAX_INTEGER_DIGITS",
     "MAX_ITEMS",
+    "MAX_OBJECT_ITEMS",
     "MAX_STRING_CHARS",
     "NO_VALUES",
     "Values",
@@ -60,6 +61,7 @@ __all__ = [
 
 MAX_STRING_CHARS = 256  # a string argument without maxLength, enum, const, pattern or format
 MAX_ITEMS = 16  # an array without maxItems
+MAX_OBJECT_ITEMS = 4  # an array of objects or arrays without maxItems: each item costs tens of tokens
 MAX_INTEGER_DIGITS = 15  # an integer without minimum and maximum: |n| < 10**15 (JSON's exact integers reach 2**53)
 
 _SPAN_SOURCE_WORDS = 300  # words of the user's turns (latest first) that spans come from
@@ -133,7 +135,10 @@ def _bound(schema: dict[str, Any]) -> dict[str, Any]:
     if kind == "string" and not {"maxLength", "pattern", "format"} & schema.keys():
         return schema | {"maxLength": MAX_STRING_CHARS}
     if kind == "array" and "maxItems" not in schema:
-        return schema | {"maxItems": max(MAX_ITEMS, schema.get("minItems", 0))}
+        items = schema.get("items")
+        nested = isinstance(items, dict) and (items.get("type") in ("object", "array") or "properties" in items)
+        least = schema.get("minItems", 0) if isinstance(schema.get("minItems"), int) else 0
+        return schema | {"maxItems": max(MAX_OBJECT_ITEMS if nested else MAX_ITEMS, least)}
     if kind == "integer":
         limit = 10**MAX_INTEGER_DIGITS - 1
         bounds = {"minimum": -limit, "maximum": limit}
@@ -353,17 +358,35 @@ def _examples_named(schema: dict[str, Any], text: str) -> list[str]:
 _FUNCTION_WORDS = frozenset({"all", "and", "any", "for", "from", "into", "none", "not", "the", "yes", "with"})
 
 
-def for_tool(values: Values, name: str) -> Values:
+def for_tool(values: Values, name: str, parameters: dict[str, Any] | None = None) -> Values:
     """`values` for a call of the tool `name`: without the spans made only of its name's words (SmolLM2-135M read
     "What does the file notes.txt say?" as `read_file({"path": "file"})`, and has written a search's own name as
-    its query)."""
+    its query), nor, where its `parameters` take an hour or a minute, the spans that hold a clock time (it wrote
+    "7:15", then "7:15 to take my pills", as a reminder's text)."""
     parts = name_words(name)
+    clock = any(
+        stems(word, unit) for key in _keys(parameters) for word in name_words(key) for unit in ("hour", "minute")
+    )
 
     def own(span: str) -> bool:
+        if clock and CLOCK_TIME.search(span):
+            return True
         words = span.lower().split()
         return len(words) <= len(parts) and all(w.isalpha() and any(stems(w, p) for p in parts) for w in words)
 
     return dataclasses.replace(values, spans=tuple(span for span in values.spans if not own(span)))
+
+
+def _keys(schema: Any) -> Iterator[str]:
+    """The property names of an object schema and of the objects it holds."""
+    if isinstance(schema, dict):
+        if isinstance(properties := schema.get("properties"), dict):
+            yield from (key for key in properties if isinstance(key, str))
+        for value in schema.values():
+            yield from _keys(value)
+    elif isinstance(schema, list):
+        for value in schema:
+            yield from _keys(value)
 
 
 def times_written(values: Values) -> Callable[[object], int]:

@@ -109,7 +109,7 @@ def _call_rule(tool: Tool, tokenize: Callable[[str], Sequence[int] | None] | Non
     name = tool.function.name
     ids = tokenize(name) if tokenize else None
     spelled = " ".join(f"<[{t}]>" for t in ids) if ids else json.dumps(name)
-    schema = argument_schema(tool.function.parameters, for_tool(values, name))
+    schema = argument_schema(tool.function.parameters, for_tool(values, name, tool.function.parameters))
     arguments = json.dumps({**schema, "x-guidance": _JSON_STYLE})
     return f'{_OPEN_NAME} {spelled} {_NAME_TO_ARGUMENTS} %json {arguments} "}}"'
 

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from autoqwen.local_llm import Engine, ServerConfig, create_app
 from autoqwen.local_llm.argument_schema import (
     MAX_ITEMS,
+    MAX_OBJECT_ITEMS,
     MAX_STRING_CHARS,
     Values,
     argument_schema,
@@ -24,6 +25,7 @@ from autoqwen.local_llm.grammars import json_grammar
 from autoqwen.local_llm.protocol import ChatCompletionRequest, ResponseFormat
 from autoqwen.local_llm.spans import MAX_SPAN_WORDS
 from autoqwen.local_llm.spans import spans as spans_of
+from autoqwen.local_llm.written_numbers import CLOCK_TIME
 
 URL = "/v1/chat/completions"
 # Most clients' schemas say nothing of additionalProperties; JSON Schema's default is open.
@@ -87,6 +89,7 @@ def test_unbounded_values_get_bounds_and_given_bounds_are_kept() -> None:
                 "positive": {"type": "integer", "minimum": 1},
                 "list": {"type": "array", "items": {"type": "string"}},
                 "many": {"type": "array", "minItems": 40},
+                "rows": {"type": "array", "items": {"type": "object", "properties": {"a": {"type": "string"}}}},
             },
         }
     )
@@ -97,6 +100,7 @@ def test_unbounded_values_get_bounds_and_given_bounds_are_kept() -> None:
     assert props["positive"]["minimum"] == 1 and props["positive"]["maximum"] == 10**15 - 1
     assert props["list"]["maxItems"] == MAX_ITEMS and props["list"]["items"]["maxLength"] == MAX_STRING_CHARS
     assert props["many"]["maxItems"] == 40
+    assert props["rows"]["maxItems"] == MAX_OBJECT_ITEMS  # each costs tens of tokens: 16 cut a call off
 
 
 def test_uri_strings_take_the_conversations_urls() -> None:
@@ -185,6 +189,25 @@ def test_a_number_written_before_a_word_of_a_parameters_name_is_its_value() -> N
     assert argument_schema(rate, values_of("a 5 % rate"))["properties"]["growth_rate"]["enum"] == [0.05]
 
 
+def test_a_clock_time_fills_hour_and_minute_and_is_no_text_for_them() -> None:
+    """Before, "Set an alarm reminder at 22:00 to lock the door" got `{"text": "22:00", "time": {"hour": 22,
+    "minute": 22}}`."""
+    time = {"type": "object", "properties": {"hour": {"type": "integer"}, "minutes": {"type": "integer"}}}
+    reminder = {"type": "object", "properties": {"text": {"type": "string"}, "time": time}}
+    for said, hour, minute in (("at 22:00 to lock the door", 22, 0), ("at 9 o'clock to water the plants", 9, 0)):
+        values = values_of(f"Remind me {said}.")
+        props = argument_schema(reminder, for_tool(values, "set_reminder", reminder))["properties"]
+        assert props["time"]["properties"]["hour"]["enum"] == [hour]
+        assert props["time"]["properties"]["minutes"]["enum"] == [minute]
+        assert not [span for span in props["text"]["enum"] if CLOCK_TIME.search(span)]  # then "7:15 to ..."
+        assert "Remind me" in props["text"]["enum"]
+    plain = {"type": "object", "properties": {"at": {"type": "string"}}}  # a tool that takes the time as text
+    assert (
+        "3:15"
+        in argument_schema(plain, for_tool(values_of("Wake me at 3:15"), "alarm", plain))["properties"]["at"]["enum"]
+    )
+
+
 def test_a_call_takes_no_span_made_only_of_its_tools_name() -> None:
     """Before, "What does the file notes.txt say?" got `read_file({"path": "file"})`."""
     values = values_of("What does the file notes.txt say? Search papers.")
@@ -226,11 +249,11 @@ def test_numbers_are_read_as_a_reader_reads_them() -> None:
 def test_a_spare_number_is_not_how_a_written_one_begins() -> None:
     """Before: offered 10, 45, 0 and 1 for "10:45", SmolLM2-135M wrote 1 (and 1 for "1.267 billion"): the grammar let
     it stop after the first digit. 0, 1 and the default are offered only when no number the user wrote begins so."""
-    schema = {"type": "object", "properties": {"hour": {"type": "integer"}, "n": {"type": "number", "default": 4}}}
+    schema = {"type": "object", "properties": {"start": {"type": "integer"}, "n": {"type": "number", "default": 4}}}
     props = argument_schema(schema, values_of("the standup meeting at 10:45"))["properties"]
-    assert props["hour"]["enum"] == [10, 45, 0] and props["n"]["enum"] == [10, 45, 0]  # 4 begins 45
+    assert props["start"]["enum"] == [10, 45, 0] and props["n"]["enum"] == [10, 45, 0]  # 4 begins 45
     props = argument_schema(schema, values_of("1 or 12 apples, 0.5 kg, 40 pears"))["properties"]
-    assert props["hour"]["enum"] == [1, 12, 40, 0] and props["n"]["enum"] == [1, 12, 0.5, 40]
+    assert props["start"]["enum"] == [1, 12, 40, 0] and props["n"]["enum"] == [1, 12, 0.5, 40]
 
 
 UNITS = ["km", "mi", "kg", "lb", "celsius", "fahrenheit", "m", "ft"]
