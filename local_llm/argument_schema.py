@@ -26,18 +26,16 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import math
 import re
-from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from autoqwen.addresses import check_host
-from autoqwen.local_llm.code_names import Words, standard_name_mentions
+from autoqwen.local_llm.enum_names import named_values
 from autoqwen.local_llm.name_words import name_words, stems
 from autoqwen.local_llm.protocol import ChatCompletionRequest
 from autoqwen.local_llm.spans import spans
@@ -55,7 +53,6 @@ __all__ = [
     "conversation_urls",
     "conversation_values",
     "for_tool",
-    "named_values",
     "times_written",
 ]
 
@@ -67,6 +64,8 @@ MAX_INTEGER_DIGITS = 15  # an integer without minimum and maximum: |n| < 10**15 
 _SPAN_SOURCE_WORDS = 300  # words of the user's turns (latest first) that spans come from
 # A number, then up to 2 words that are not "to", "into", "in" nor "from": "50 british " of "50 british pounds".
 _COUNTED = re.compile(r"\d\s+(?:(?!(?:to|into|in|from)\s)[^\W\d_]+\s+){0,2}$")
+_SCALARS = ("string", "number", "integer", "boolean", "null")
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _FRACTION_WORDS = re.compile(r"\b(fraction|ratio|decimal|proportion|between 0 and 1)\b", re.IGNORECASE)
 _URL = re.compile(r"https?://[^\s<>\"'`)\]}\\]+")
 _URL_ROLES = ("system", "developer", "user")  # where a workflow's task and inputs arrive
@@ -136,8 +135,9 @@ def _bound(schema: dict[str, Any]) -> dict[str, Any]:
         return schema | {"maxLength": MAX_STRING_CHARS}
     if kind == "array" and "maxItems" not in schema:
         items = schema.get("items")
-        nested = isinstance(items, dict) and (items.get("type") in ("object", "array") or "properties" in items)
-        least = schema.get("minItems", 0) if isinstance(schema.get("minItems"), int) else 0
+        nested = isinstance(items, dict) and not ({"enum", "const"} & items.keys() or items.get("type") in _SCALARS)
+        given = schema.get("minItems")
+        least = int(given) if isinstance(given, int | float) and given == int(given) else 0
         return schema | {"maxItems": max(MAX_OBJECT_ITEMS if nested else MAX_ITEMS, least)}
     if kind == "integer":
         limit = 10**MAX_INTEGER_DIGITS - 1
@@ -205,82 +205,6 @@ def _begins_any(spare: int | float, written: list[int | float]) -> bool:
     offered both, SmolLM2-135M wrote 1 for "10:45" and for "1.267 billion", stopping after the first digit."""
     text = json.dumps(spare)
     return any(n != spare and json.dumps(n).startswith(text) for n in written)
-
-
-def named_values(text: str, enum: list[Any]) -> dict[str, list[int]]:
-    """The string values of `enum` the user (`text`, lower case) names, each with where the user does: the value as
-    a word or phrase, a word it begins or stems ("eur": "euros", "multiply": "multiplied"), or, for a code of 2 to
-    4 letters, the word or two it abbreviates ("km": "kilometers", "jpy": "Japanese yen") unless that word names
-    another value itself ("fahrenheit" is not "ft") or abbreviates several ("english": en or es?). Asked to convert
-    "26.2 miles to kilometers", SmolLM2-135M chose `km` for both units among all ten."""
-    found = {v: _mentions_of(text, v) for v in enum if isinstance(v, str)}
-    direct = {at for hits in found.values() for at, by_abbreviation in hits if not by_abbreviation}
-    abbreviated = Counter(at for hits in found.values() for at, by_abbreviation in hits if by_abbreviation)
-    ambiguous = direct | {at for at, count in abbreviated.items() if count > 1}  # "english": en or es?
-    kept = {v: [at for at, abbr in hits if not (abbr and at in ambiguous)] for v, hits in found.items()}
-    return {v: hits for v, hits in kept.items() if hits}
-
-
-def _mentions_of(text: str, value: str) -> list[tuple[int, bool]]:
-    """Where `value` is named in `text` (see `named_values`), each with whether by abbreviation."""
-    value = value.lower().strip()
-    if not value:
-        return []
-    whole = rf"(?<![\w'\u2019]){re.escape(value)}(?![\w'\u2019])"  # not the m of "I'm"
-    if found := [(m.start(), False) for m in re.finditer(whole, text)]:
-        return found
-    if not (value.isalpha() and len(value) >= 2):
-        return []
-    words = _words(text)
-    if found := standard_name_mentions(words, value):
-        return found
-    stem = value if len(value) < 5 else value[:-1]  # "multiply": "multiplied"
-    if len(value) >= 3 and (found := [(at, False) for at, word in words if word.startswith(stem)]):
-        return found  # two letters begin too many words by chance: "fr" is not "from"
-    quoted = _quoted_text(text)  # words to act on, not choices: "'Where is the station?' into German" is not `it`
-    return [
-        (at, True)
-        for i, (at, word) in enumerate(words)
-        if len(value) <= 4
-        and word[0] == value[0]
-        and not any(a <= at < b for a, b in quoted)
-        and _abbreviates(value, word, words[i + 1][1] if i + 1 < len(words) else "")
-    ]
-
-
-@functools.lru_cache(maxsize=16)
-def _quoted_text(text: str) -> tuple[tuple[int, int], ...]:
-    """Where `text` holds quoted phrases (from an opening quote after no letter to its closing one)."""
-    found = re.finditer(r"(?<!\w)(?:'[^']+'|\"[^\"]+\"|\u2018[^\u2019]+\u2019|\u201c[^\u201d]+\u201d)", text)
-    return tuple(m.span() for m in found)
-
-
-@functools.lru_cache(maxsize=16)
-def _words(text: str) -> Words:
-    """The words of `text` with where each starts (not the m of "I'm"): read once per request, not once for each
-    value of each enum, which the schema's two passes each look up."""
-    return tuple((m.start(), m.group()) for m in re.finditer("(?<!['\u2019])[^\\W\\d_]+", text))
-
-
-def _abbreviates(code: str, word: str, following: str) -> bool:
-    """Whether `code` takes its first letter from `word`'s, then letters of `word` in order, then perhaps the first
-    letter of `following` and letters of it in order ("km": "kilometers", "usd": "us dollars"), from words at least
-    3 letters longer than the code."""
-
-    def subsequence(letters: str, text: str) -> bool:
-        rest = iter(text)
-        return all(letter in rest for letter in letters)
-
-    for cut in range(1, len(code) + 1):
-        head, tail = code[1:cut], code[cut:]
-        used = word + following if tail else word
-        if (
-            len(used) >= len(code) + 3  # shorter words abbreviate by chance: "it" is not "into"
-            and subsequence(head, word[1:])
-            and (not tail or (following[:1] == tail[0] and subsequence(tail[1:], following[1:])))
-        ):
-            return True
-    return False
 
 
 def _in_order_named(schema: dict[str, Any], text: str) -> dict[str, Any]:
@@ -362,17 +286,19 @@ def for_tool(values: Values, name: str, parameters: dict[str, Any] | None = None
     """`values` for a call of the tool `name`: without the spans made only of its name's words (SmolLM2-135M read
     "What does the file notes.txt say?" as `read_file({"path": "file"})`, and has written a search's own name as
     its query), nor, where its `parameters` take an hour or a minute, the spans that hold a clock time (it wrote
-    "7:15", then "7:15 to take my pills", as a reminder's text)."""
+    "7:15", then "7:15 to take my pills", as a reminder's text), nor, where they take a date, the spans that hold
+    a date and more ("Team lunch on 2025-03-14" as an event's title)."""
     parts = name_words(name)
-    clock = any(
-        stems(word, unit) for key in _keys(parameters) for word in name_words(key) for unit in ("hour", "minute")
-    )
+    lasts = {words[-1].lower() for key in _keys(parameters) if (words := re.findall(r"[A-Za-z][a-z]*", key))}
+    clock = bool(lasts & {"hour", "hours"}) and bool(lasts & {"minute", "minutes"})
+    dated = bool(lasts & {"date", "dates"})
 
     def own(span: str) -> bool:
-        if clock and CLOCK_TIME.search(span):
+        if (clock and CLOCK_TIME.search(span)) or (dated and _ISO_DATE.search(span) and not _ISO_DATE.fullmatch(span)):
             return True
-        words = span.lower().split()
-        return len(words) <= len(parts) and all(w.isalpha() and any(stems(w, p) for p in parts) for w in words)
+        if span.count(" ") >= len(parts):
+            return False
+        return all(w.isalpha() and any(stems(w, p) for p in parts) for w in span.lower().split())
 
     return dataclasses.replace(values, spans=tuple(span for span in values.spans if not own(span)))
 

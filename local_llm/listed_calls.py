@@ -30,9 +30,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from autoqwen.local_llm.argument_schema import named_values
+from autoqwen.local_llm.enum_names import named_values
 from autoqwen.local_llm.protocol import FunctionCall, ToolCall
 from autoqwen.local_llm.spans import MAX_SPAN_WORDS
+from autoqwen.local_llm.tool_parse import call_arguments
 from autoqwen.local_llm.written_numbers import number_at
 
 __all__ = ["listed_calls"]
@@ -94,7 +95,7 @@ def listed_calls(
     after the first call's, while the reply holds at most `limit` calls. `tools`: each tool's parameter schema."""
     if not calls or len(calls) >= limit or (schema := tools.get(calls[0].function.name)) is None:
         return []
-    arguments = _arguments(calls[0])
+    arguments = call_arguments(calls[0])
     properties = schema.get("properties")
     if arguments is None or not isinstance(properties, dict):
         return []
@@ -324,13 +325,5 @@ def _bound(schema: Mapping[str, Any], key: str, default: float) -> float:
 
 
 def _covers(call: ToolCall, values: dict[str, Any]) -> bool:
-    arguments = _arguments(call)
+    arguments = call_arguments(call)
     return arguments is not None and all(arguments.get(name) == value for name, value in values.items())
-
-
-def _arguments(call: ToolCall) -> dict[str, Any] | None:
-    try:
-        value = json.loads(call.function.arguments)
-    except json.JSONDecodeError:
-        return None
-    return value if isinstance(value, dict) else None

@@ -27,8 +27,9 @@ def named_words(name: str, words: frozenset[str], others: list[str] | None = Non
     such as "get" or "search", nor words of the `others` tools' names: "file" names neither read_file nor
     write_file) a message's `words` (`message_words`) hold, as a word they stem: "send_email" has 2 in "Send an
     email"."""
-    shared = {part for other in others or [] for part in name_words(other)}
-    return sum(any(stems(w, p) for w in words) for p in name_words(name) - GENERIC_WORDS - shared)
+    shared = {_stem(part) for other in others or [] for part in name_words(other)}
+    own = [p for p in name_words(name) - GENERIC_WORDS if _stem(p) not in shared]
+    return sum(any(stems(w, p) for w in words) for p in own)
 
 
 def message_words(text: str) -> frozenset[str]:

@@ -33,6 +33,8 @@ def spans(words: list[str]) -> Iterator[str]:
             continue  # a quoted phrase or an address with other words, or a part of a quoted phrase
         if any(a < end < b or (number and a < start < b) for a, b, number in names) and (start, end) not in quoted:
             continue  # a name cut short ("New York" of "New York, NY"), or a part of a number in groups
+        if words[end - 1].strip(_EDGE).lower() in _OPEN_ENDS and (start, end) not in quoted:
+            continue  # "Team lunch on", "Set a reminder for": no value ends with a preposition, article or "and"
         span = " ".join(words[start:end]).replace("\\", "").strip(_EDGE).strip()
         if span and span not in seen:
             seen.add(span)
@@ -41,6 +43,9 @@ def spans(words: list[str]) -> Iterator[str]:
 
 # A web or e-mail address, a path or a file name: "https://x.org/a", "bob@example.com", "/etc/hosts", "notes.txt".
 _ADDRESS = re.compile(r"\S*://\S+|[^@\s]+@[^@\s]+\.\w+|[/~][\w.~/-]{2,}|[\w./-]*[\w-]{2}\.[A-Za-z][A-Za-z0-9]{1,3}")
+_OPEN_ENDS = frozenset(
+    {"a", "an", "the", "and", "or", "at", "on", "in", "for", "to", "of", "by", "from", "with", "about", "into"}
+)  # words a phrase goes on after
 _LONGEST_ADDRESS = 2048  # longer words are not read as addresses (a pasted blob)
 
 

@@ -14,12 +14,13 @@ import re
 import secrets
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 from autoqwen.local_llm.protocol import FunctionCall, ToolCall
 from autoqwen.local_llm.reasoning import Reasoning, ReasoningStream
 from autoqwen.local_llm.tool_prompt import TOOL_CLOSE, TOOL_OPEN
 
-__all__ = ["ReplyStream", "ToolCallStream", "parse_reply", "split_reply"]
+__all__ = ["ReplyStream", "ToolCallStream", "call_arguments", "parse_reply", "split_reply"]
 
 
 class ToolCallStream:
@@ -114,12 +115,12 @@ class ToolCallStream:
             return True
         if not self.calls or self._times is None:
             return False
-        used = {json.dumps(v) for c in self.calls for v in _leaves(_arguments(c))}
-        return not any(self._times(v) for v in _leaves(_arguments(call)) if json.dumps(v) not in used)
+        used = {json.dumps(v) for c in self.calls for v in _leaves(call_arguments(c))}
+        return not any(self._times(v) for v in _leaves(call_arguments(call)) if json.dumps(v) not in used)
 
     def _without_repeats(self, call: ToolCall | None) -> ToolCall | None:
         """`call` with each list argument's items of the user's kept only as many times as the user wrote them."""
-        if call is None or self._times is None or (arguments := _arguments(call)) is None:
+        if call is None or self._times is None or (arguments := call_arguments(call)) is None:
             return call
         times = self._times
 
@@ -151,7 +152,7 @@ class ToolCallStream:
         if earlier.function.arguments == call.function.arguments:
             return True
         required = self._required.get(call.function.name)
-        first, second = _arguments(earlier), _arguments(call)
+        first, second = call_arguments(earlier), call_arguments(call)
         if not required or first is None or second is None:
             return False
         return all(first.get(key) == second.get(key) for key in required)
@@ -169,7 +170,8 @@ def _leaves(value: object) -> Iterator[object]:
         yield value
 
 
-def _arguments(call: ToolCall) -> dict[str, object] | None:
+def call_arguments(call: ToolCall) -> dict[str, Any] | None:
+    """A call's arguments as an object, or None when they are not JSON of an object."""
     try:
         value = json.loads(call.function.arguments)
     except json.JSONDecodeError:

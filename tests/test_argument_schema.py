@@ -201,6 +201,18 @@ def test_a_clock_time_fills_hour_and_minute_and_is_no_text_for_them() -> None:
         assert props["time"]["properties"]["minutes"]["enum"] == [minute]
         assert not [span for span in props["text"]["enum"] if CLOCK_TIME.search(span)]  # then "7:15 to ..."
         assert "Remind me" in props["text"]["enum"]
+    # Found by review: a duration counts ("for 2 hours"), "pm" adds 12, a count is no point ("5 years" is no
+    # `year`), an hourly rate or a meeting's minutes take no clock times.
+    room = {"type": "object", "properties": {"hours": {"type": "integer"}, "hour": {"type": "integer"}}}
+    props = argument_schema(room, values_of("Book the room at 7:30 pm for 2 hours"))["properties"]
+    assert (props["hours"]["enum"], props["hour"]["enum"]) == ([2], [19])
+    census = {"type": "object", "properties": {"year": {"type": "integer"}}}
+    assert 2020 in argument_schema(census, values_of("In 2020, 5 years after"))["properties"]["year"]["enum"]
+    rate = {"type": "object", "properties": {"query": {"type": "string"}, "hourly_rate": {"type": "number"}}}
+    assert "talks at 10:30" in for_tool(values_of("Find talks at 10:30"), "find", rate).spans
+    event = {"type": "object", "properties": {"title": {"type": "string"}, "date": {"type": "string"}}}
+    spans = set(for_tool(values_of("Create an event called Team lunch on 2025-03-14."), "create_event", event).spans)
+    assert {"Team lunch", "2025-03-14"} <= spans and "Team lunch on 2025-03-14" not in spans  # a date, alone
     plain = {"type": "object", "properties": {"at": {"type": "string"}}}  # a tool that takes the time as text
     assert (
         "3:15"
@@ -214,6 +226,13 @@ def test_a_call_takes_no_span_made_only_of_its_tools_name() -> None:
     spans = set(for_tool(values, "read_file").spans)
     assert {"notes.txt", "the file", "What does the file"} <= spans and "file" not in spans and "file" in values.spans
     assert not {"Search papers", "papers", "Search"} & set(for_tool(values, "searchPapers").spans)
+
+
+def test_no_span_ends_with_a_word_a_phrase_goes_on_after() -> None:
+    """Before, SmolLM2-135M titled an event "Team lunch on" and a reminder "Set a reminder for"."""
+    spans = set(values_of("Create an event called Team lunch on Friday. Say 'on and on'").spans)
+    assert {"Team lunch", "Team lunch on Friday", "on and on"} <= spans
+    assert not {"Team lunch on", "Create an", "called Team lunch on", "Say 'on and"} & spans
 
 
 def test_an_address_is_a_span_only_alone() -> None:
