@@ -58,7 +58,7 @@ __all__ = [
 
 MAX_STRING_CHARS = 256  # a string argument without maxLength, enum, const, pattern or format
 MAX_ITEMS = 16  # an array without maxItems
-MAX_OBJECT_ITEMS = 4  # an array of objects or arrays without maxItems: each item costs tens of tokens
+MAX_OBJECT_ITEMS = 4  # an array without maxItems of items that are not plain scalars: each costs tens of tokens
 MAX_INTEGER_DIGITS = 15  # an integer without minimum and maximum: |n| < 10**15 (JSON's exact integers reach 2**53)
 
 _SPAN_SOURCE_WORDS = 300  # words of the user's turns (latest first) that spans come from
@@ -137,7 +137,7 @@ def _bound(schema: dict[str, Any]) -> dict[str, Any]:
         items = schema.get("items")
         nested = isinstance(items, dict) and not ({"enum", "const"} & items.keys() or items.get("type") in _SCALARS)
         given = schema.get("minItems")
-        least = int(given) if isinstance(given, int | float) and given == int(given) else 0
+        least = given if isinstance(given, int) and not isinstance(given, bool) else 0
         return schema | {"maxItems": max(MAX_OBJECT_ITEMS if nested else MAX_ITEMS, least)}
     if kind == "integer":
         limit = 10**MAX_INTEGER_DIGITS - 1
@@ -285,16 +285,17 @@ _FUNCTION_WORDS = frozenset({"all", "and", "any", "for", "from", "into", "none",
 def for_tool(values: Values, name: str, parameters: dict[str, Any] | None = None) -> Values:
     """`values` for a call of the tool `name`: without the spans made only of its name's words (SmolLM2-135M read
     "What does the file notes.txt say?" as `read_file({"path": "file"})`, and has written a search's own name as
-    its query), nor, where its `parameters` take an hour or a minute, the spans that hold a clock time (it wrote
+    its query), nor, where its `parameters` take an hour and a minute, the spans that hold a clock time (it wrote
     "7:15", then "7:15 to take my pills", as a reminder's text), nor, where they take a date, the spans that hold
     a date and more ("Team lunch on 2025-03-14" as an event's title)."""
     parts = name_words(name)
-    lasts = {words[-1].lower() for key in _keys(parameters) if (words := re.findall(r"[A-Za-z][a-z]*", key))}
+    keys = [re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])", key) for key in _keys(parameters)]
+    lasts = {words[-1].lower() for words in keys if words}
     clock = bool(lasts & {"hour", "hours"}) and bool(lasts & {"minute", "minutes"})
     dated = bool(lasts & {"date", "dates"})
 
     def own(span: str) -> bool:
-        if (clock and CLOCK_TIME.search(span)) or (dated and _ISO_DATE.search(span) and not _ISO_DATE.fullmatch(span)):
+        if (clock and CLOCK_TIME.search(span)) or (dated and _ISO_DATE.search(span) and " " in span):
             return True
         if span.count(" ") >= len(parts):
             return False

@@ -4,8 +4,8 @@
 
 A span is a run of up to `MAX_SPAN_WORDS` words, its edges stripped of punctuation. A quoted phrase is a span of
 its own, however long, and part of no other, and so is an address (a URL, an e-mail address, a path, a file
-name); a span does not cut a name short ("New York" of "New York, NY") nor start inside a number written in
-groups ("345 678" of "+34 612 345 678").
+name); a span does not cut a name short ("New York" of "New York, NY"), start inside a number written in groups
+("345 678" of "+34 612 345 678"), nor end with a word a phrase goes on after ("Team lunch on").
 """
 
 from __future__ import annotations
@@ -33,9 +33,9 @@ def spans(words: list[str]) -> Iterator[str]:
             continue  # a quoted phrase or an address with other words, or a part of a quoted phrase
         if any(a < end < b or (number and a < start < b) for a, b, number in names) and (start, end) not in quoted:
             continue  # a name cut short ("New York" of "New York, NY"), or a part of a number in groups
-        if words[end - 1].strip(_EDGE).lower() in _OPEN_ENDS and (start, end) not in quoted:
-            continue  # "Team lunch on", "Set a reminder for": no value ends with a preposition, article or "and"
         span = " ".join(words[start:end]).replace("\\", "").strip(_EDGE).strip()
+        if span.rpartition(" ")[2] in _OPEN_ENDS and (start, end) not in quoted:
+            continue  # "Team lunch on", "Set a reminder for"; not "Portland, OR" nor "Vitamin A" (capitals)
         if span and span not in seen:
             seen.add(span)
             yield span

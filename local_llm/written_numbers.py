@@ -1,5 +1,6 @@
 """Numbers as a reader reads them: "50 million" is 50000000, "2,000,000" 2000000, "5 %" a percentage, "14th" 14;
-and the numbers a user writes before a word of a parameter's name ("for 3 nights" gives `nights` 3).
+the numbers a user writes before a word of a parameter's name ("for 3 nights" gives `nights` 3); and the clock
+times a user writes ("7:30 pm" is 19:30), for parameters of hours and minutes.
 
     list(numbers("A city of 50 million grows 5 % a year"))   # [(50000000.0, False), (5.0, True)]
     counted_numbers("for 3 nights for 2 guests", "nights")    # [(3.0, False)]
@@ -62,8 +63,8 @@ def counted_numbers(text: str, name: str) -> list[tuple[float, bool]]:
             continue
         if word.endswith("s") == last.endswith("s") or _reading(match)[0] == 1:  # "1 night" counts nights too
             found.append(_reading(match))
-    if not found and last.rstrip("s") in ("hour", "minute"):  # a clock time's: "7:15" gives the hour 7, minute 15
-        clock = [clock_time(m) for m in CLOCK_TIME.finditer(text)]
+    if not found and (last in ("hour", "minute") or (len(parts) == 1 and last in ("hours", "minutes"))):
+        clock = [clock_time(m) for m in CLOCK_TIME.finditer(text)]  # "7:15" gives the hour 7, the minute 15
         return [(float(hour if last.startswith("hour") else minute), False) for hour, minute in clock]
     return found
 

@@ -90,6 +90,7 @@ def test_unbounded_values_get_bounds_and_given_bounds_are_kept() -> None:
                 "list": {"type": "array", "items": {"type": "string"}},
                 "many": {"type": "array", "minItems": 40},
                 "rows": {"type": "array", "items": {"type": "object", "properties": {"a": {"type": "string"}}}},
+                "odd": {"type": "array", "minItems": True, "items": {"$ref": "#/$defs/Row"}},
             },
         }
     )
@@ -101,6 +102,7 @@ def test_unbounded_values_get_bounds_and_given_bounds_are_kept() -> None:
     assert props["list"]["maxItems"] == MAX_ITEMS and props["list"]["items"]["maxLength"] == MAX_STRING_CHARS
     assert props["many"]["maxItems"] == 40
     assert props["rows"]["maxItems"] == MAX_OBJECT_ITEMS  # each costs tens of tokens: 16 cut a call off
+    assert props["odd"]["maxItems"] == MAX_OBJECT_ITEMS  # a $ref is no scalar; a flag is no minimum
 
 
 def test_uri_strings_take_the_conversations_urls() -> None:
@@ -208,11 +210,17 @@ def test_a_clock_time_fills_hour_and_minute_and_is_no_text_for_them() -> None:
     assert (props["hours"]["enum"], props["hour"]["enum"]) == ([2], [19])
     census = {"type": "object", "properties": {"year": {"type": "integer"}}}
     assert 2020 in argument_schema(census, values_of("In 2020, 5 years after"))["properties"]["year"]["enum"]
+    alarm = {"type": "object", "properties": {"text": {"type": "string"}, "HOUR": {}, "MINUTE": {}, "minutes": {}}}
+    assert "at 7:15" not in for_tool(values_of("Wake me at 7:15"), "alarm", alarm).spans  # names in capitals
+    timer = {"type": "object", "properties": {"timeout_minutes": {"type": "integer"}}}
+    assert 7 in argument_schema(timer, values_of("Remind me at 7:45 pm"))["properties"]["timeout_minutes"]["enum"]
     rate = {"type": "object", "properties": {"query": {"type": "string"}, "hourly_rate": {"type": "number"}}}
     assert "talks at 10:30" in for_tool(values_of("Find talks at 10:30"), "find", rate).spans
     event = {"type": "object", "properties": {"title": {"type": "string"}, "date": {"type": "string"}}}
     spans = set(for_tool(values_of("Create an event called Team lunch on 2025-03-14."), "create_event", event).spans)
     assert {"Team lunch", "2025-03-14"} <= spans and "Team lunch on 2025-03-14" not in spans  # a date, alone
+    stamped = for_tool(values_of("Log it at 2025-03-14T10:00"), "create_event", event).spans
+    assert "2025-03-14T10:00" in stamped  # a date and time in one word is still a value
     plain = {"type": "object", "properties": {"at": {"type": "string"}}}  # a tool that takes the time as text
     assert (
         "3:15"
@@ -233,6 +241,9 @@ def test_no_span_ends_with_a_word_a_phrase_goes_on_after() -> None:
     spans = set(values_of("Create an event called Team lunch on Friday. Say 'on and on'").spans)
     assert {"Team lunch", "Team lunch on Friday", "on and on"} <= spans
     assert not {"Team lunch on", "Create an", "called Team lunch on", "Say 'on and"} & spans
+    # Found by review: capitals end names ("Portland, OR", "Vitamin A"); a mark after the word hides nothing.
+    assert {"Portland, OR", "rich in Vitamin A"} <= set(values_of("Weather in Portland, OR; rich in Vitamin A").spans)
+    assert "Call me at" not in values_of("Call me at , .").spans
 
 
 def test_an_address_is_a_span_only_alone() -> None:
