@@ -28,8 +28,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import operator
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -53,6 +54,8 @@ __all__ = [
     "conversation_urls",
     "conversation_values",
     "for_tool",
+    "number_fits",
+    "schema_number",
     "times_written",
 ]
 
@@ -173,9 +176,9 @@ def _copy_values(schema: dict[str, Any], values: Values) -> dict[str, Any]:
         if not found:
             return schema
         default = schema.get("default")
-        written = [n for n in map(_json_number, found) if _fits(schema, n)]
+        written = [n for n in map(_json_number, found) if number_fits(schema, n)]
         spares = [0, 1, *([default] if isinstance(default, int | float) else [])]
-        spares = [n for n in map(_json_number, spares) if _fits(schema, n) and not _begins_any(n, written)]
+        spares = [n for n in map(_json_number, spares) if number_fits(schema, n) and not _begins_any(n, written)]
         return _limited(schema, list(dict.fromkeys([*written, *spares])))
     return schema
 
@@ -195,7 +198,7 @@ def _counted(schema: dict[str, Any], text: str) -> dict[str, Any]:
     for name, sub in properties.items():
         if isinstance(sub, dict) and sub.get("type") in ("number", "integer") and "enum" not in sub:
             found = [v / 100 if percent and _is_fraction(sub) else v for v, percent in counted_numbers(text, name)]
-            if fitting := [n for n in dict.fromkeys(map(_json_number, found)) if _fits(sub, n)]:
+            if fitting := [n for n in dict.fromkeys(map(_json_number, found)) if number_fits(sub, n)]:
                 out[name] = sub | {"enum": fitting}
     return schema | {"properties": out}
 
@@ -344,15 +347,36 @@ def _json_number(value: float) -> int | float:
     return int(value) if float(value).is_integer() and abs(value) < 2**53 else value
 
 
-def _fits(schema: dict[str, Any], n: float) -> bool:
-    if schema.get("type") == "integer" and not float(n).is_integer():
+_CHECKS = (
+    ("minimum", operator.ge, -math.inf),
+    ("maximum", operator.le, math.inf),
+    ("exclusiveMinimum", operator.gt, -math.inf),
+    ("exclusiveMaximum", operator.lt, math.inf),
+)
+
+
+def number_fits(schema: Mapping[str, Any], number: float) -> bool:
+    """Whether `number` is a value of the number or integer `schema`."""
+    if not math.isfinite(number) or (schema.get("type") == "integer" and not float(number).is_integer()):
         return False
-    return (
-        n >= schema.get("minimum", -math.inf)
-        and n <= schema.get("maximum", math.inf)
-        and n > schema.get("exclusiveMinimum", -math.inf)
-        and n < schema.get("exclusiveMaximum", math.inf)
-    )
+    if isinstance(enum := schema.get("enum"), list) and number not in enum:
+        return False
+    if "const" in schema and number != schema["const"]:
+        return False
+    step = schema_number(schema, "multipleOf", 0)
+    if step > 0 and (not math.isfinite(ratio := number / step) or not math.isclose(ratio, round(ratio))):
+        return False
+    if schema.get("exclusiveMinimum") is True and number <= schema_number(schema, "minimum", -math.inf):
+        return False  # draft 4: a flag on `minimum`
+    if schema.get("exclusiveMaximum") is True and number >= schema_number(schema, "maximum", math.inf):
+        return False
+    return all(check(number, schema_number(schema, key, default)) for key, check, default in _CHECKS)
+
+
+def schema_number(schema: Mapping[str, Any], key: str, default: float) -> float:
+    """The schema's number under `key`, or `default` when it has none (or something else there)."""
+    value = schema.get(key)
+    return value if isinstance(value, int | float) and not isinstance(value, bool) else default
 
 
 def conversation_values(body: ChatCompletionRequest) -> Values:

@@ -23,13 +23,13 @@ from __future__ import annotations
 import bisect
 import json
 import math
-import operator
 import re
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from autoqwen.local_llm.argument_schema import number_fits, schema_number
 from autoqwen.local_llm.enum_names import named_values
 from autoqwen.local_llm.protocol import FunctionCall, ToolCall
 from autoqwen.local_llm.spans import MAX_SPAN_WORDS
@@ -245,7 +245,7 @@ def _read(text: str, tokens: _Tokens, at: int, slot: _Slot, following: str | Non
         if slot.hundredths and not percent:
             return None
         number = number / 100 if slot.hundredths else number
-        if not _fits(schema, number):
+        if not number_fits(schema, number):
             return None
         return tokens.at(end), int(number) if float(number).is_integer() else number
     if isinstance(enum := schema.get("enum"), list):
@@ -287,41 +287,13 @@ def _read_string(text: str, tokens: _Tokens, at: int, slot: _Slot, following: st
         if abs(end - at - words) > capital or not (stopped or (capital and tokens[end].text[:1].islower())):
             return None
     value = text[first.start : tokens[end - 1].end]
-    if not _bound(slot.schema, "minLength", 1) <= len(value) <= _bound(slot.schema, "maxLength", math.inf):
+    if (
+        not schema_number(slot.schema, "minLength", 1)
+        <= len(value)
+        <= schema_number(slot.schema, "maxLength", math.inf)
+    ):
         return None
     return end, value
-
-
-_CHECKS = (
-    ("minimum", operator.ge, -math.inf),
-    ("maximum", operator.le, math.inf),
-    ("exclusiveMinimum", operator.gt, -math.inf),
-    ("exclusiveMaximum", operator.lt, math.inf),
-)
-
-
-def _fits(schema: Mapping[str, Any], number: float) -> bool:
-    """Whether `number` is a value of the number or integer `schema`."""
-    if not math.isfinite(number) or (schema.get("type") == "integer" and not number.is_integer()):
-        return False
-    if isinstance(enum := schema.get("enum"), list) and number not in enum:
-        return False
-    if "const" in schema and number != schema["const"]:
-        return False
-    step = _bound(schema, "multipleOf", 0)
-    if step > 0 and (not math.isfinite(ratio := number / step) or not math.isclose(ratio, round(ratio))):
-        return False
-    if schema.get("exclusiveMinimum") is True and number <= _bound(schema, "minimum", -math.inf):
-        return False  # draft 4: a flag on `minimum`
-    if schema.get("exclusiveMaximum") is True and number >= _bound(schema, "maximum", math.inf):
-        return False
-    return all(check(number, _bound(schema, key, default)) for key, check, default in _CHECKS)
-
-
-def _bound(schema: Mapping[str, Any], key: str, default: float) -> float:
-    """The schema's number under `key`, or `default` when it has none (or something else there)."""
-    value = schema.get(key)
-    return value if isinstance(value, int | float) and not isinstance(value, bool) else default
 
 
 def _covers(call: ToolCall, values: dict[str, Any]) -> bool:
