@@ -37,7 +37,7 @@ from urllib.parse import urlsplit
 
 from autoqwen.addresses import check_host
 from autoqwen.local_llm.enum_names import named_values
-from autoqwen.local_llm.name_words import name_words, stems
+from autoqwen.local_llm.name_words import identifier_words, name_words, stems
 from autoqwen.local_llm.protocol import ChatCompletionRequest
 from autoqwen.local_llm.spans import spans
 from autoqwen.local_llm.written_numbers import CLOCK_TIME, counted_numbers, numbers
@@ -292,7 +292,7 @@ def for_tool(values: Values, name: str, parameters: dict[str, Any] | None = None
     "7:15", then "7:15 to take my pills", as a reminder's text), nor, where they take a date, the spans that hold
     a date and more ("Team lunch on 2025-03-14" as an event's title)."""
     parts = name_words(name)
-    keys = [re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])", key) for key in _keys(parameters)]
+    keys = [identifier_words(key) for key in _keys(parameters)]
     lasts = {words[-1].lower() for words in keys if words}
     clock = bool(lasts & {"hour", "hours"}) and bool(lasts & {"minute", "minutes"})
     dated = bool(lasts & {"date", "dates"})

@@ -164,11 +164,7 @@ def answer_stops(body: ChatCompletionRequest) -> tuple[str, ...]:
 def result_values(body: ChatCompletionRequest) -> list[str]:
     """The values (words holding a digit: numbers, dates, times, ids) of the latest tool results, when each is short
     enough to be a value rather than a page; empty otherwise or when there are too many."""
-    results: list[str] = []
-    for message in reversed(body.messages):
-        if message.role != "tool":
-            break
-        results.append(message.text())
+    results = _latest_results(body)[::-1]  # latest first, as the values were always listed
     if not results or any(len(text) > _VALUE_RESULT_CHARS for text in results):
         return []
     found = dict.fromkeys(v.rstrip(".:") for text in results for v in _VALUE.findall(text))
@@ -176,14 +172,20 @@ def result_values(body: ChatCompletionRequest) -> list[str]:
     return values if len(values) <= _MAX_RESULT_VALUES else []
 
 
-def _plain_results(body: ChatCompletionRequest) -> list[str] | None:
-    """The latest tool results in the order they came, each stripped, when there are at most `MAX_PARALLEL_CALLS`
-    and each is one short line of plain text holding a value (not JSON, no `<`); None otherwise."""
+def _latest_results(body: ChatCompletionRequest) -> list[str]:
+    """The texts of the tool messages that end the conversation, in the order they came."""
     results: list[str] = []
     for message in reversed(body.messages):
         if message.role != "tool":
             break
-        results.insert(0, message.text().strip())
+        results.insert(0, message.text())
+    return results
+
+
+def _plain_results(body: ChatCompletionRequest) -> list[str] | None:
+    """The latest tool results in the order they came, each stripped, when there are at most `MAX_PARALLEL_CALLS`
+    and each is one short line of plain text holding a value (not JSON, no `<`); None otherwise."""
+    results = [text.strip() for text in _latest_results(body)]
     if len(results) > MAX_PARALLEL_CALLS or not result_values(body):
         return None
     if all(

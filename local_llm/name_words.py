@@ -11,7 +11,7 @@ import functools
 import re
 from typing import Any
 
-__all__ = ["GENERIC_WORDS", "message_words", "name_words", "named_words", "stems"]
+__all__ = ["GENERIC_WORDS", "identifier_words", "message_words", "name_words", "named_words", "stems"]
 
 # Words of tool names that name no tool in particular.
 GENERIC_WORDS = frozenset(
@@ -39,7 +39,12 @@ def message_words(text: str) -> frozenset[str]:
 
 def name_words(name: str) -> set[str]:
     """The words of an identifier, lower case, 3 letters or more: "searchPapers" has "search" and "papers"."""
-    return {p.lower() for p in re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])", name) if len(p) >= 3}
+    return {p.lower() for p in identifier_words(name) if len(p) >= 3}
+
+
+def identifier_words(name: str) -> list[str]:
+    """The words of an identifier as written, split at `_`, digits and camelCase: "periodsPerYear", "HOUR"."""
+    return re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])", name)
 
 
 def stems(word: str, part: str) -> bool:

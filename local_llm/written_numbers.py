@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from autoqwen.local_llm.name_words import stems
+from autoqwen.local_llm.name_words import identifier_words, stems
 
 __all__ = ["CLOCK_TIME", "clock_time", "counted_numbers", "number_at", "numbers"]
 
@@ -53,7 +53,7 @@ def counted_numbers(text: str, name: str) -> list[tuple[float, bool]]:
     periods, not years), and in the same number ("5 years" is no `year`). SmolLM2-135M gave "3 nights for 2
     guests" 2 nights. A parameter named `hour` or `minute` takes those of the clock times the text writes ("22:00":
     the hour 22, the minute 0; it wrote the minute 22); `hours` and `minutes` count ("for 2 hours") first."""
-    parts = re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])", name)
+    parts = identifier_words(name)
     if not parts or (len(parts) > 1 and parts[-2].lower() == "per") or len(last := parts[-1].lower()) < 3:
         return []
     found = []
