@@ -7,8 +7,8 @@
   fills an open object with keys of its own: `search_papers({"query": ..., "maxResults": 3})`). A schema that
   sets `additionalProperties` keeps it; an object with no `properties` stays open.
 * Bounded: a string, integer or array the schema leaves unbounded gets a bound (`MAX_STRING_CHARS`,
-  `MAX_INTEGER_DIGITS`, `MAX_ITEMS`, `MAX_OBJECT_ITEMS`), so a call that starts to repeat itself ends well before
-  `max_tokens` instead of being cut off there.
+  `MAX_INTEGER_DIGITS`, `MAX_ITEMS`, `MAX_STRING_ITEMS`, `MAX_OBJECT_ITEMS`), so a call that starts to repeat
+  itself ends well before `max_tokens` instead of being cut off there.
 * URLs: a string of format `uri` takes one of the http(s) URLs the user or the system wrote, when they wrote any
   (SmolLM2-135M otherwise invents one); `conversation_urls` finds them, public hosts only.
 * Values copied (`Values.spans`, `Values.numbers`): a free string takes a span of the user's words (`spans.py`:
@@ -37,6 +37,7 @@ from urllib.parse import urlsplit
 
 from autoqwen.addresses import check_host
 from autoqwen.local_llm.enum_names import named_values
+from autoqwen.local_llm.examples import examples_named, shaped
 from autoqwen.local_llm.name_words import identifier_words, name_words, stems
 from autoqwen.local_llm.protocol import ChatCompletionRequest
 from autoqwen.local_llm.spans import spans
@@ -47,6 +48,7 @@ __all__ = [
     "MAX_ITEMS",
     "MAX_OBJECT_ITEMS",
     "MAX_STRING_CHARS",
+    "MAX_STRING_ITEMS",
     "NO_VALUES",
     "Values",
     "argument_schema",
@@ -62,6 +64,9 @@ __all__ = [
 MAX_STRING_CHARS = 256  # a string argument without maxLength, enum, const, pattern or format
 MAX_ITEMS = 16  # an array without maxItems
 MAX_OBJECT_ITEMS = 4  # an array without maxItems of items that are not plain scalars: each costs tens of tokens
+# An array of strings without maxItems: a span of up to 8 words costs ten tokens or more; SmolLM2-135M, told to list
+# "criminal law" specialisations, repeated "criminal law near" until max_tokens cut the call.
+MAX_STRING_ITEMS = 8
 MAX_INTEGER_DIGITS = 15  # an integer without minimum and maximum: |n| < 10**15 (JSON's exact integers reach 2**53)
 
 _SPAN_SOURCE_WORDS = 300  # words of the user's turns (latest first) that spans come from
@@ -139,9 +144,13 @@ def _bound(schema: dict[str, Any]) -> dict[str, Any]:
     if kind == "array" and "maxItems" not in schema:
         items = schema.get("items")
         nested = isinstance(items, dict) and not ({"enum", "const"} & items.keys() or items.get("type") in _SCALARS)
+        worded = isinstance(items, dict) and (
+            items.get("type") == "string" or all(isinstance(v, str) for v in items.get("enum") or [0])
+        )
         given = schema.get("minItems")
         least = given if isinstance(given, int) and not isinstance(given, bool) else 0
-        return schema | {"maxItems": max(MAX_OBJECT_ITEMS if nested else MAX_ITEMS, least)}
+        most = MAX_OBJECT_ITEMS if nested else MAX_STRING_ITEMS if worded else MAX_ITEMS
+        return schema | {"maxItems": max(most, least)}
     if kind == "integer":
         limit = 10**MAX_INTEGER_DIGITS - 1
         bounds = {"minimum": -limit, "maximum": limit}
@@ -170,7 +179,7 @@ def _copy_values(schema: dict[str, Any], values: Values) -> dict[str, Any]:
         return _limited(schema, list(values.urls))
     if kind == "string" and not {"format", "pattern"} & schema.keys():
         low, high = schema.get("minLength", 1), schema.get("maxLength", MAX_STRING_CHARS)
-        return _limited(schema, [span for span in values.spans if low <= len(span) <= high])
+        return _limited(schema, [span for span in shaped(schema, values.spans) if low <= len(span) <= high])
     if kind in ("number", "integer"):
         found = [value / 100 if percent and _is_fraction(schema) else value for value, percent in values.numbers]
         if not found:
@@ -254,7 +263,7 @@ def _named_required(schema: dict[str, Any], text: str) -> dict[str, Any]:
         if not isinstance(sub, dict) or name in required:
             return []
         if not isinstance(enum := sub.get("enum"), list):
-            return _examples_named(sub, text)
+            return examples_named(sub, text)
         others = [v for key, p in properties.items() if key != name and isinstance(p, dict) for v in _enum(p)]
         return [
             value
@@ -273,18 +282,6 @@ def _enum(schema: dict[str, Any]) -> list[Any]:
     return enum if isinstance(enum := schema.get("enum"), list) else []
 
 
-def _examples_named(schema: dict[str, Any], text: str) -> list[str]:
-    """The examples a free string's description quotes ("could be 'IMAX', '2D' or '3D'") that the user writes."""
-    if schema.get("type") != "string" or {"enum", "const", "format", "pattern"} & schema.keys():
-        return []
-    quoted = re.findall(r"(?<!\w)'([^'\n]{3,40})'(?!\w)|\"([^\"\n]{3,40})\"", str(schema.get("description", "")))
-    examples = [e for e in dict.fromkeys(a or b for a, b in quoted) if e.lower() not in _FUNCTION_WORDS]
-    return [e for e in examples if re.search(rf"(?<!\w){re.escape(e.lower())}(?!\w)", text)]
-
-
-_FUNCTION_WORDS = frozenset({"all", "and", "any", "for", "from", "into", "none", "not", "the", "yes", "with"})
-
-
 def for_tool(values: Values, name: str, parameters: dict[str, Any] | None = None) -> Values:
     """`values` for a call of the tool `name`: without the spans made only of its name's words (SmolLM2-135M read
     "What does the file notes.txt say?" as `read_file({"path": "file"})`, and has written a search's own name as
@@ -297,12 +294,16 @@ def for_tool(values: Values, name: str, parameters: dict[str, Any] | None = None
     clock = bool(lasts & {"hour", "hours"}) and bool(lasts & {"minute", "minutes"})
     dated = bool(lasts & {"date", "dates"})
 
+    times = {w for m in CLOCK_TIME.finditer(values.text) for w in m.group().split()} if clock else set()
+
     def own(span: str) -> bool:
-        if (clock and CLOCK_TIME.search(span)) or (dated and _ISO_DATE.search(span) and " " in span):
+        if (dated and _ISO_DATE.search(span) and " " in span) or times & set(span.lower().split()):
             return True
-        if span.count(" ") >= len(parts):
-            return False
-        return all(w.isalpha() and any(stems(w, p) for p in parts) for w in span.lower().split())
+        words = re.findall(r"[\w']+", span)
+        return any(
+            w.isalpha() and (i == 0 or not w[0].isupper()) and any(stems(w.lower(), p) for p in parts)
+            for i, w in enumerate(words)
+        )
 
     return dataclasses.replace(values, spans=tuple(span for span in values.spans if not own(span)))
 

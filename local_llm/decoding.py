@@ -15,6 +15,7 @@ When the completion asks for logprobs (`SamplingParams.logprobs`), each generate
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     import torch
 
     from autoqwen.local_llm.completion import Completion
+    from autoqwen.local_llm.scheduler import WorkSeconds
 
 __all__ = ["Decoding"]
 
@@ -41,6 +43,7 @@ class Decoding:
         eos_ids: frozenset[int],
         limit: int,
         matcher: Any = None,
+        work: WorkSeconds | None = None,
     ) -> None:
         import torch
 
@@ -50,6 +53,7 @@ class Decoding:
         self.limit = limit
         self.eos = frozenset() if p.ignore_eos else eos_ids
         self.matcher = matcher
+        self.work = work  # where the grammar's seconds add up, if given
         self.generator = torch.Generator().manual_seed(p.seed if p.seed is not None else secrets.randbits(63))
         self.stream = TextStream(decode, p.stop)
         self.generated: list[int] = []
@@ -63,7 +67,9 @@ class Decoding:
         """Tokens the grammar forces at the start (fed with the prompt); may already end the sequence."""
         # Tokens the grammar forces are appended without sampling, in the tokenizer's canonical split ("fast
         # forward"): the model then reads `{"` `name` `":` as it always has, not a spelling it never saw.
+        started = time.perf_counter()
         forced = _forced(self.matcher, self.limit)
+        self._count(started)
         self._take(forced)
         self._check_done()
         return forced
@@ -75,15 +81,20 @@ class Decoding:
         self.pending = []
         raw = logits  # logprobs are the model's, before the mask and the sampler's adjustments
         if self.matcher is not None:
+            started = time.perf_counter()
             logits, argmax = _mask(logits, self.matcher), None
+            self._count(started)
         token = sampling.sample(logits, self.generated, self.params, self.generator, argmax)
+        started = time.perf_counter()
         if self.matcher is not None and not self.matcher.consume_token(token):
             raise LocalLLMError(f"the grammar rejected token {token}: {self.matcher.get_error()}")
+        forced = [] if token in self.eos else _forced(self.matcher, self.limit - len(self.generated) - 1)
+        self._count(started)
         if token in self.eos:
             self._eos_seen = True
             self.done = True
             return
-        new = [token, *_forced(self.matcher, self.limit - len(self.generated) - 1)]
+        new = [token, *forced]
         top = self.params.logprobs
         self._take(new, sampling.token_logprob(raw, token, top) if top is not None else None)
         self.pending = new
@@ -96,6 +107,11 @@ class Decoding:
         if tail := self.stream.flush():
             self.job.emit(tail)
         self.job.finish(reason, len(self.generated))
+
+    def _count(self, started: float) -> None:
+        """Add the seconds since `started` to the grammar's work, when there is a grammar."""
+        if self.matcher is not None and self.work is not None:
+            self.work.grammar += time.perf_counter() - started
 
     def _take(self, tokens: list[int], sampled: sampling.TokenLogprob | None = None) -> None:
         """Add generated tokens and emit their text; `sampled` is the first one's logprob when it was sampled

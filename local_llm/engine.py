@@ -35,7 +35,7 @@ from autoqwen.local_llm.loading import Quantize, load_model, release_freed_memor
 from autoqwen.local_llm.prefix_cache import PrefixCache
 from autoqwen.local_llm.resolve import ModelSource
 from autoqwen.local_llm.sampling import SamplingParams
-from autoqwen.local_llm.scheduler import EngineHooks, Job, Scheduler
+from autoqwen.local_llm.scheduler import EngineHooks, Job, Scheduler, WorkSeconds
 from autoqwen.local_llm.scoring import Scoring
 from autoqwen.local_llm.tokenizer import Tokenizer
 
@@ -140,6 +140,11 @@ class Engine:
     def tokens_per_second(self) -> float:
         """Tokens generated per second over the last few seconds, all sequences together."""
         return self._scheduler.rate.per_second if self._scheduler is not None else 0.0
+
+    @property
+    def work_seconds(self) -> WorkSeconds:
+        """Seconds spent scoring tools and applying grammars since the model loaded (zeros before)."""
+        return self._scheduler.work if self._scheduler is not None else WorkSeconds()
 
     @property
     def batch_size(self) -> int:

@@ -1,6 +1,6 @@
 """Which values of an enum a user's message names: the value itself ("in fahrenheit"), a word it begins or stems
-("euros", "multiplied"), the word or two it abbreviates ("kilometers" for km), or its English name for a standard
-code (`code_names`: "Swiss francs" for CHF).
+("euros", "multiplied"), the word or two it abbreviates ("kilometers" for km), its English name for a standard
+code (`code_names`: "Swiss francs" for CHF), or another word for the same arithmetic operation ("times").
 
     named_values("convert 26.2 miles to kilometers", ["km", "mi", "kg"])   # {"km": [22], "mi": [13]}
 """
@@ -44,6 +44,8 @@ def _mentions_of(text: str, value: str) -> list[tuple[int, bool]]:
     words = _words(text)
     if found := standard_name_mentions(words, value):
         return found
+    if found := [(at, False) for at, word in words if _same_operation(value, word)]:
+        return found
     stem = value if len(value) < 5 else value[:-1]  # "multiply": "multiplied"
     if len(value) >= 3 and (found := [(at, False) for at, word in words if word.startswith(stem)]):
         return found  # two letters begin too many words by chance: "fr" is not "from"
@@ -56,6 +58,20 @@ def _mentions_of(text: str, value: str) -> list[tuple[int, bool]]:
         and not any(a <= at < b for a, b in quoted)
         and _abbreviates(value, word, words[i + 1][1] if i + 1 < len(words) else "")
     ]
+
+
+# Words that name the same arithmetic operation: "12 times 7" names `multiply`, "the sum of" `add`.
+_OPERATIONS = (
+    frozenset({"add", "addition", "plus", "sum"}),
+    frozenset({"subtract", "subtraction", "sub", "minus", "difference"}),
+    frozenset({"multiply", "multiplication", "mul", "times"}),
+    frozenset({"divide", "division", "div", "divided", "quotient"}),
+)
+
+
+def _same_operation(value: str, word: str) -> bool:
+    """Whether the enum `value` and the user's `word` name the same arithmetic operation (as different words)."""
+    return value != word and any(value in group and word in group for group in _OPERATIONS)
 
 
 @functools.lru_cache(maxsize=16)

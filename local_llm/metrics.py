@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
 from starlette.routing import Match
 
 if TYPE_CHECKING:
@@ -62,10 +63,31 @@ class ServerMetrics:
         ready.set_function(lambda: float(any(e.state == "ready" for e in engines())))
         loaded = Gauge("autoqwen_models_loaded", "Models loaded and ready", registry=r)
         loaded.set_function(lambda: sum(e.state == "ready" for e in engines()))
+        r.register(_WorkCollector(engines))
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""
         return generate_latest(self.registry)
+
+
+class _WorkCollector:
+    """Counters of the loaded engines' seconds of tool calling's extra work (they restart when a model reloads)."""
+
+    def __init__(self, engines: Callable[[], Sequence[Engine]]) -> None:
+        self.engines = engines
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        work = [e.work_seconds for e in self.engines()]
+        yield CounterMetricFamily(
+            "autoqwen_tool_scoring_seconds",
+            "Seconds spent scoring tools to choose one (channel selection)",
+            value=sum(w.scoring for w in work),
+        )
+        yield CounterMetricFamily(
+            "autoqwen_grammar_seconds",
+            "Seconds spent compiling grammars, masking sampled tokens and forcing tokens",
+            value=sum(w.grammar for w in work),
+        )
 
 
 # The `path` label of a request that matches no route: random paths must not grow the series without bound.

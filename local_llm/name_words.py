@@ -1,17 +1,20 @@
 """The words of a tool's or a parameter's name that a user's message holds: "Send an email" names send_email,
 "for 3 nights" gives `nights` its value.
 
-    named_words("send_email", message_words("Send an email to Bob"))   # 2
-    stems("remind", "reminder")                       # True: they share a stem
+    own = naming_words([("send_email", None), ("calculator", {"enum": ["add", "multiply"]})])
+    named_words(own[0], message_words("Send an email to Bob"))   # 2
+    named_words(own[1], message_words("Add 1543 and 2981."))     # 1: a value of its enum
+    stems("remind", "reminder")                                  # True: they share a stem
 """
 
 from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["GENERIC_WORDS", "identifier_words", "message_words", "name_words", "named_words", "stems"]
+__all__ = ["GENERIC_WORDS", "identifier_words", "message_words", "name_words", "named_words", "naming_words", "stems"]
 
 # Words of tool names that name no tool in particular.
 GENERIC_WORDS = frozenset(
@@ -19,17 +22,46 @@ GENERIC_WORDS = frozenset(
     | {"check", "update", "delete", "add", "info", "data", "for", "the", "and", "from", "with", "tool", "current"}
     | {"details", "name", "number", "random"}
 )
+_WORD = re.compile(r"[A-Za-z]{3,}")
+_VAGUE_VALUES = frozenset({"all", "any", "none", "auto", "default", "other", "both", "true", "false", "yes"})
 _READ_CHARS = 4096  # the start of a message read for the words of tool names (scoring reads 256 tokens of it)
 
 
-def named_words(name: str, words: frozenset[str], others: list[str] | None = None) -> int:
-    """How many words of a tool's `name` (split at `_`, digits and camelCase, 3 letters or more, not generic ones
-    such as "get" or "search", nor words of the `others` tools' names: "file" names neither read_file nor
-    write_file) a message's `words` (`message_words`) hold, as a word they stem: "send_email" has 2 in "Send an
-    email"."""
-    shared = {_stem(part) for other in others or [] for part in name_words(other)}
-    own = [p for p in name_words(name) - GENERIC_WORDS if _stem(p) not in shared]
+def naming_words(tools: Sequence[tuple[str, Any]]) -> list[set[str]]:
+    """For each tool, given as (name, parameter schema), the words that name it and no other offered tool: the
+    words of its name (split at `_`, digits and camelCase, 3 letters or more, not generic ones such as "get" or
+    "search") and the values of its enums that are words ("add" of a calculator's operation, "driving" of a
+    travel mode), unless another tool's name or enums hold the same stem ("file" names neither read_file nor
+    write_file)."""
+    every = [name_words(name) | _enum_words(parameters) for name, parameters in tools]
+    own = [(name_words(name) - GENERIC_WORDS) | _enum_words(parameters) for name, parameters in tools]
+    out = []
+    for i, words in enumerate(own):
+        shared = {_stem(word) for j, other in enumerate(every) if j != i for word in other}
+        out.append({word for word in words if _stem(word) not in shared})
+    return out
+
+
+def named_words(own: set[str], words: frozenset[str]) -> int:
+    """How many of a tool's `own` words (`naming_words`) a message's `words` (`message_words`) hold, as a word
+    they stem: send_email's "send" and "email" are 2 in "Send an email"."""
     return sum(any(stems(w, p) for w in words) for p in own)
+
+
+def _enum_words(schema: Any) -> set[str]:
+    """The enum values of a schema and its subschemas that are words of 3 letters or more, lower case."""
+    found: set[str] = set()
+    if isinstance(schema, dict):
+        values = schema.get("enum")
+        for value in values if isinstance(values, list) else ():
+            if isinstance(value, str) and _WORD.fullmatch(value) and value.lower() not in _VAGUE_VALUES:
+                found.add(value.lower())
+        for sub in schema.values():
+            found |= _enum_words(sub)
+    elif isinstance(schema, list):
+        for sub in schema:
+            found |= _enum_words(sub)
+    return found
 
 
 def message_words(text: str) -> frozenset[str]:

@@ -27,7 +27,7 @@ from autoqwen.local_llm.tokenizer import Tokenizer
 if TYPE_CHECKING:
     from autoqwen.local_llm.decoding import Decoding
 
-__all__ = ["EngineHooks", "Scheduler", "TokenRate"]
+__all__ = ["EngineHooks", "Scheduler", "TokenRate", "WorkSeconds"]
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,15 @@ class EngineHooks:
     on_chunk: Callable[[Completion, int, int], object] | None = None  # a chunk of its prompt was read: tokens [a, b)
     on_step: Callable[[int], object] | None = None  # a decode step ran with this many rows
     on_retire: Callable[[int], object] | None = None  # this many rows left the batch together
+
+
+@dataclass
+class WorkSeconds:
+    """Seconds the worker spent on tool calling's extra work since it started: scoring (the channel tool selection)
+    and grammars (compiling them, masking each sampled token, fast-forwarding forced ones)."""
+
+    scoring: float = 0.0
+    grammar: float = 0.0
 
 
 class TokenRate:
@@ -99,6 +108,7 @@ class Scheduler:
         self.max_batch = max_batch
         self.hooks = hooks
         self.rate = TokenRate()
+        self.work = WorkSeconds()
         self.active: list[Decoding] = []  # the batch's rows, in admission order
         self.reading: deque[Reading] = deque()  # admitted jobs whose prompts are being read, in admission order
 
@@ -123,7 +133,9 @@ class Scheduler:
                         return
                     if isinstance(job, Scoring):
                         self._send_held_text()  # the running streams wait for the scoring
+                        started = time.perf_counter()
                         score(self.model, self.prefix_cache, job)
+                        self.work.scoring += time.perf_counter() - started
                         continue
                     self._admit(job, batch)
                 self._retire({row: None for row, seq in enumerate(active) if seq.job.cancelled}, batch)
@@ -184,8 +196,12 @@ class Scheduler:
             limit = self.context_length - job.prompt_tokens
             if p.max_tokens is not None:
                 limit = min(limit, p.max_tokens)
+            started = time.perf_counter()
             matcher = self.tokenizer.matcher(p.grammar) if p.grammar else None
-            seq = Decoding(job, self.tokenizer.decode, eos_ids=self.eos_ids, limit=limit, matcher=matcher)
+            self.work.grammar += time.perf_counter() - started
+            seq = Decoding(
+                job, self.tokenizer.decode, eos_ids=self.eos_ids, limit=limit, matcher=matcher, work=self.work
+            )
             tokens = [*job.prompt_ids, *seq.start()]
             if seq.done:
                 seq.finish()

@@ -5,7 +5,8 @@
 A span is a run of up to `MAX_SPAN_WORDS` words, its edges stripped of punctuation. A quoted phrase is a span of
 its own, however long, and part of no other, and so is an address (a URL, an e-mail address, a path, a file
 name); a span does not cut a name short ("New York" of "New York, NY"), start inside a number written in groups
-("345 678" of "+34 612 345 678"), nor end with a word a phrase goes on after ("Team lunch on").
+("345 678" of "+34 612 345 678"), end with a word a phrase goes on after ("Team lunch on") or before its object
+("lock" of "lock the door"), hold "me", nor consist of function words only ("What is").
 """
 
 from __future__ import annotations
@@ -36,6 +37,10 @@ def spans(words: list[str]) -> Iterator[str]:
         span = " ".join(words[start:end]).replace("\\", "").strip(_EDGE).strip()
         if span.rpartition(" ")[2] in _OPEN_ENDS and (start, end) not in quoted:
             continue  # "Team lunch on", "Set a reminder for"; not "Portland, OR" nor "Vitamin A" (capitals)
+        if all(_is_function_word(w) for w in span.split()) and (start, end) not in quoted:
+            continue  # "What is", "me", "my": words no value is made of alone
+        if (start, end) not in quoted and (_cut_before_object(words, end) or "me" in span.split()):
+            continue  # "lock" of "lock the door"; "Remind me to call mom", "let me forget the standup"
         if span and span not in seen:
             seen.add(span)
             yield span
@@ -46,12 +51,34 @@ _ADDRESS = re.compile(r"\S*://\S+|[^@\s]+@[^@\s]+\.\w+|[/~][\w.~/-]{2,}|[\w./-]*
 _OPEN_ENDS = frozenset(
     {"a", "an", "the", "and", "or", "at", "on", "in", "for", "to", "of", "by", "from", "with", "about", "into"}
 )  # words a phrase goes on after
+_FUNCTION_WORDS = _OPEN_ENDS | frozenset(
+    {"i", "me", "my", "you", "your", "we", "us", "our", "it", "its", "he", "him", "his", "she", "her", "they"}
+    | {"them", "their", "this", "that", "these", "those", "is", "are", "was", "were", "be", "am", "do", "does"}
+    | {"did", "can", "could", "will", "would", "should", "what", "what's", "which", "who", "when", "where", "why"}
+    | {"how", "please", "there", "here", "some", "any", "all", "much", "many", "not", "no", "so", "if", "then"}
+)  # pronouns, auxiliaries, question words and the like
+_DETERMINERS = frozenset({"the", "a", "an", "my", "your", "our", "his", "her", "their", "its", "this", "that"})
 _LONGEST_ADDRESS = 2048  # longer words are not read as addresses (a pasted blob)
 
 
 def _is_address(word: str) -> bool:
     """Whether `word` is an address, a span only alone: SmolLM2-135M read "the file notes.txt" as "file notes.txt"."""
     return len(word) <= _LONGEST_ADDRESS and _ADDRESS.fullmatch(word.strip(_EDGE)) is not None
+
+
+def _cut_before_object(words: list[str], end: int) -> bool:
+    """Whether a span ending before `words[end]` stops at a lower-case word whose object follows ("lock" of "lock
+    the door"; not "Bob" of "Send Bob the report", nor "lock," of "lock, the door", nor an address)."""
+    if end >= len(words) or words[end].lower() not in _DETERMINERS:
+        return False
+    last = words[end - 1]
+    return last.isalpha() and last.islower()
+
+
+def _is_function_word(word: str) -> bool:
+    """Whether `word` is a function word as written in running text ("me", "What"; not "US" nor "IT")."""
+    stripped = word.strip(_EDGE)
+    return stripped.lower() in _FUNCTION_WORDS and (stripped.islower() or stripped.istitle())
 
 
 def _inside(i: int, ranges: list[tuple[int, int]]) -> bool:

@@ -21,7 +21,7 @@ import re
 from typing import Literal
 
 from autoqwen.local_llm.errors import InvalidRequest
-from autoqwen.local_llm.name_words import message_words, named_words
+from autoqwen.local_llm.name_words import message_words, named_words, naming_words
 from autoqwen.local_llm.protocol import ChatCompletionRequest, Tool
 from autoqwen.local_llm.tool_prompt import message_text
 
@@ -57,8 +57,13 @@ NO_TOOL_HEADS = (
     "A conversation with a helpful assistant.\nUser:",
 )
 NO_TOOL_MARGIN = 1.75
+# A tool whose score stands this many nats above the other offered tools' (the log of their mean probability) needs
+# only to beat "no tool", without the margin: of 7 tools, "Is it raining in London today?" singles out get_weather,
+# which SmolLM2-135M scored 1 nat above "no tool".
+STANDOUT_MARGIN = 3.0
 # A tool the user names by a word of its name ("email" for send_email, "remind" for set_reminder, "news" for
-# get_news) scores this many nats more for each such word: SmolLM2-135M's channel scores put set_reminder above
+# get_news) or of its enums' values ("Add 1543 and 2981" for a calculator's "add") scores this many nats more for
+# each such word: SmolLM2-135M's channel scores put set_reminder above
 # send_email for "Send an email to ...", and no tool above search_papers for "I need 5 papers on ...".
 NAME_WORD_BONUS = 3.0
 
@@ -130,14 +135,20 @@ def _names_a_tool(body: ChatCompletionRequest, tools: list[Tool]) -> bool:
 
 def pick(body: ChatCompletionRequest, tools: list[Tool], scores: list[float]) -> ChatCompletionRequest:
     """`body` narrowed by the channel scores of `tools` (then one for each of `NO_TOOL_HEADS` when they competed):
-    to the best tool, or to a text answer (tool_choice "none") when no tool beats them by the margin."""
+    to the best tool, or to a text answer (tool_choice "none") when no tool beats them by the margin (or at all,
+    for a tool that stands out among several)."""
     question = message_text(body.messages[-1], len(body.messages) - 1)
-    names, words = [tool.function.name for tool in tools], message_words(question)
-    bonus = [NAME_WORD_BONUS * named_words(name, words, names[:i] + names[i + 1 :]) for i, name in enumerate(names)]
+    words = message_words(question)
+    own = naming_words([(tool.function.name, tool.function.parameters) for tool in tools])
+    bonus = [NAME_WORD_BONUS * named_words(mine, words) for mine in own]
     scores = [score + extra for score, extra in zip(scores, bonus, strict=False)] + scores[len(tools) :]
-    best = max(range(len(tools)), key=scores.__getitem__)
-    if len(scores) > len(tools) and scores[best] - _mean_probability(scores[len(tools) :]) < NO_TOOL_MARGIN:
-        return body.model_copy(update={"tool_choice": "none"})
+    n = len(tools)
+    best = max(range(n), key=scores.__getitem__)
+    if len(scores) > n:
+        others = scores[:best] + scores[best + 1 : n]
+        standout = bool(others) and scores[best] - _mean_probability(others) >= STANDOUT_MARGIN
+        if scores[best] - _mean_probability(scores[n:]) < (0.0 if standout else NO_TOOL_MARGIN):
+            return body.model_copy(update={"tool_choice": "none"})
     return select_tool(body, tools[best])
 
 

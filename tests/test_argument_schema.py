@@ -15,6 +15,7 @@ from autoqwen.local_llm.argument_schema import (
     MAX_ITEMS,
     MAX_OBJECT_ITEMS,
     MAX_STRING_CHARS,
+    MAX_STRING_ITEMS,
     Values,
     argument_schema,
     closed,
@@ -88,6 +89,7 @@ def test_unbounded_values_get_bounds_and_given_bounds_are_kept() -> None:
                 "n": {"type": "integer"},
                 "positive": {"type": "integer", "minimum": 1},
                 "list": {"type": "array", "items": {"type": "string"}},
+                "numbers": {"type": "array", "items": {"type": "number"}},
                 "many": {"type": "array", "minItems": 40},
                 "rows": {"type": "array", "items": {"type": "object", "properties": {"a": {"type": "string"}}}},
                 "odd": {"type": "array", "minItems": True, "items": {"$ref": "#/$defs/Row"}},
@@ -99,7 +101,8 @@ def test_unbounded_values_get_bounds_and_given_bounds_are_kept() -> None:
     assert "maxLength" not in props["shaped"] and "maxLength" not in props["choice"]
     assert props["n"]["minimum"] == -(10**15 - 1) and props["n"]["maximum"] == 10**15 - 1
     assert props["positive"]["minimum"] == 1 and props["positive"]["maximum"] == 10**15 - 1
-    assert props["list"]["maxItems"] == MAX_ITEMS and props["list"]["items"]["maxLength"] == MAX_STRING_CHARS
+    assert props["list"]["maxItems"] == MAX_STRING_ITEMS and props["list"]["items"]["maxLength"] == MAX_STRING_CHARS
+    assert props["numbers"]["maxItems"] == MAX_ITEMS  # strings cost more tokens each: "criminal law near" x 16
     assert props["many"]["maxItems"] == 40
     assert props["rows"]["maxItems"] == MAX_OBJECT_ITEMS  # each costs tens of tokens: 16 cut a call off
     assert props["odd"]["maxItems"] == MAX_OBJECT_ITEMS  # a $ref is no scalar; a flag is no minimum
@@ -202,7 +205,8 @@ def test_a_clock_time_fills_hour_and_minute_and_is_no_text_for_them() -> None:
         assert props["time"]["properties"]["hour"]["enum"] == [hour]
         assert props["time"]["properties"]["minutes"]["enum"] == [minute]
         assert not [span for span in props["text"]["enum"] if CLOCK_TIME.search(span)]  # then "7:15 to ..."
-        assert "Remind me" in props["text"]["enum"]
+        assert {"to lock the door", "to water the plants"} & set(props["text"]["enum"])
+        assert not {"Remind me", "9", "o'clock"} & set(props["text"]["enum"])  # the tool's word, the time's words
     # Found by review: a duration counts ("for 2 hours"), "pm" adds 12, a count is no point ("5 years" is no
     # `year`), an hourly rate or a meeting's minutes take no clock times.
     room = {"type": "object", "properties": {"hours": {"type": "integer"}, "hour": {"type": "integer"}}}
@@ -232,8 +236,47 @@ def test_a_call_takes_no_span_made_only_of_its_tools_name() -> None:
     """Before, "What does the file notes.txt say?" got `read_file({"path": "file"})`."""
     values = values_of("What does the file notes.txt say? Search papers.")
     spans = set(for_tool(values, "read_file").spans)
-    assert {"notes.txt", "the file", "What does the file"} <= spans and "file" not in spans and "file" in values.spans
+    assert "notes.txt" in spans and not {"file", "the file"} & spans and "file" in values.spans
     assert not {"Search papers", "papers", "Search"} & set(for_tool(values, "searchPapers").spans)
+    # Nor a span that holds one of its words: "Set a reminder" and "Remind me to call mom" were reminder texts.
+    spans = set(for_tool(values_of("Remind me to call mom. Set a reminder for pills"), "set_reminder").spans)
+    assert {"to call mom", "call mom", "pills"} <= spans and not [s for s in spans if "emind" in s]
+    museum = set(for_tool(values_of("Hours of the Louvre Museum"), "museum_get_hours").spans)
+    assert "Louvre Museum" in museum and "Museum" not in museum  # a name's capitalised word is the name's
+
+
+def test_no_span_is_made_only_of_function_words() -> None:
+    """Before, "What is" and "me" were spans a symbol or a text could take."""
+    spans = set(values_of("What is Tesla's share price? Ticker TSLA, in the US. Say 'it is'").spans)
+    assert {"Tesla's share price", "TSLA", "US", "it is"} <= spans
+    assert not {"What", "What is", "is", "in the", "the"} & spans
+
+
+def test_no_span_stops_before_an_object_or_holds_me() -> None:
+    """Before, reminders' texts were "lock" (of "to lock the door") and "Remind me to call mom"."""
+    spans = set(values_of("Remind me to lock the door. Send Bob the report, and mail ann@x.org a note").spans)
+    assert {"to lock the door", "lock the door", "Bob", "Send Bob", "ann@x.org", "the report"} <= spans
+    assert not {"lock", "to lock", "Remind me", "me to lock the door"} & spans
+    assert "let me in" in set(values_of("Sing 'let me in'").spans)  # quoted: as written
+
+
+def test_a_string_with_an_example_unlike_a_word_takes_spans_of_its_shape() -> None:
+    """Before, "What is Tesla's share price? Ticker TSLA." got `{"symbol": "Tesla's share price"}`."""
+    from autoqwen.local_llm.examples import examples, shaped
+
+    symbol = {"type": "string", "description": "Ticker symbol, e.g. AAPL"}
+    assert examples(symbol) == ["AAPL"]
+    assert shaped(symbol, ["Tesla's", "Tesla's share price", "TSLA", "A"]) == ["TSLA"]
+    zone = {"type": "string", "description": "IANA time zone, e.g. Europe/Paris"}
+    assert shaped(zone, ["Tokyo", "Asia/Tokyo", "America/New_York"]) == ["Asia/Tokyo", "America/New_York"]
+    assert shaped(zone, ["Tokyo", "in Tokyo"]) == ["Tokyo", "in Tokyo"]  # none has the shape: all
+    city = {"type": "string", "description": "City name, e.g. Paris, or 'New York'"}  # words like most
+    assert shaped(city, ["Oslo", "OSL"]) == ["Oslo", "OSL"]
+    schema = {"type": "object", "properties": {"symbol": symbol}}
+    assert argument_schema(schema, values_of("Tesla's share price? Ticker TSLA."))["properties"]["symbol"] == {
+        "description": "Ticker symbol, e.g. AAPL",
+        "enum": ["TSLA"],
+    }
 
 
 def test_no_span_ends_with_a_word_a_phrase_goes_on_after() -> None:
@@ -322,6 +365,10 @@ def test_enum_values_are_named_by_the_words_they_stem_or_abbreviate() -> None:
     operations = ["add", "subtract", "multiply", "divide"]
     assert offered("Compute 2.5 multiplied by 4.", operations) == ["multiply"]
     assert offered("Subtracting 3 from 9", operations) == ["subtract"]
+    # Other words for the same operation: "What is 12 times 7?" got `add`.
+    assert offered("What is 12 times 7?", operations) == ["multiply"]
+    assert offered("The sum of 3 and 4, divided by 2", ["sum", "div", "mul"]) == ["sum", "div"]
+    assert offered("Take it 3 times a day", ["daily", "weekly"]) == ["daily", "weekly"]
     assert offered("How many Japanese yen is 50 US dollars?", ["USD", "EUR", "JPY"]) == ["USD", "JPY"]
     assert offered("Say 'thank you' in Japanese", ["en", "de", "ja"]) == ["ja"]
     assert offered("Translate 'hello' into French", ["en", "fr", "it"]) == ["fr"]  # "into" does not abbreviate "it"

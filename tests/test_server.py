@@ -239,3 +239,19 @@ def test_metrics_count_requests_and_tokens(client: TestClient) -> None:
         float(line.split()[-1]) for line in text.splitlines() if line.startswith("autoqwen_completion_tokens_total")
     )
     assert completion_tokens >= 3
+
+
+def test_metrics_count_the_seconds_of_tool_scoring_and_grammars(client: TestClient) -> None:
+    def seconds(name: str) -> float:
+        text = client.get("/metrics").text
+        return next(float(line.split()[-1]) for line in text.splitlines() if line.startswith(f"{name}_total "))
+
+    tools = [
+        {"type": "function", "function": {"name": name, "parameters": {"type": "object", "properties": {}}}}
+        for name in ("get_weather", "get_time")
+    ]
+    before = seconds("autoqwen_tool_scoring_seconds"), seconds("autoqwen_grammar_seconds")
+    r = client.post(URL, json=body(max_tokens=8, tools=tools, tool_choice="required"))
+    assert r.status_code == 200
+    after = seconds("autoqwen_tool_scoring_seconds"), seconds("autoqwen_grammar_seconds")
+    assert after[0] > before[0] and after[1] > before[1]  # two tools scored, then the call's grammar

@@ -580,7 +580,7 @@ def test_no_tool_competes_only_when_the_client_left_the_choice_open() -> None:
 
 
 def test_pick_answers_in_text_unless_a_tool_beats_no_tool_by_the_margin() -> None:
-    from autoqwen.local_llm.tool_choice import NO_TOOL_MARGIN, pick
+    from autoqwen.local_llm.tool_choice import NO_TOOL_MARGIN, STANDOUT_MARGIN, pick
 
     help_me = [{"role": "user", "content": "Help me out."}]  # no word of a tool's name
     request = ChatCompletionRequest.model_validate(
@@ -590,21 +590,28 @@ def test_pick_answers_in_text_unless_a_tool_beats_no_tool_by_the_margin() -> Non
     # Without a tool, the message is as likely as the mean probability of the no-tool candidates: here, at most
     # log(1/2) below the likelier one.
     no_tool = -5.0 - NO_TOOL_MARGIN
-    chosen = pick(request, tools, [-10.0, -5.0, no_tool - 0.1 + math.log(2), -1000.0])
+    chosen = pick(request, tools, [-6.0, -5.0, no_tool - 0.1 + math.log(2), -1000.0])
     assert chosen.tool_choice == "required" and [t.function.name for t in chosen.tools or []] == ["plan_trip"]
-    assert pick(request, tools, [-10.0, -5.0, no_tool + 0.1 + math.log(2), -1000.0]).tool_choice == "none"
-    assert pick(request, tools, [-10.0, -5.0, no_tool + 0.1, no_tool + 0.1]).tool_choice == "none"
-    assert pick(request, tools, [-10.0, -5.0, no_tool - 0.1, no_tool - 0.1]).tool_choice == "required"
+    assert pick(request, tools, [-6.0, -5.0, no_tool + 0.1 + math.log(2), -1000.0]).tool_choice == "none"
+    assert pick(request, tools, [-6.0, -5.0, no_tool + 0.1, no_tool + 0.1]).tool_choice == "none"
+    assert pick(request, tools, [-6.0, -5.0, no_tool - 0.1, no_tool - 0.1]).tool_choice == "required"
     assert [t.function.name for t in pick(request, tools, [-1.0, -5.0]).tools or []] == ["get_weather"]
+    # A tool that stands out among the others needs only to beat "no tool": "Is it raining in London today?" got
+    # no call when get_weather, far above 6 other tools, was 1 nat above "no tool".
+    apart = -5.0 - STANDOUT_MARGIN - 0.1
+    assert [t.function.name for t in pick(request, tools, [apart, -5.0, -5.1, -5.1]).tools or []] == ["plan_trip"]
+    assert pick(request, tools, [apart, -5.0, -4.9, -4.9]).tool_choice == "none"
+    assert pick(request, tools, [apart + 0.2, -5.0, -5.1, -5.1]).tool_choice == "none"  # not apart: the margin
 
 
 def test_a_tool_the_user_names_by_a_word_of_its_name_scores_higher() -> None:
     """Before, "Send an email to bob@example.com saying ..." went to set_reminder, whose channel score was higher."""
-    from autoqwen.local_llm.name_words import message_words, named_words
+    from autoqwen.local_llm.name_words import message_words, named_words, naming_words
     from autoqwen.local_llm.tool_choice import NAME_WORD_BONUS, pick
 
-    def named(name: str, text: str, others: list[str] | None = None) -> int:
-        return named_words(name, message_words(text), others)
+    def named(name: str, text: str, others: list[str] | None = None, parameters: object = None) -> int:
+        own = naming_words([(name, parameters), *((other, None) for other in others or [])])[0]
+        return named_words(own, message_words(text))
 
     assert named("send_email", "Send an email to bob") == 2
     assert named("set_reminder", "Remind me to call mom") == 1  # "set" names no tool in particular
@@ -612,6 +619,13 @@ def test_a_tool_the_user_names_by_a_word_of_its_name_scores_higher() -> None:
     assert named("get_weather", "Get me a coffee") == 0 and named("read_file", "Fill the form") == 0
     assert named("read_file", "How many files are in /tmp?", ["write_file", "list_directory"]) == 0  # shared
     assert named("convert_currency", "What is the current weather?") == 0  # "current" names no tool in particular
+    # The values of a tool's enums that are words name it too ("Add 1543 and 2981." went to get_weather), unless
+    # another tool's name holds them, and vague values ("all", "none") name nothing.
+    operation = {"type": "object", "properties": {"op": {"enum": ["add", "multiply", "all", "x2"]}}}
+    assert named("calculator", "Add 1543 and 2981.", [], operation) == 1
+    assert named("calculator", "Multiplied by 4", [], {"items": operation}) == 1
+    assert named("calculator", "Add 'milk' to my todos", ["add_todo"], operation) == 0
+    assert named("calculator", "Show all of them", [], operation) == 0
     request = ChatCompletionRequest.model_validate(
         {"model": "m", "messages": ASK, "tools": [WEATHER, PLAN], "tool_choice": "required"}
     )
