@@ -25,7 +25,6 @@ each is a label and the `ServerConfig` fields it sets (the rest keep the server'
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -253,7 +252,7 @@ def main() -> None:
                 continue
             server = EmbeddedServer(engine, ServerConfig(**fields)).start()  # they share the engine; stop at exit
             print(f"({key}) {label}", flush=True)
-            t0, before = time.perf_counter(), dataclasses.replace(engine.work_seconds)
+            t0, before = time.perf_counter(), engine.work_seconds.copy()
             labels[key] = label
             evaluator = Evaluator(_client(server.base_url), engine.model_id, parallel, args.verbose)
             results[key] = run(evaluator, cases, tasks)

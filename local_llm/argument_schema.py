@@ -40,7 +40,8 @@ from autoqwen.local_llm.enum_names import named_values
 from autoqwen.local_llm.examples import examples_named, shaped
 from autoqwen.local_llm.name_words import identifier_words, name_words, stems
 from autoqwen.local_llm.protocol import ChatCompletionRequest
-from autoqwen.local_llm.spans import spans
+from autoqwen.local_llm.spans import EDGE as _EDGE
+from autoqwen.local_llm.spans import is_address, spans
 from autoqwen.local_llm.written_numbers import CLOCK_TIME, counted_numbers, numbers
 
 __all__ = [
@@ -145,7 +146,7 @@ def _bound(schema: dict[str, Any]) -> dict[str, Any]:
         items = schema.get("items")
         nested = isinstance(items, dict) and not ({"enum", "const"} & items.keys() or items.get("type") in _SCALARS)
         worded = isinstance(items, dict) and (
-            items.get("type") == "string" or all(isinstance(v, str) for v in items.get("enum") or [0])
+            items.get("type") == "string" or all(isinstance(v, str) for v in _enum(items) or [0])
         )
         given = schema.get("minItems")
         least = given if isinstance(given, int) and not isinstance(given, bool) else 0
@@ -283,22 +284,26 @@ def _enum(schema: dict[str, Any]) -> list[Any]:
 
 
 def for_tool(values: Values, name: str, parameters: dict[str, Any] | None = None) -> Values:
-    """`values` for a call of the tool `name`: without the spans made only of its name's words (SmolLM2-135M read
-    "What does the file notes.txt say?" as `read_file({"path": "file"})`, and has written a search's own name as
-    its query), nor, where its `parameters` take an hour and a minute, the spans that hold a clock time (it wrote
-    "7:15", then "7:15 to take my pills", as a reminder's text), nor, where they take a date, the spans that hold
-    a date and more ("Team lunch on 2025-03-14" as an event's title)."""
+    """`values` for a call of the tool `name`: without the spans that hold a word of its name (SmolLM2-135M read
+    "What does the file notes.txt say?" as `read_file({"path": "file"})`, wrote a search's own name as its query
+    and "Set a reminder" as a reminder's text), unless the word is a capitalised one inside the span (a name's:
+    "Louvre Museum") or the span is quoted or an address; nor, where its `parameters` take an hour and a minute,
+    the spans that hold a clock time or a word of one (it wrote "7:15", then "7:15 to take my pills", as a
+    reminder's text); nor, where they take a date, the spans that hold a date and more ("Team lunch on 2025-03-14"
+    as an event's title)."""
     parts = name_words(name)
     keys = [identifier_words(key) for key in _keys(parameters)]
     lasts = {words[-1].lower() for words in keys if words}
     clock = bool(lasts & {"hour", "hours"}) and bool(lasts & {"minute", "minutes"})
     dated = bool(lasts & {"date", "dates"})
-
     times = {w for m in CLOCK_TIME.finditer(values.text) for w in m.group().split()} if clock else set()
 
     def own(span: str) -> bool:
-        if (dated and _ISO_DATE.search(span) and " " in span) or times & set(span.lower().split()):
+        written = {w.strip(_EDGE) for w in span.lower().split()}
+        if (dated and _ISO_DATE.search(span) and " " in span) or times & written:
             return True
+        if is_address(span) or re.search(rf"[\"'\u2018\u201c]{re.escape(span.lower())}[\"'\u2019\u201d]", values.text):
+            return False  # an address or a quoted phrase is the user's value as written
         words = re.findall(r"[\w']+", span)
         return any(
             w.isalpha() and (i == 0 or not w[0].isupper()) and any(stems(w.lower(), p) for p in parts)

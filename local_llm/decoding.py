@@ -111,7 +111,7 @@ class Decoding:
     def _count(self, started: float) -> None:
         """Add the seconds since `started` to the grammar's work, when there is a grammar."""
         if self.matcher is not None and self.work is not None:
-            self.work.grammar += time.perf_counter() - started
+            self.work.add(grammar=time.perf_counter() - started)
 
     def _take(self, tokens: list[int], sampled: sampling.TokenLogprob | None = None) -> None:
         """Add generated tokens and emit their text; `sampled` is the first one's logprob when it was sampled

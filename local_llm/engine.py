@@ -18,6 +18,7 @@ import gc
 import logging
 import queue
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -85,6 +86,7 @@ class Engine:
         self.context_length = 0
         self.weight_bytes = 0  # memory of the loaded weights
         self.model: Any = None  # the loaded transformers model, once ready
+        self.work_seconds = WorkSeconds()  # seconds of tool scoring and grammars: /metrics, the tool evaluation
         self.tokenizer: Tokenizer | None = None
         self._queue: queue.Queue[Job] = queue.Queue(maxsize=max_queue)
         self._ready = threading.Event()
@@ -142,11 +144,6 @@ class Engine:
         return self._scheduler.rate.per_second if self._scheduler is not None else 0.0
 
     @property
-    def work_seconds(self) -> WorkSeconds:
-        """Seconds spent scoring tools and applying grammars since the model loaded (zeros before)."""
-        return self._scheduler.work if self._scheduler is not None else WorkSeconds()
-
-    @property
     def batch_size(self) -> int:
         """Sequences decoding now."""
         return len(self._scheduler.active) if self._scheduler is not None else 0
@@ -166,7 +163,11 @@ class Engine:
 
     def check_grammar(self, grammar: str) -> str | None:
         """Why `grammar` cannot constrain this model's output (an llguidance error message), or None if it can."""
-        return self._ready_tokenizer().check_grammar(grammar)
+        started = time.perf_counter()
+        try:
+            return self._ready_tokenizer().check_grammar(grammar)
+        finally:
+            self.work_seconds.add(grammar=time.perf_counter() - started)
 
     def is_special_token(self, text: str) -> bool:
         """Whether `text` is one special token of this tokenizer (e.g. Qwen2.5's `<tool_call>`)."""
@@ -298,6 +299,7 @@ class Engine:
             prefix_cache=self.prefix_cache,
             max_batch=self.max_batch,
             hooks=self.hooks,
+            work=self.work_seconds,
         )
         self.load_seconds = loaded.seconds
         self.load_stage = "done"

@@ -16,14 +16,24 @@ __all__ = ["examples", "examples_named", "shaped"]
 _QUOTED = re.compile(r"(?<!\w)'([^'\n]{1,40})'(?!\w)|\"([^\"\n]{1,40})\"")
 _GIVEN = re.compile(r"\b(?:e\.g\.|eg\.|for example|such as)[,:]?\s+(\S+)", re.IGNORECASE)
 _EDGE = "\"'`.,;:!?()[]{}"
-_FUNCTION_WORDS = frozenset({"all", "and", "any", "for", "from", "into", "none", "not", "the", "yes", "with"})
-_PLAIN_SHAPES = frozenset({"a", "Aa"})  # a lower-case or capitalised word: the shape of most words
+_FUNCTION_WORDS = frozenset({"all", "and", "any", "for", "from", "into", "none", "not", "or", "the", "yes", "with"})
 
 
 def examples(schema: dict[str, Any]) -> list[str]:
-    """The values a string parameter's description quotes or gives after "e.g.", "for example" or "such as"."""
-    given = [word.strip(_EDGE) for word in _GIVEN.findall(str(schema.get("description", "")))]
-    return [e for e in dict.fromkeys([*_quoted(schema), *given]) if e and e.lower() not in _FUNCTION_WORDS]
+    """The values a string parameter's description gives as examples: quoted in a list of two or more ("'IMAX',
+    '2D' or '3D'"), or one word after "e.g.", "for example" or "such as" that ends there ("e.g. AAPL", "e.g.
+    Europe/Paris,"; not "Hi" of "e.g. Hi Bob")."""
+    description = str(schema.get("description", ""))
+    quoted = _quoted(schema)
+    given = [m.group(1).strip(_EDGE) for m in _GIVEN.finditer(description) if _ends_there(m)]
+    found = [*(quoted if len(quoted) >= 2 else []), *given]
+    return [e for e in dict.fromkeys(found) if e and e.lower() not in _FUNCTION_WORDS]
+
+
+def _ends_there(match: re.Match[str]) -> bool:
+    """Whether the word after "e.g." is a whole example: a sign after it, or the end, "or", "and", "etc"."""
+    rest = match.string[match.end() :]
+    return match.group(1)[-1] in _EDGE or not rest.strip() or bool(re.match(r"\s+(?:or|and|etc)\b", rest))
 
 
 def examples_named(schema: dict[str, Any], text: str) -> list[str]:

@@ -71,23 +71,29 @@ class ServerMetrics:
 
 
 class _WorkCollector:
-    """Counters of the loaded engines' seconds of tool calling's extra work (they restart when a model reloads)."""
+    """Counters of each loaded model's seconds of tool calling's extra work, labelled by model: a model's series
+    ends when it unloads and starts again from 0 when it reloads."""
 
     def __init__(self, engines: Callable[[], Sequence[Engine]]) -> None:
         self.engines = engines
 
     def collect(self) -> Iterator[CounterMetricFamily]:
-        work = [e.work_seconds for e in self.engines()]
-        yield CounterMetricFamily(
+        scoring = CounterMetricFamily(
             "autoqwen_tool_scoring_seconds",
             "Seconds spent scoring tools to choose one (channel selection)",
-            value=sum(w.scoring for w in work),
+            labels=["model"],
         )
-        yield CounterMetricFamily(
+        grammar = CounterMetricFamily(
             "autoqwen_grammar_seconds",
-            "Seconds spent compiling grammars, masking sampled tokens and forcing tokens",
-            value=sum(w.grammar for w in work),
+            "Seconds spent checking and compiling grammars, masking sampled tokens and forcing tokens",
+            labels=["model"],
         )
+        for engine in self.engines():
+            work = engine.work_seconds.copy()
+            scoring.add_metric([engine.model_id], work.scoring)
+            grammar.add_metric([engine.model_id], work.grammar)
+        yield scoring
+        yield grammar
 
 
 # The `path` label of a request that matches no route: random paths must not grow the series without bound.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,49 +25,53 @@ GENERIC_WORDS = frozenset(
 )
 _WORD = re.compile(r"[A-Za-z]{3,}")
 _VAGUE_VALUES = frozenset({"all", "any", "none", "auto", "default", "other", "both", "true", "false", "yes"})
+_MAX_NAMING_VALUES = 32
 _READ_CHARS = 4096  # the start of a message read for the words of tool names (scoring reads 256 tokens of it)
 
 
 def naming_words(tools: Sequence[tuple[str, Any]]) -> list[set[str]]:
-    """For each tool, given as (name, parameter schema), the words that name it and no other offered tool: the
-    words of its name (split at `_`, digits and camelCase, 3 letters or more, not generic ones such as "get" or
-    "search") and the values of its enums that are words ("add" of a calculator's operation, "driving" of a
-    travel mode), unless another tool's name or enums hold the same stem ("file" names neither read_file nor
-    write_file)."""
-    every = [name_words(name) | _enum_words(parameters) for name, parameters in tools]
-    own = [(name_words(name) - GENERIC_WORDS) | _enum_words(parameters) for name, parameters in tools]
-    out = []
-    for i, words in enumerate(own):
-        shared = {_stem(word) for j, other in enumerate(every) if j != i for word in other}
-        out.append({word for word in words if _stem(word) not in shared})
-    return out
+    """For each tool, given as (name, parameter schema), the English stems of the words that name it and no other
+    offered tool: the words of its name (split at `_`, digits and camelCase, 3 letters or more, not generic ones
+    such as "get" or "search") and the values of its enums that are words ("add" of a calculator's operation,
+    "driving" of a travel mode), unless another tool's name or enums hold the same stem ("file" names neither
+    read_file nor write_file)."""
+    named = [(name_words(name), sorted(_enum_words(parameters))[:_MAX_NAMING_VALUES]) for name, parameters in tools]
+    every = [{_stem(w) for w in [*words, *values]} for words, values in named]
+    own = [{_stem(w) for w in [*(words - GENERIC_WORDS), *values]} for words, values in named]
+    holders = Counter(stem for stems_of_tool in every for stem in stems_of_tool)
+    return [{stem for stem in mine if holders[stem] == 1} for mine in own]
 
 
 def named_words(own: set[str], words: frozenset[str]) -> int:
-    """How many of a tool's `own` words (`naming_words`) a message's `words` (`message_words`) hold, as a word
-    they stem: send_email's "send" and "email" are 2 in "Send an email"."""
-    return sum(any(stems(w, p) for w in words) for p in own)
+    """How many of a tool's `own` stems (`naming_words`) a message's stems (`message_words`) hold: send_email's
+    "send" and "email" are 2 in "Send an email"."""
+    return len(own & words)
 
 
 def _enum_words(schema: Any) -> set[str]:
-    """The enum values of a schema and its subschemas that are words of 3 letters or more, lower case."""
+    """The values that are words of 3 letters or more, lower case, of the enums of a parameter schema, its
+    properties, items and alternatives; an enum of more than `_MAX_NAMING_VALUES` values (countries, codes) names
+    nothing, and a tool's first `_MAX_NAMING_VALUES` such words in order are all that name it."""
     found: set[str] = set()
-    if isinstance(schema, dict):
-        values = schema.get("enum")
-        for value in values if isinstance(values, list) else ():
-            if isinstance(value, str) and _WORD.fullmatch(value) and value.lower() not in _VAGUE_VALUES:
-                found.add(value.lower())
-        for sub in schema.values():
-            found |= _enum_words(sub)
-    elif isinstance(schema, list):
-        for sub in schema:
-            found |= _enum_words(sub)
+    if not isinstance(schema, dict):
+        return found
+    values = schema.get("enum")
+    if isinstance(values, list) and len(values) <= _MAX_NAMING_VALUES:
+        found |= {v.lower() for v in values if isinstance(v, str) and _WORD.fullmatch(v)} - _VAGUE_VALUES
+    properties, items = schema.get("properties"), schema.get("items")
+    subs: list[Any] = [*properties.values()] if isinstance(properties, dict) else []
+    subs.append(items)
+    for key in ("anyOf", "oneOf"):
+        if isinstance(alternatives := schema.get(key), list):
+            subs.extend(alternatives)
+    for sub in subs:
+        found |= _enum_words(sub)
     return found
 
 
 def message_words(text: str) -> frozenset[str]:
-    """The words of 3 letters or more, lower case, that the start of a message holds."""
-    return frozenset(w for w in re.findall(r"[a-z]+", text[:_READ_CHARS].lower()) if len(w) >= 3)
+    """The English stems of the words of 3 letters or more that the start of a message holds."""
+    return frozenset(_stem(w) for w in re.findall(r"[a-z]+", text[:_READ_CHARS].lower()) if len(w) >= 3)
 
 
 def name_words(name: str) -> set[str]:

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import logging
 import queue
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from autoqwen.local_llm import prefill
@@ -49,11 +50,22 @@ class EngineHooks:
 
 @dataclass
 class WorkSeconds:
-    """Seconds the worker spent on tool calling's extra work since it started: scoring (the channel tool selection)
-    and grammars (compiling them, masking each sampled token, fast-forwarding forced ones)."""
+    """Seconds spent on tool calling's extra work since the engine started: scoring (the channel tool selection)
+    and grammars (checking and compiling them, masking each sampled token, fast-forwarding forced ones)."""
 
     scoring: float = 0.0
     grammar: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, *, scoring: float = 0.0, grammar: float = 0.0) -> None:
+        """Count more seconds (the worker and the server's threads both do)."""
+        with self._lock:
+            self.scoring += scoring
+            self.grammar += grammar
+
+    def copy(self) -> WorkSeconds:
+        with self._lock:
+            return WorkSeconds(self.scoring, self.grammar)
 
 
 class TokenRate:
@@ -99,6 +111,7 @@ class Scheduler:
         prefix_cache: PrefixCache,
         max_batch: int,
         hooks: EngineHooks,
+        work: WorkSeconds | None = None,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
@@ -108,7 +121,7 @@ class Scheduler:
         self.max_batch = max_batch
         self.hooks = hooks
         self.rate = TokenRate()
-        self.work = WorkSeconds()
+        self.work = work if work is not None else WorkSeconds()
         self.active: list[Decoding] = []  # the batch's rows, in admission order
         self.reading: deque[Reading] = deque()  # admitted jobs whose prompts are being read, in admission order
 
@@ -135,7 +148,7 @@ class Scheduler:
                         self._send_held_text()  # the running streams wait for the scoring
                         started = time.perf_counter()
                         score(self.model, self.prefix_cache, job)
-                        self.work.scoring += time.perf_counter() - started
+                        self.work.add(scoring=time.perf_counter() - started)
                         continue
                     self._admit(job, batch)
                 self._retire({row: None for row, seq in enumerate(active) if seq.job.cancelled}, batch)
@@ -198,7 +211,7 @@ class Scheduler:
                 limit = min(limit, p.max_tokens)
             started = time.perf_counter()
             matcher = self.tokenizer.matcher(p.grammar) if p.grammar else None
-            self.work.grammar += time.perf_counter() - started
+            self.work.add(grammar=time.perf_counter() - started)
             seq = Decoding(
                 job, self.tokenizer.decode, eos_ids=self.eos_ids, limit=limit, matcher=matcher, work=self.work
             )

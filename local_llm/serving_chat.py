@@ -158,11 +158,12 @@ class ChatServing:
         if config.constrained_decoding and config.tool_selection == "channel" and pairs:
             tools, texts = pairs
 
-            def score() -> list[float]:  # on a thread: tokenising a long message and scoring take a while
+            def choose() -> ChatCompletionRequest:  # on a thread: tokenising, scoring and stemming take a while
                 question = engine.encode(texts[0][1])[:CHANNEL_TOKENS]  # the same message follows every tool
-                return engine.score([(engine.encode(head), question) for head, _ in texts], cache_scope=cache_scope)
+                scores = engine.score([(engine.encode(head), question) for head, _ in texts], cache_scope=cache_scope)
+                return pick(body, tools, scores)
 
-            body = pick(body, tools, await asyncio.to_thread(score))
+            body = await asyncio.to_thread(choose)
         return body
 
     def _grammar(self, body: ChatCompletionRequest) -> str | None:

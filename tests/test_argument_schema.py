@@ -103,6 +103,8 @@ def test_unbounded_values_get_bounds_and_given_bounds_are_kept() -> None:
     assert props["positive"]["minimum"] == 1 and props["positive"]["maximum"] == 10**15 - 1
     assert props["list"]["maxItems"] == MAX_STRING_ITEMS and props["list"]["items"]["maxLength"] == MAX_STRING_CHARS
     assert props["numbers"]["maxItems"] == MAX_ITEMS  # strings cost more tokens each: "criminal law near" x 16
+    odd = argument_schema({"type": "object", "properties": {"a": {"type": "array", "items": {"enum": 5}}}})
+    assert odd["properties"]["a"]["maxItems"] == MAX_ITEMS  # an enum that is no list: no error (found by review)
     assert props["many"]["maxItems"] == 40
     assert props["rows"]["maxItems"] == MAX_OBJECT_ITEMS  # each costs tens of tokens: 16 cut a call off
     assert props["odd"]["maxItems"] == MAX_OBJECT_ITEMS  # a $ref is no scalar; a flag is no minimum
@@ -207,6 +209,8 @@ def test_a_clock_time_fills_hour_and_minute_and_is_no_text_for_them() -> None:
         assert not [span for span in props["text"]["enum"] if CLOCK_TIME.search(span)]  # then "7:15 to ..."
         assert {"to lock the door", "to water the plants"} & set(props["text"]["enum"])
         assert not {"Remind me", "9", "o'clock"} & set(props["text"]["enum"])  # the tool's word, the time's words
+    comma = for_tool(values_of("Remind me at 7:15, take my pills"), "set_reminder", reminder).spans
+    assert "take my pills" in comma and not [span for span in comma if "7:15" in span]  # found by review
     # Found by review: a duration counts ("for 2 hours"), "pm" adds 12, a count is no point ("5 years" is no
     # `year`), an hourly rate or a meeting's minutes take no clock times.
     room = {"type": "object", "properties": {"hours": {"type": "integer"}, "hour": {"type": "integer"}}}
@@ -243,6 +247,9 @@ def test_a_call_takes_no_span_made_only_of_its_tools_name() -> None:
     assert {"to call mom", "call mom", "pills"} <= spans and not [s for s in spans if "emind" in s]
     museum = set(for_tool(values_of("Hours of the Louvre Museum"), "museum_get_hours").spans)
     assert "Louvre Museum" in museum and "Museum" not in museum  # a name's capitalised word is the name's
+    # Found by review: a quoted phrase or an address is the user's value as written.
+    kept = for_tool(values_of("Show /var/log/file.log and 'my file list' and https://x.org/fetch-api"), "fetch_file")
+    assert {"/var/log/file.log", "my file list", "https://x.org/fetch-api"} <= set(kept.spans)
 
 
 def test_no_span_is_made_only_of_function_words() -> None:
@@ -250,6 +257,7 @@ def test_no_span_is_made_only_of_function_words() -> None:
     spans = set(values_of("What is Tesla's share price? Ticker TSLA, in the US. Say 'it is'").spans)
     assert {"Tesla's share price", "TSLA", "US", "it is"} <= spans
     assert not {"What", "What is", "is", "in the", "the"} & spans
+    assert "What's" not in set(values_of("What's up?").spans)  # found by review: not a title word
 
 
 def test_no_span_stops_before_an_object_or_holds_me() -> None:
@@ -258,6 +266,8 @@ def test_no_span_stops_before_an_object_or_holds_me() -> None:
     assert {"to lock the door", "lock the door", "Bob", "Send Bob", "ann@x.org", "the report"} <= spans
     assert not {"lock", "to lock", "Remind me", "me to lock the door"} & spans
     assert "let me in" in set(values_of("Sing 'let me in'").spans)  # quoted: as written
+    assert "please send me the report" in set(values_of("Text Ann: please send me the report").spans)  # a body
+    assert not {"to call my", "call"} & set(values_of("I want to call my mom").spans)  # a possessive's object
 
 
 def test_a_string_with_an_example_unlike_a_word_takes_spans_of_its_shape() -> None:
@@ -272,6 +282,10 @@ def test_a_string_with_an_example_unlike_a_word_takes_spans_of_its_shape() -> No
     assert shaped(zone, ["Tokyo", "in Tokyo"]) == ["Tokyo", "in Tokyo"]  # none has the shape: all
     city = {"type": "string", "description": "City name, e.g. Paris, or 'New York'"}  # words like most
     assert shaped(city, ["Oslo", "OSL"]) == ["Oslo", "OSL"]
+    # Found by review: a lone quoted word, or a word after "e.g." that more words follow, is no example.
+    for description in ('Terms joined with "OR"', "e.g. Hi Bob, see you", "e.g. 3pm meeting"):
+        assert examples({"description": description}) == []
+    assert examples({"description": "Format: 'IMAX', '2D' or '3D'"}) == ["IMAX", "2D", "3D"]
     schema = {"type": "object", "properties": {"symbol": symbol}}
     assert argument_schema(schema, values_of("Tesla's share price? Ticker TSLA."))["properties"]["symbol"] == {
         "description": "Ticker symbol, e.g. AAPL",

@@ -244,7 +244,7 @@ def test_metrics_count_requests_and_tokens(client: TestClient) -> None:
 def test_metrics_count_the_seconds_of_tool_scoring_and_grammars(client: TestClient) -> None:
     def seconds(name: str) -> float:
         text = client.get("/metrics").text
-        return next(float(line.split()[-1]) for line in text.splitlines() if line.startswith(f"{name}_total "))
+        return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(f"{name}_total{{model="))
 
     tools = [
         {"type": "function", "function": {"name": name, "parameters": {"type": "object", "properties": {}}}}

@@ -626,6 +626,9 @@ def test_a_tool_the_user_names_by_a_word_of_its_name_scores_higher() -> None:
     assert named("calculator", "Multiplied by 4", [], {"items": operation}) == 1
     assert named("calculator", "Add 'milk' to my todos", ["add_todo"], operation) == 0
     assert named("calculator", "Show all of them", [], operation) == 0
+    countries = {"type": "object", "properties": {"c": {"enum": [f"land{chr(97 + i % 26)}{i}" for i in range(33)]}}}
+    countries["properties"]["c"]["enum"][0] = "france"
+    assert named("get_news", "News from france", [], countries) == 1  # "news" only: a long enum names nothing
     request = ChatCompletionRequest.model_validate(
         {"model": "m", "messages": ASK, "tools": [WEATHER, PLAN], "tool_choice": "required"}
     )
