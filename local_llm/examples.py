@@ -11,11 +11,12 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from autoqwen.local_llm.spans import EDGE
+
 __all__ = ["examples", "examples_named", "shaped"]
 
 _QUOTED = re.compile(r"(?<!\w)'([^'\n]{1,40})'(?!\w)|\"([^\"\n]{1,40})\"")
 _GIVEN = re.compile(r"\b(?:e\.g\.|eg\.|for example|such as)[,:]?\s+(\S+)", re.IGNORECASE)
-_EDGE = "\"'`.,;:!?()[]{}"
 _FUNCTION_WORDS = frozenset({"all", "and", "any", "for", "from", "into", "none", "not", "or", "the", "yes", "with"})
 
 
@@ -25,7 +26,7 @@ def examples(schema: dict[str, Any]) -> list[str]:
     Europe/Paris,"; not "Hi" of "e.g. Hi Bob")."""
     description = str(schema.get("description", ""))
     quoted = _quoted(schema)
-    given = [m.group(1).strip(_EDGE) for m in _GIVEN.finditer(description) if _ends_there(m)]
+    given = [m.group(1).strip(EDGE) for m in _GIVEN.finditer(description) if _ends_there(m)]
     found = [*(quoted if len(quoted) >= 2 else []), *given]
     return [e for e in dict.fromkeys(found) if e and e.lower() not in _FUNCTION_WORDS]
 
@@ -33,7 +34,7 @@ def examples(schema: dict[str, Any]) -> list[str]:
 def _ends_there(match: re.Match[str]) -> bool:
     """Whether the word after "e.g." is a whole example: a sign after it, or the end, "or", "and", "etc"."""
     rest = match.string[match.end() :]
-    return match.group(1)[-1] in _EDGE or not rest.strip() or bool(re.match(r"\s+(?:or|and|etc)\b", rest))
+    return match.group(1)[-1] in EDGE or not rest.strip() or bool(re.match(r"\s+(?:or|and|etc)\b", rest))
 
 
 def examples_named(schema: dict[str, Any], text: str) -> list[str]:
