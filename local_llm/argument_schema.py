@@ -302,12 +302,14 @@ def for_tool(values: Values, name: str, parameters: dict[str, Any] | None = None
         written = {w.strip(_EDGE) for w in span.lower().split()}
         if (dated and _ISO_DATE.search(span) and " " in span) or times & written:
             return True
-        if is_address(span) or re.search(rf"[\"'\u2018\u201c]{re.escape(span.lower())}[\"'\u2019\u201d]", values.text):
-            return False  # an address or a quoted phrase is the user's value as written
         words = re.findall(r"[\w']+", span)
-        return any(
+        named = any(
             w.isalpha() and (i == 0 or not w[0].isupper()) and any(stems(w.lower(), p) for p in parts)
             for i, w in enumerate(words)
+        )
+        # An address or a quoted phrase is the user's value as written (looked up only for the few that name it).
+        return named and not (
+            is_address(span) or re.search(rf"[\"'\u2018\u201c]{re.escape(span.lower())}[\"'\u2019\u201d]", values.text)
         )
 
     return dataclasses.replace(values, spans=tuple(span for span in values.spans if not own(span)))
