@@ -12,12 +12,15 @@ on what else is in the batch.
 
 Buffers grow by doubling, so a step copies only its new tokens (transformers' DynamicCache re-concatenates the
 whole cache on every token).
+
+`SideBySide` reads rows the same way for their logits at every position (the tool scoring): each row's tokens
+after its own past states, several rows in one pass.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from autoqwen.local_llm.llama import Lean
@@ -26,7 +29,7 @@ from autoqwen.local_llm.prefix_cache import KV
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["Batch", "all_logits", "forward", "new_cache"]
+__all__ = ["Batch", "SideBySide", "all_logits", "forward", "new_cache"]
 
 _RESERVE = 64  # columns a batch's buffers keep spare beyond their tokens, at least
 
@@ -72,6 +75,86 @@ def all_logits(model: Any, input_ids: torch.Tensor, cache: Any = None) -> torch.
     if lean is not None:
         return lean(input_ids, cache, last_only=False)
     return model(input_ids=input_ids, cache=cache, use_cache=True).logits.float()
+
+
+class SideBySide:
+    """Rows read side by side for their logits at every position (the tool scoring): each row's `fed` tokens after
+    its own past KV states (None: none), several rows in one pass.
+
+    Pasts are right-aligned and a row with fewer tokens is padded after them; no token attends to a pad or to
+    another row's states, and each keeps its own positions (a pad's logits mean nothing). Llama-family models read
+    with bfloat16 copies of 4-bit weights where that pays (`Lean.dense`): the same numbers, rounded differently.
+
+        rows = SideBySide(model, pasts, fed)
+        for start, logits in rows.passes(step):    # logits [rows, columns, vocab] of fed[:, start:start+columns]
+            ...
+        kv = rows.kv(0, 5)                         # row 0's past and its first 5 fed tokens' states
+    """
+
+    def __init__(self, model: Any, pasts: Sequence[KV | None], fed: Sequence[Sequence[int]]) -> None:
+        import torch
+
+        self.model = model
+        self.lengths = torch.tensor([_columns(kv) for kv in pasts])
+        self.width, n = int(self.lengths.max()), max(len(tokens) for tokens in fed)
+        self.cache = _side_by_side(model, pasts, self.width, room=n)
+        self.past_real = torch.arange(self.width)[None, :] >= (self.width - self.lengths)[:, None]  # [rows, width]
+        self.fed_real = torch.arange(n)[None, :] < torch.tensor([len(tokens) for tokens in fed])[:, None]
+        self.ids = torch.tensor([[*tokens, *[0] * (n - len(tokens))] for tokens in fed])
+
+    def passes(self, step: int, *, every_position: bool = True) -> Iterator[tuple[int, torch.Tensor]]:
+        """Read `step` tokens of every row a pass; yields (first column, logits [rows, columns, vocab]), or only
+        the last column's ([rows, vocab]) if not `every_position` (reading for the KV states)."""
+        import torch
+
+        lean = Lean.of(self.model)
+        for start in range(0, self.ids.shape[1], step):
+            end = min(self.ids.shape[1], start + step)
+            queries, columns = torch.arange(start, end)[:, None], torch.arange(end)[None, :]
+            seen = (self.fed_real[:, None, :end] & (columns <= queries)[None]) | (columns == queries)[None]
+            mask = torch.cat([self.past_real[:, None, :].expand(-1, end - start, -1), seen], dim=2)[:, None]
+            positions = self.lengths[:, None] + torch.arange(start, end)[None, :]
+            ids = self.ids[:, start:end]
+            if lean is not None:
+                yield start, lean.dense()(ids, self.cache, mask, positions, last_only=not every_position)
+            else:
+                kwargs = {
+                    "attention_mask": mask,
+                    "position_ids": positions,
+                    "logits_to_keep": 0 if every_position else 1,
+                }
+                logits = self.model(input_ids=ids, cache=self.cache, use_cache=True, **kwargs).logits.float()
+                yield start, logits if every_position else logits[:, -1]
+
+    def kv(self, row: int, end: int) -> KV:
+        """The KV states of `row`'s past and of its first `end` fed tokens (read already), contiguous."""
+        first, last = self.width - int(self.lengths[row]), self.width + end
+        return [(k[row : row + 1, :, first:last].clone(), v[row : row + 1, :, first:last].clone()) for k, v in
+                ((layer.keys, layer.values) for layer in self.cache.layers)]  # fmt: skip
+
+
+def _columns(kv: KV | None) -> int:
+    return int(kv[0][0].shape[2]) if kv else 0
+
+
+def _side_by_side(model: Any, pasts: Sequence[KV | None], width: int, *, room: int) -> Any:
+    """A cache of `pasts` as rows right-aligned in `width` columns (zeros before a shorter one), with `room` more."""
+    import torch
+
+    if not width:
+        return new_cache(model, reserve=room)
+    like = next(kv for kv in pasts if kv and _columns(kv))
+    layers: KV = []
+    for i, (keys, values) in enumerate(like):
+        buffers = []
+        for j, states in enumerate((keys, values)):
+            out = torch.zeros(len(pasts), states.shape[1], width + room, states.shape[3], dtype=states.dtype)
+            for row, kv in enumerate(pasts):
+                if kv and (n := _columns(kv)):
+                    out[row, :, width - n : width] = kv[i][j][0]
+            buffers.append(out)
+        layers.append((buffers[0], buffers[1]))
+    return _cache_over(model, layers, width)
 
 
 class Batch:

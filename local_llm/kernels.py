@@ -38,7 +38,7 @@ from typing import Any
 
 from autoqwen.paths import cache_dir
 
-__all__ = ["build", "load"]
+__all__ = ["amx", "build", "load"]
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,11 @@ def load(name: str) -> Callable[..., Any] | None:
     import torch
 
     return getattr(torch.ops.autoqwen, name)
+
+
+def amx() -> bool:
+    """Whether this CPU multiplies bfloat16 matrices in AMX tiles (PyTorch's bfloat16 products use them)."""
+    return "amx_bf16" in _cpu_flags()
 
 
 @functools.cache

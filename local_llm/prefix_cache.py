@@ -33,9 +33,13 @@ def kv_bytes(kv: KV) -> int:
     return sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in kv)
 
 
+_HEAD = 8  # first tokens kept as a tuple too: most entries differ from a lookup in these, found without torch
+
+
 @dataclass
 class _Entry:
     tokens: torch.Tensor  # int64 [len]
+    head: tuple[int, ...]  # its first _HEAD tokens
     kv: KV
     nbytes: int
     scope: str | None
@@ -66,12 +70,15 @@ class PrefixCache:
         if limit <= 0 or not self._entries:
             return 0, None
         query = torch.tensor(tokens[:limit], dtype=torch.long)
+        head = tuple(tokens[: min(limit, _HEAD)])
         best_n, best_key = 0, None
         with self._lock:
             for key, entry in self._entries.items():
                 if entry.scope != scope:
                     continue
-                n = _common_prefix(query, entry.tokens)
+                n = _common_head(head, entry.head)
+                if n == _HEAD:
+                    n = _common_prefix(query, entry.tokens)
                 if n > best_n:
                     best_n, best_key = n, key
             if best_key is None:
@@ -95,7 +102,7 @@ class PrefixCache:
             mine = [(k, e) for k, e in self._entries.items() if e.scope == scope]
             for key in [k for k, e in mine if _common_prefix(e.tokens, ids) == len(e.tokens)]:
                 self.nbytes -= self._entries.pop(key).nbytes
-            self._entries[self._next_key] = _Entry(ids, kv, nbytes, scope)
+            self._entries[self._next_key] = _Entry(ids, tuple(tokens[:_HEAD]), kv, nbytes, scope)
             self._next_key += 1
             self.nbytes += nbytes
             while self.nbytes > self.budget_bytes:
@@ -106,6 +113,14 @@ class PrefixCache:
         with self._lock:
             self._entries.clear()
             self.nbytes = 0
+
+
+def _common_head(a: tuple[int, ...], b: tuple[int, ...]) -> int:
+    """How many first tokens two heads share (_HEAD: as many as a head holds, so the rest must be compared)."""
+    for i, (x, y) in enumerate(zip(a, b, strict=False)):
+        if x != y:
+            return i
+    return min(len(a), len(b))
 
 
 def _common_prefix(a: torch.Tensor, b: torch.Tensor) -> int:

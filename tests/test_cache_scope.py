@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from autoqwen.local_llm import Engine, ServerConfig, create_app
 from autoqwen.local_llm.sampling import SamplingParams
+from autoqwen.local_llm.scoring import scope_of
 
 URL = "/v1/chat/completions"
 SECRET = [{"role": "user", "content": "My account number is 4417 1234 5678 9113; what is my balance?"}]
@@ -81,5 +82,7 @@ def test_scoring_reads_only_its_scopes_prefixes(tiny_engine: Engine) -> None:
     tiny_engine.prefix_cache.clear()
     prefix, continuation = tiny_engine.encode("Tool: transfer - moves money"), tiny_engine.encode(" Pay Bob.")
     tiny_engine.score([(prefix, continuation)], cache_scope="a")
-    assert tiny_engine.prefix_cache.lookup(prefix + continuation, scope="b") == (0, None)
-    assert tiny_engine.prefix_cache.lookup(prefix + continuation, scope="a")[0] == len(prefix)
+    assert tiny_engine.prefix_cache.lookup(prefix + continuation, scope=scope_of("b")) == (0, None)
+    assert tiny_engine.prefix_cache.lookup(prefix + continuation, scope=scope_of("a"))[0] == len(prefix)
+    # Read with bfloat16 copies of the weights where that pays: kept from prompts, even of the same scope.
+    assert tiny_engine.prefix_cache.lookup(prefix + continuation, scope="a") == (0, None)

@@ -3,14 +3,16 @@ descriptions are bounded, a long message is scored in part, and scoring keeps lo
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from autoqwen.local_llm import Engine, ServerConfig, create_app
-from autoqwen.local_llm.scoring import CHUNK
+from autoqwen.local_llm import Engine, ServerConfig, create_app, kernels, scoring
+from autoqwen.local_llm.llama import Lean
 from autoqwen.local_llm.tool_choice import CHANNEL_TOKENS, MAX_DESCRIPTION_CHARS, MAX_TOOLS
 
 URL = "/v1/chat/completions"
@@ -111,30 +113,92 @@ def test_only_the_first_tokens_of_a_long_message_are_scored(
     assert [b for _, b in pairs] == [question[:CHANNEL_TOKENS]] * 3
 
 
-def test_scoring_a_long_continuation_reads_it_in_chunks_and_matches_the_full_pass(
-    tiny_engine: Engine, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Before, scoring built [prefix + continuation, vocab] logits (and their log-softmax) in one piece."""
+def full_pass(model: Any, prefix: list[int], continuation: list[int]) -> float:
+    """log P(continuation | prefix) from one forward pass of the model over both."""
     import torch
 
-    import autoqwen.local_llm.batch
+    from autoqwen.local_llm.batch import all_logits
 
-    rows: list[int] = []
-    all_logits = autoqwen.local_llm.batch.all_logits
-
-    def spy(model: Any, ids: torch.Tensor, cache: Any) -> torch.Tensor:
-        out = all_logits(model, ids, cache)
-        rows.append(out.shape[1])
-        return out
-
-    monkeypatch.setattr(autoqwen.local_llm.batch, "all_logits", spy)
-    prefix = tiny_engine.encode("Tool: summarise - summarises a text\nA user request this tool answers:")
-    continuation = tiny_engine.encode(" " + long_text(tiny_engine, 2 * CHUNK + 40))
-    tiny_engine.prefix_cache.clear()
-    (score,) = tiny_engine.score([(prefix, continuation)])
-    assert rows and max(rows) <= CHUNK and sum(rows) == len(continuation) - 1
     with torch.inference_mode():
-        logits = tiny_engine.model(input_ids=torch.tensor([prefix + continuation])).logits[0].float()
-    logprobs = torch.log_softmax(logits, -1)
-    expected = sum(float(logprobs[len(prefix) + i - 1, t]) for i, t in enumerate(continuation))
-    assert score == pytest.approx(expected, rel=1e-4)
+        logprobs = torch.log_softmax(all_logits(model, torch.tensor([prefix + continuation]))[0], -1)
+    return sum(float(logprobs[len(prefix) + i - 1, t]) for i, t in enumerate(continuation))
+
+
+def pairs_of_all_shapes(engine: Engine) -> list[tuple[list[int], list[int]]]:
+    """Prefixes of 1 to ~40 tokens and continuations of 1 to ~100, as pairs."""
+    prefixes = [
+        engine.encode("Tool")[:1],
+        engine.encode("Tool: plan_trip - plans a trip"),
+        engine.encode("Tool: summarise - summarises a text\nA user request this tool answers:"),
+    ]
+    continuations = [
+        engine.encode(" Rome")[:1],
+        engine.encode(" To Rome?"),
+        engine.encode(" " + long_text(engine, 100)),
+    ]
+    return [(p, c) for c in continuations for p in prefixes]
+
+
+def test_pairs_read_side_by_side_score_as_each_read_alone(tiny_engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pairs of different lengths, some prefixes cached, in several batches of several passes: each score is that of
+    one pass over the pair alone (before, each pair was read alone: 5 passes for a choice of 3 tools)."""
+    monkeypatch.setattr(scoring, "ROWS", 4)
+    monkeypatch.setattr(scoring, "POSITIONS", 40)
+    pairs = pairs_of_all_shapes(tiny_engine)
+    tiny_engine.prefix_cache.clear()
+    tiny_engine.score(pairs[4:6])
+    scores = tiny_engine.score(pairs)
+    assert scores == pytest.approx([full_pass(tiny_engine.model, p, c) for p, c in pairs], rel=1e-4, abs=1e-4)
+    assert Lean.of(tiny_engine.model).dense() is Lean.of(tiny_engine.model)  # float32 weights: read as they are
+
+
+@pytest.fixture(scope="module")
+def wide_model_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model's tokenizer on a model whose every layer has whole blocks of 32 rows for our 4-bit kernel."""
+    import torch
+    import transformers
+
+    folder = tmp_path_factory.mktemp("wide") / "model"
+    shutil.copytree(tiny_model_dir, folder)
+    config = transformers.AutoConfig.from_pretrained(folder)
+    config.update(
+        {
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 2,
+            "head_dim": 32,
+        }
+    )
+    torch.manual_seed(0)
+    transformers.AutoModelForCausalLM.from_config(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.skipif(not kernels.amx() or kernels.load("q4mm") is None, reason="needs AMX and our 4-bit kernel")
+def test_4bit_models_score_with_bfloat16_copies_close_to_their_own_pass(wide_model_dir: Path) -> None:
+    from autoqwen.local_llm import resolve_model
+
+    engine = Engine(resolve_model(str(wide_model_dir)), quantize="int4").start().wait_ready(60)
+    try:
+        lean = Lean.of(engine.model)
+        assert lean is not None and lean.dense() is not lean and lean.dense().dense() is lean.dense()
+        pairs = pairs_of_all_shapes(engine)
+        expected = [full_pass(engine.model, p, c) for p, c in pairs]
+        assert engine.score(pairs) == pytest.approx(expected, rel=2e-2, abs=0.05)
+    finally:
+        engine.close()
+
+
+def test_bfloat16_copies_are_kept_within_their_budget(wide_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+    import transformers
+
+    from autoqwen.local_llm import llama
+    from autoqwen.local_llm.quantize import quantize
+
+    model = transformers.AutoModelForCausalLM.from_pretrained(wide_model_dir, dtype=torch.float32).eval()
+    quantize(model)
+    monkeypatch.setattr(llama, "DENSE_BYTES", 0)
+    lean = Lean(model)
+    assert lean.dense() is lean

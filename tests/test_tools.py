@@ -15,7 +15,7 @@ from autoqwen.local_llm import Engine, ServerConfig, create_app
 from autoqwen.local_llm.argument_schema import conversation_urls
 from autoqwen.local_llm.grammars import NAME_PREFIX, answer_grammar, answer_stops, result_values, tool_grammar
 from autoqwen.local_llm.protocol import ChatCompletionRequest, Tool, ToolCall
-from autoqwen.local_llm.scoring import MERGE_TAIL
+from autoqwen.local_llm.scoring import scope_of
 from autoqwen.local_llm.signatures import signature
 from autoqwen.local_llm.tool_choice import NO_TOOL_HEADS, channel_pairs
 from autoqwen.local_llm.tool_parse import ToolCallStream, parse_reply
@@ -508,31 +508,21 @@ def test_engine_scoring_reads_a_known_prefix_from_the_cache(
 ) -> None:
     import autoqwen.local_llm.batch
 
-    read: list[tuple[str, int]] = []  # (which pass, tokens read)
-    forward, all_logits = autoqwen.local_llm.batch.forward, autoqwen.local_llm.batch.all_logits
-    monkeypatch.setattr(
-        autoqwen.local_llm.batch, "forward", lambda m, ids, c: read.append(("last", ids.shape[1])) or forward(m, ids, c)
-    )
+    fed: list[int] = []  # tokens read by each pass
+    side_by_side = autoqwen.local_llm.batch.SideBySide
     monkeypatch.setattr(
         autoqwen.local_llm.batch,
-        "all_logits",
-        lambda m, ids, c: read.append(("all", ids.shape[1])) or all_logits(m, ids, c),
+        "SideBySide",
+        lambda m, pasts, ids: fed.append(len(ids[0])) or side_by_side(m, pasts, ids),
     )
     prefix, continuation = tiny_engine.encode("Tool: plan_trip - plans a trip"), tiny_engine.encode(" To Rome?")
     tiny_engine.prefix_cache.clear()
     first = tiny_engine.score([(prefix, continuation)])
     again = tiny_engine.score([(prefix, continuation)])
     assert again == pytest.approx(first, abs=1e-4)
-    # A short uncached prefix (then only its last token) read in one pass with the continuation but its last token,
-    # logits at every position; a long one alone, with the last position's logits only, then the continuation.
-    assert len(prefix) <= MERGE_TAIL
-    assert read == [("all", len(prefix) + len(continuation) - 1), ("all", len(continuation))]
-    long_prefix = tiny_engine.encode("Tool: plan_trip - plans a trip " * 8)
-    assert len(long_prefix) > MERGE_TAIL
-    read.clear()
-    tiny_engine.prefix_cache.clear()
-    tiny_engine.score([(long_prefix, continuation)])
-    assert read == [("last", len(long_prefix)), ("all", len(continuation) - 1)]
+    # The prefix, then its last token and the continuation but its last token; again, the prefix from the cache.
+    assert fed == [len(prefix), len(continuation), len(continuation)]
+    assert tiny_engine.prefix_cache.lookup(prefix + continuation, scope=scope_of(None))[0] == len(prefix)
 
 
 @pytest.mark.parametrize("best", ["get_weather", "plan_trip"])
