@@ -62,10 +62,18 @@ def forward(
         cache=cache,
         use_cache=True,
         logits_to_keep=1,
-        attention_mask=attention_mask,
+        attention_mask=None if attention_mask is None else _additive(attention_mask),
         position_ids=position_ids,
     )
     return out.logits[:, -1].float()
+
+
+def _additive(mask: torch.Tensor) -> torch.Tensor:
+    """A boolean 4-D mask (True: attend) as the additive float mask every attention of transformers takes (its
+    eager attention adds a mask to the scores: a boolean one would add 0 and 1)."""
+    import torch
+
+    return torch.zeros(mask.shape).masked_fill_(~mask, torch.finfo(torch.float32).min)
 
 
 def all_logits(model: Any, input_ids: torch.Tensor, cache: Any = None) -> torch.Tensor:
@@ -83,7 +91,7 @@ class SideBySide:
 
     Pasts are right-aligned and a row with fewer tokens is padded after them; no token attends to a pad or to
     another row's states, and each keeps its own positions (a pad's logits mean nothing). Llama-family models read
-    with bfloat16 copies of 4-bit weights where that pays (`Lean.dense`): the same numbers, rounded differently.
+    with bfloat16 copies of 4-bit weights where that pays (`Lean.dense`): scores then move by rounding.
 
         rows = SideBySide(model, pasts, fed)
         for start, logits in rows.passes(step):    # logits [rows, columns, vocab] of fed[:, start:start+columns]
@@ -119,7 +127,7 @@ class SideBySide:
                 yield start, lean.dense()(ids, self.cache, mask, positions, last_only=not every_position)
             else:
                 kwargs = {
-                    "attention_mask": mask,
+                    "attention_mask": _additive(mask),
                     "position_ids": positions,
                     "logits_to_keep": 0 if every_position else 1,
                 }

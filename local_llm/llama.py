@@ -105,17 +105,18 @@ class Lean:
             for (norm1, qkv, out, norm2, gate_up, down), qk_norm in zip(self.layers, self.qk_norms, strict=True)
             for w in (norm1, *_parts(qkv), *_parts(out), norm2, *_parts(gate_up), *_parts(down), _or_empty(qk_norm))
         ] if self.decode_step is not None else []  # fmt: skip
-        self._dense: Lean | None = None
+        self._dense: Lean | None = None  # its dense copy (None: none, or not built yet)
+        self._dense_built = False
 
     def dense(self) -> Lean:
         """This forward pass with bfloat16 copies of the 4-bit products' weights (`Int4Product.dense`), built on first
         use, for reading many tokens of many rows at once (the tool scoring): on a CPU with AMX, PyTorch's bfloat16
-        products read ~70 tokens 4x faster than our 4-bit kernel. Itself where that does not pay or fit: no AMX,
-        weights that are not our 4-bit ones, or copies over `DENSE_BYTES`. The output head stays as it is: rounding
-        the logits to bfloat16 moved channel scores 3x more."""
-        if self._dense is None:
-            self._dense = _dense_copy(self) or self
-        return self._dense
+        products read ~80 tokens 4x faster than our 4-bit kernel. Itself where that does not pay or fit: no AMX,
+        weights that are not our 4-bit ones, or copies over `DENSE_BYTES`. The output head stays as it is: a
+        bfloat16 head moved the channel scores 1.5x more (docs/engine.md)."""
+        if not self._dense_built:
+            self._dense, self._dense_built = _dense_copy(self), True
+        return self._dense or self
 
     def __call__(
         self,
@@ -220,7 +221,7 @@ def _dense_copy(lean: Lean) -> Lean | None:
         for norm1, qkv, out, norm2, gate_up, down in lean.layers
     ]
     dense.decode_step, dense.step_weights = None, []  # a step's products are dense too
-    dense._dense = dense
+    dense._dense, dense._dense_built = None, True  # itself
     return dense
 
 

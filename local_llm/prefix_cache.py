@@ -69,7 +69,7 @@ class PrefixCache:
         limit = len(tokens) - keep_last
         if limit <= 0 or not self._entries:
             return 0, None
-        query = torch.tensor(tokens[:limit], dtype=torch.long)
+        query: torch.Tensor | None = None  # the lookup's tokens as a tensor, made for the first entry that needs it
         head = tuple(tokens[: min(limit, _HEAD)])
         best_n, best_key = 0, None
         with self._lock:
@@ -78,6 +78,7 @@ class PrefixCache:
                     continue
                 n = _common_head(head, entry.head)
                 if n == _HEAD:
+                    query = torch.tensor(tokens[:limit], dtype=torch.long) if query is None else query
                     n = _common_prefix(query, entry.tokens)
                 if n > best_n:
                     best_n, best_key = n, key

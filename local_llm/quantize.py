@@ -111,9 +111,9 @@ class Int4Product:
     def dense(self) -> Callable[[torch.Tensor], torch.Tensor]:
         """This product with a bfloat16 copy of its weights, for many rows at once (our kernel only: `kernel`).
 
-        The copy holds the numbers our kernel multiplies by (it turns each 4-bit weight into a bfloat16 number, and
-        so reads them back from the identity matrix), and its inputs are rounded to bfloat16 as our kernel rounds
-        them; PyTorch's product rounds the outputs to bfloat16 too. On a CPU with AMX it reads ~70 rows 4x faster.
+        The copy holds the weights our kernel multiplies by, (q - 8) scale + zero, read back from the identity
+        matrix and rounded to bfloat16; the inputs are rounded to bfloat16 as our kernel rounds them, and PyTorch's
+        product rounds the outputs to bfloat16 too. On a CPU with AMX it reads ~80 rows 4x faster.
         """
         import torch
         import torch.nn.functional as F

@@ -88,7 +88,7 @@ def _pasts(model: Any, prefix_cache: PrefixCache, prefixes: list[list[int]], sco
     rows = batch.SideBySide(
         model, [pasts[row] for row in unread], [prefixes[row][n:] for row, n in zip(unread, cached, strict=True)]
     )
-    for _ in rows.passes(POSITIONS, every_position=False):  # no logits: a prefix of up to POSITIONS tokens at once
+    for _ in rows.passes(max(1, 4 * POSITIONS // len(unread)), every_position=False):  # no logits: 4x the tokens
         pass
     for i, (row, n) in enumerate(zip(unread, cached, strict=True)):
         prefix = prefixes[row]

@@ -67,8 +67,10 @@ def _kv(model: Any, tokens: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tens
     return [(layer.keys.clone(), layer.values.clone()) for layer in cache.layers]
 
 
-def test_batch_with_holes_matches_transformers(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])  # eager attention adds the mask to its scores
+def test_batch_with_holes_matches_transformers(monkeypatch: pytest.MonkeyPatch, attention: str) -> None:
     model = make("llama")
+    model.config._attn_implementation = attention
     Lean.of(model).kv_dtype = torch.float32  # type: ignore[union-attr]
 
     def run() -> list[torch.Tensor]:

@@ -152,6 +152,30 @@ def test_pairs_read_side_by_side_score_as_each_read_alone(tiny_engine: Engine, m
     assert Lean.of(tiny_engine.model).dense() is Lean.of(tiny_engine.model)  # float32 weights: read as they are
 
 
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])  # eager attention adds the mask to its scores
+def test_other_architectures_score_side_by_side_through_transformers(
+    tiny_engine: Engine, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch, attention: str
+) -> None:
+    import torch
+    import transformers
+
+    from autoqwen.local_llm.prefix_cache import PrefixCache
+
+    monkeypatch.setattr(scoring, "POSITIONS", 40)
+    model = transformers.AutoModelForCausalLM.from_pretrained(
+        tiny_model_dir, dtype=torch.float32, attn_implementation=attention
+    ).eval()
+    model._autoqwen_lean = None  # as for an architecture the lean pass does not run
+    pairs = pairs_of_all_shapes(tiny_engine)
+    cache = PrefixCache(1 << 30)
+    for _ in range(2):  # the prefixes read, then from the cache
+        job = scoring.Scoring(pairs)
+        with torch.inference_mode():
+            scoring.score(model, cache, job)
+        assert job.error is None
+        assert job.scores == pytest.approx([full_pass(model, p, c) for p, c in pairs], rel=1e-4, abs=1e-4)
+
+
 @pytest.fixture(scope="module")
 def wide_model_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny model's tokenizer on a model whose every layer has whole blocks of 32 rows for our 4-bit kernel."""
