@@ -137,8 +137,8 @@ class SideBySide:
     def kv(self, row: int, end: int) -> KV:
         """The KV states of `row`'s past and of its first `end` fed tokens (read already), contiguous."""
         first, last = self.width - int(self.lengths[row]), self.width + end
-        return [(k[row : row + 1, :, first:last].clone(), v[row : row + 1, :, first:last].clone()) for k, v in
-                ((layer.keys, layer.values) for layer in self.cache.layers)]  # fmt: skip
+        states = [(layer.keys, layer.values) for layer in self.cache.layers]
+        return [(k[row : row + 1, :, first:last].clone(), v[row : row + 1, :, first:last].clone()) for k, v in states]
 
 
 def _columns(kv: KV | None) -> int:
