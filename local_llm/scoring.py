@@ -18,7 +18,7 @@ from typing import Any
 from autoqwen.local_llm.errors import LocalLLMError
 from autoqwen.local_llm.prefix_cache import KV, PrefixCache
 
-__all__ = ["POSITIONS", "ROWS", "Scoring", "kv_of", "scope_of", "score"]
+__all__ = ["POSITIONS", "ROWS", "Scoring", "scope_of", "score"]
 
 ROWS = 16  # pairs read side by side in one batch (their KV states in memory at once)
 POSITIONS = 256  # positions whose logits one pass computes (rows x tokens); ~50 MB of floats for a 49k vocabulary
@@ -96,8 +96,3 @@ def _pasts(model: Any, prefix_cache: PrefixCache, prefixes: list[list[int]], sco
         prefix_cache.put(prefix, kv, scope=scope)  # the next request offering this tool reads its last token only
         pasts[row] = [(k[:, :, : len(prefix) - 1], v[:, :, : len(prefix) - 1]) for k, v in kv]
     return pasts
-
-
-def kv_of(cache: Any) -> KV:
-    """The (keys, values) of each layer of a transformers cache."""
-    return [(layer.keys, layer.values) for layer in cache.layers]
