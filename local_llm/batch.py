@@ -13,8 +13,8 @@ on what else is in the batch.
 Buffers grow by doubling, so a step copies only its new tokens (transformers' DynamicCache re-concatenates the
 whole cache on every token).
 
-`SideBySide` reads rows the same way for their logits at every position (the tool scoring): each row's tokens
-after its own past states, several rows in one pass.
+`SideBySide` reads rows the same way for their logits (the tool scoring): each row's tokens after its own past
+states, several rows in one pass.
 """
 
 from __future__ import annotations
@@ -86,20 +86,23 @@ def all_logits(model: Any, input_ids: torch.Tensor, cache: Any = None) -> torch.
 
 
 class SideBySide:
-    """Rows read side by side for their logits at every position (the tool scoring): each row's `fed` tokens after
-    its own past KV states (None: none), several rows in one pass.
+    """Rows read side by side for their logits (the tool scoring): each row's `fed` tokens after its own past KV
+    states (None: none), several rows in one pass, the logits of each row's tokens from its `first` on.
 
     Pasts are right-aligned and a row with fewer tokens is padded after them; no token attends to a pad or to
-    another row's states, and each keeps its own positions (a pad's logits mean nothing). Llama-family models read
-    with bfloat16 copies of 4-bit weights where that pays (`Lean.dense`): scores then move by rounding.
+    another row's states, and each keeps its own positions. The lean pass's products read the tokens, not the
+    padding, so a prefix read whole next to one read from the cache costs its tokens only. Llama-family models
+    read with bfloat16 copies of 4-bit weights where that pays (`Lean.dense`): scores then move by rounding.
 
-        rows = SideBySide(model, pasts, fed)
-        for start, logits in rows.passes(step):    # logits [rows, columns, vocab] of fed[:, start:start+columns]
+        rows = SideBySide(model, pasts, fed, first)
+        for row, column, logits in rows.passes(tokens=1024, logits=256):   # logits [k, vocab] of fed[row][column]
             ...
         kv = rows.kv(0, 5)                         # row 0's past and its first 5 fed tokens' states
     """
 
-    def __init__(self, model: Any, pasts: Sequence[KV | None], fed: Sequence[Sequence[int]]) -> None:
+    def __init__(
+        self, model: Any, pasts: Sequence[KV | None], fed: Sequence[Sequence[int]], first: Sequence[int]
+    ) -> None:
         import torch
 
         self.model = model
@@ -108,31 +111,37 @@ class SideBySide:
         self.cache = _side_by_side(model, pasts, self.width, room=n)
         self.past_real = torch.arange(self.width)[None, :] >= (self.width - self.lengths)[:, None]  # [rows, width]
         self.fed_real = torch.arange(n)[None, :] < torch.tensor([len(tokens) for tokens in fed])[:, None]
+        self.wanted = self.fed_real & (torch.arange(n)[None, :] >= torch.tensor(first)[:, None])
         self.ids = torch.tensor([[*tokens, *[0] * (n - len(tokens))] for tokens in fed])
 
-    def passes(self, step: int, *, every_position: bool = True) -> Iterator[tuple[int, torch.Tensor]]:
-        """Read `step` tokens of every row a pass; yields (first column, logits [rows, columns, vocab]), or only
-        the last column's ([rows, vocab]) if not `every_position` (reading for the KV states)."""
+    def passes(self, *, tokens: int, logits: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Read the rows' tokens in passes of at most `tokens` tokens and `logits` wanted logits (at least one
+        column of every row a pass); yields (rows, columns, logits [k, vocab]): the logits of fed[rows[i]][columns[i]],
+        every wanted one once, in order."""
         import torch
 
         lean = Lean.of(self.model)
-        for start in range(0, self.ids.shape[1], step):
-            end = min(self.ids.shape[1], start + step)
+        rows, n = self.ids.shape
+        # What a column costs: its tokens and wanted logits; transformers' own forward reads the padding too, and
+        # computes every place's logits.
+        costs = [self.fed_real.sum(0).tolist(), self.wanted.sum(0).tolist()] if lean else [[rows] * n] * 2
+        start = 0
+        while start < n:
+            end = _end(start, costs, (tokens, logits))
             queries, columns = torch.arange(start, end)[:, None], torch.arange(end)[None, :]
             seen = (self.fed_real[:, None, :end] & (columns <= queries)[None]) | (columns == queries)[None]
             mask = torch.cat([self.past_real[:, None, :].expand(-1, end - start, -1), seen], dim=2)[:, None]
             positions = self.lengths[:, None] + torch.arange(start, end)[None, :]
-            ids = self.ids[:, start:end]
+            ids, real, wanted = self.ids[:, start:end], self.fed_real[:, start:end], self.wanted[:, start:end]
+            row, column = wanted.nonzero(as_tuple=True)  # row-major, as the tokens are read
             if lean is not None:
-                yield start, lean.dense()(ids, self.cache, mask, positions, last_only=not every_position)
+                at = wanted[real].nonzero().squeeze(1)
+                out = lean.dense()(ids, self.cache, mask, positions, tokens=real, at=at)
             else:
-                kwargs = {
-                    "attention_mask": _additive(mask),
-                    "position_ids": positions,
-                    "logits_to_keep": 0 if every_position else 1,
-                }
-                logits = self.model(input_ids=ids, cache=self.cache, use_cache=True, **kwargs).logits.float()
-                yield start, logits if every_position else logits[:, -1]
+                kwargs = {"attention_mask": _additive(mask), "position_ids": positions}
+                out = self.model(input_ids=ids, cache=self.cache, use_cache=True, **kwargs).logits[row, column].float()
+            yield row, column + start, out
+            start = end
 
     def kv(self, row: int, end: int) -> KV:
         """The KV states of `row`'s past and of its first `end` fed tokens (read already), contiguous."""
@@ -141,28 +150,36 @@ class SideBySide:
         return [(k[row : row + 1, :, first:last].clone(), v[row : row + 1, :, first:last].clone()) for k, v in states]
 
 
+def _end(start: int, costs: Sequence[Sequence[int]], budgets: Sequence[int]) -> int:
+    """The end of the columns from `start` whose summed costs stay within the budgets (one column at least)."""
+    end, spent = start, [0] * len(budgets)
+    while end < len(costs[0]):
+        more = [total + cost[end] for total, cost in zip(spent, costs, strict=True)]
+        if end > start and any(total > budget for total, budget in zip(more, budgets, strict=True)):
+            break
+        spent, end = more, end + 1
+    return end
+
+
 def _columns(kv: KV | None) -> int:
     return int(kv[0][0].shape[2]) if kv else 0
 
 
 def _side_by_side(model: Any, pasts: Sequence[KV | None], width: int, *, room: int) -> Any:
-    """A cache of `pasts` as rows right-aligned in `width` columns (zeros before a shorter one), with `room` more."""
+    """A cache of `pasts` as rows right-aligned in `width` columns (zeros before a shorter one), with `room` more:
+    one buffer for every layer's keys and values, each row's states copied in at once."""
     import torch
 
     if not width:
         return new_cache(model, reserve=room)
     like = next(kv for kv in pasts if kv and _columns(kv))
-    layers: KV = []
-    for i, (keys, values) in enumerate(like):
-        buffers = []
-        for j, states in enumerate((keys, values)):
-            out = torch.zeros(len(pasts), states.shape[1], width + room, states.shape[3], dtype=states.dtype)
-            for row, kv in enumerate(pasts):
-                if kv and (n := _columns(kv)):
-                    out[row, :, width - n : width] = kv[i][j][0]
-            buffers.append(out)
-        layers.append((buffers[0], buffers[1]))
-    return _cache_over(model, layers, width)
+    (_, heads, _, dim), layers = like[0][0].shape, len(like)
+    out = torch.zeros(layers, 2, len(pasts), heads, width + room, dim, dtype=like[0][0].dtype)
+    for row, kv in enumerate(pasts):
+        if kv and (n := _columns(kv)):
+            states = torch.stack([part[0] for pair in kv for part in pair])  # [layers * 2, heads, n, dim]
+            out[:, :, row, :, width - n : width] = states.view(layers, 2, heads, n, dim)
+    return _cache_over(model, [(out[i, 0], out[i, 1]) for i in range(layers)], width)
 
 
 class Batch:

@@ -126,11 +126,16 @@ class Lean:
         positions: torch.Tensor | None = None,
         *,
         last_only: bool = True,
+        tokens: torch.Tensor | None = None,
+        at: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Logits [rows, vocab] of each row's last position (all positions, [rows, n, vocab], if not last_only).
 
         `cache` holds one layer object per model layer whose `update(keys, values)` appends and returns all keys
         and values; `mask` is a boolean [rows, 1, n, past + n] (True: attend), or None for plain causal attention.
+        `tokens` (boolean [rows, n]) says which places hold tokens: the others are padding, which no product reads
+        (the mask must hide them from every token). With `at`, the logits of those tokens only, [len(at), vocab]:
+        indices into the tokens in row-major order.
         """
         import torch
         import torch.nn.functional as F
@@ -139,11 +144,18 @@ class Lean:
         past = cache.layers[0].get_seq_length()
         if positions is None:
             positions = torch.arange(past, past + n)[None].expand(rows, n)
-        h = self.embed(ids)
-        cos, sin = self.rotary(h, positions)
+        places = None if tokens is None else tokens.flatten().nonzero().squeeze(1)  # of the tokens, in [rows * n]
+        h = self.embed(ids.flatten() if places is None else ids.flatten()[places])  # one row per token
+        cos, sin = self.rotary(h, positions.flatten()[None] if places is None else positions.flatten()[places][None])
         half = self.head_dim // 2
-        cos = cos[:, :, None]
-        sin = torch.cat([-sin[..., :half], sin[..., half:]], dim=-1)[:, :, None]  # rotate_half's signs folded in
+        cos = cos[0, :, None]
+        sin = torch.cat([-sin[0, :, :half], sin[0, :, half:]], dim=-1)[:, None]  # rotate_half's signs folded in
+
+        def spread(x: torch.Tensor) -> torch.Tensor:  # [tokens, ...] -> [rows, n, ...], zeros in the padding
+            if places is None:
+                return x.view(rows, n, *x.shape[1:])
+            return x.new_zeros(rows * n, *x.shape[1:]).index_copy_(0, places, x).view(rows, n, *x.shape[1:])
+
         causal = mask is None and n > 1
         attend_decode = self.decode_attention if n == 1 else None
         attend_prompt = self.prompt_attention if causal and rows == 1 and self.decode_attention is not None else None
@@ -163,8 +175,7 @@ class Lean:
                 return torch.rms_norm(x, (width,), weight, eps)
             return ours(x.reshape(-1, width).contiguous(), weight, eps).view(x.shape)
 
-        h = h.view(rows * n, width)  # the residual stream, one row per token
-        step = self.decode_step if attend_decode is not None and ours is not None else None
+        step = self.decode_step if attend_decode is not None and ours is not None and places is None else None
         buffers = _step_buffers(cache, rows) if step is not None else None
         if step is not None and buffers is not None:  # the step's layers in one call of ours; the loop runs none
             h = step(
@@ -176,13 +187,13 @@ class Lean:
         loop = buffers is None
         layers: Iterable[Any] = zip(self.layers, self.qk_norms, cache.layers, strict=True) if loop else ()
         for (norm1, qkv, out, norm2, gate_up, down), qk_norm, layer in layers:
-            states = qkv(norm(h, norm1)).float().view(rows, n, heads + 2 * kv_heads, d)
-            qk, v = states.split((heads + kv_heads, kv_heads), dim=2)
+            states = qkv(norm(h, norm1)).float().view(-1, heads + 2 * kv_heads, d)
+            qk, v = states.split((heads + kv_heads, kv_heads), dim=1)
             if qk_norm is not None:  # as Qwen3RMSNorm: normalised in float32, then scaled by the weight
                 qk = torch.rms_norm(qk, (d,), None, eps) * qk_norm
             qk = qk * cos + qk.roll(half, -1) * sin  # not addcmul: its fused rounding varies with the tensor's shape
-            q, k = qk.transpose(1, 2).split((heads, kv_heads), dim=1)
-            keys, values = layer.update(k.to(self.kv_dtype), v.transpose(1, 2).to(self.kv_dtype))
+            q, k = spread(qk).transpose(1, 2).split((heads, kv_heads), dim=1)
+            keys, values = layer.update(k.to(self.kv_dtype), spread(v).transpose(1, 2).to(self.kv_dtype))
             if attend_decode is not None:
                 attended = attend_decode(q, keys, values, real)  # [rows, heads * d]
             elif attend_prompt is not None:
@@ -194,10 +205,12 @@ class Lean:
                     .transpose(1, 2)
                     .reshape(rows * n, heads * d)
                 )
-            h = h + out(attended)
+            h = h + out(attended if places is None else attended[places])
             g, u = gate_up(norm(h, norm2)).chunk(2, dim=-1)
             h = h + down(F.silu(g.float()) * u)
-        h = h.view(rows, n, width)
+        if at is not None:
+            return self.head(norm(h[at], self.norm)).float()
+        h = spread(h)
         if last_only:
             h = h[:, -1]
         return self.head(norm(h, self.norm)).float()
@@ -205,6 +218,8 @@ class Lean:
 
 def _dense_copy(lean: Lean) -> Lean | None:
     import copy
+
+    import torch
 
     products = [p for parts in lean.layers for p in (parts[1], parts[2], parts[4], parts[5])]
     ours = [p for p in products if isinstance(p, Int4Product) and p.kernel is not None]
@@ -221,6 +236,7 @@ def _dense_copy(lean: Lean) -> Lean | None:
         for norm1, qkv, out, norm2, gate_up, down in lean.layers
     ]
     dense.decode_step, dense.step_weights = None, []  # a step's products are dense too
+    dense.kv_dtype = torch.float32  # what attention reads: not rounded to float16 and converted back in every layer
     dense._dense, dense._dense_built = None, True  # itself
     return dense
 

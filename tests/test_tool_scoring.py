@@ -144,6 +144,7 @@ def test_pairs_read_side_by_side_score_as_each_read_alone(tiny_engine: Engine, m
     one pass over the pair alone (before, each pair was read alone: 5 passes for a choice of 3 tools)."""
     monkeypatch.setattr(scoring, "ROWS", 4)
     monkeypatch.setattr(scoring, "POSITIONS", 40)
+    monkeypatch.setattr(scoring, "TOKENS", 60)
     pairs = pairs_of_all_shapes(tiny_engine)
     tiny_engine.prefix_cache.clear()
     tiny_engine.score(pairs[4:6])

@@ -513,15 +513,16 @@ def test_engine_scoring_reads_a_known_prefix_from_the_cache(
     monkeypatch.setattr(
         autoqwen.local_llm.batch,
         "SideBySide",
-        lambda m, pasts, ids: fed.append(len(ids[0])) or side_by_side(m, pasts, ids),
+        lambda m, pasts, ids, first: fed.append(len(ids[0])) or side_by_side(m, pasts, ids, first),
     )
     prefix, continuation = tiny_engine.encode("Tool: plan_trip - plans a trip"), tiny_engine.encode(" To Rome?")
     tiny_engine.prefix_cache.clear()
     first = tiny_engine.score([(prefix, continuation)])
     again = tiny_engine.score([(prefix, continuation)])
     assert again == pytest.approx(first, abs=1e-4)
-    # The prefix, then its last token and the continuation but its last token; again, the prefix from the cache.
-    assert fed == [len(prefix), len(continuation), len(continuation)]
+    # The prefix and the continuation but its last token in one pass; again, the prefix but its last token from
+    # the cache.
+    assert fed == [len(prefix) + len(continuation) - 1, len(continuation)]
     assert tiny_engine.prefix_cache.lookup(prefix + continuation, scope=scope_of(None))[0] == len(prefix)
 
 
