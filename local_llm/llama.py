@@ -144,7 +144,8 @@ class Lean:
         past = cache.layers[0].get_seq_length()
         if positions is None:
             positions = torch.arange(past, past + n)[None].expand(rows, n)
-        places = None if tokens is None else tokens.flatten().nonzero().squeeze(1)  # of the tokens, in [rows * n]
+        padded = tokens is not None and not bool(tokens.all())
+        places = tokens.flatten().nonzero().squeeze(1) if padded else None  # of the tokens, in [rows * n]
         h = self.embed(ids.flatten() if places is None else ids.flatten()[places])  # one row per token
         cos, sin = self.rotary(h, positions.flatten()[None] if places is None else positions.flatten()[places][None])
         half = self.head_dim // 2
