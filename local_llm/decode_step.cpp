@@ -48,13 +48,55 @@ void add_into(float* h, const float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) h[i] += y[i];
 }
 
-// The rotary embedding of one head (dim floats from x): x cos + roll(x, dim / 2) sin, into out.
+inline __m512 opaque(__m512 x) {
+  asm("" : "+v"(x));
+  return x;
+}
+
+// The rotary embedding of one head (dim floats from x): x cos + roll(x, dim / 2) sin, into out; 16 lanes at a time
+// where half a head is whole vectors.
 inline void rotate(const float* x, const float* cos, const float* sin, int64_t dim, float* out) {
   const int64_t half = dim / 2;
+  if (half % 16 == 0) {
+    for (int64_t j = 0; j < half; j += 16) {
+      const __m512 a = _mm512_loadu_ps(x + j), b = _mm512_loadu_ps(x + j + half);
+      const __m512 first = _mm512_add_ps(opaque(_mm512_mul_ps(a, _mm512_loadu_ps(cos + j))),
+                                         opaque(_mm512_mul_ps(b, _mm512_loadu_ps(sin + j))));
+      const __m512 second = _mm512_add_ps(opaque(_mm512_mul_ps(b, _mm512_loadu_ps(cos + j + half))),
+                                          opaque(_mm512_mul_ps(a, _mm512_loadu_ps(sin + j + half))));
+      _mm512_storeu_ps(out + j, first);
+      _mm512_storeu_ps(out + j + half, second);
+    }
+    return;
+  }
   for (int64_t j = 0; j < dim; ++j) {
     const float rolled = x[j < half ? j + half : j - half];  // roll by half: element j takes j + half (mod dim)
     out[j] = opaque(x[j] * cos[j]) + opaque(rolled * sin[j]);
   }
+}
+
+// rotary: the rotary embedding of every head of x [tokens, heads, dim] (float32, each head's floats contiguous)
+// with cos and sin [tokens, dim], the bits of the lean pass's PyTorch operations (x cos + roll(x, dim / 2) sin, each
+// product rounded), as one operation rather than four; [tokens, heads, dim], contiguous.
+at::Tensor rotary(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
+  TORCH_CHECK(x.dim() == 3 && x.scalar_type() == at::kFloat && x.stride(2) == 1 && x.size(2) % 2 == 0,
+              "rotary: x must be float32 [tokens, heads, dim], dim even, each head's floats contiguous");
+  const int64_t tokens = x.size(0), heads = x.size(1), dim = x.size(2);
+  TORCH_CHECK(cos.is_contiguous() && sin.is_contiguous() && cos.scalar_type() == at::kFloat &&
+                  sin.scalar_type() == at::kFloat && cos.dim() == 2 && cos.size(0) == tokens && cos.size(1) == dim &&
+                  sin.sizes() == cos.sizes(),
+              "rotary: cos and sin must be float32 [tokens, dim], contiguous");
+  at::Tensor out = at::empty({tokens, heads, dim}, x.options());
+  const float* xp = x.data_ptr<float>();
+  const float* cp = cos.data_ptr<float>();
+  const float* sp = sin.data_ptr<float>();
+  float* op = out.data_ptr<float>();
+  const int64_t ts = x.stride(0), hs = x.stride(1);
+  at::parallel_for(0, tokens, 64, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t)
+      for (int64_t i = 0; i < heads; ++i) rotate(xp + t * ts + i * hs, cp + t * dim, sp + t * dim, dim, op + (t * heads + i) * dim);
+  });
+  return out;
 }
 
 inline void store_half(const float* x, int64_t dim, at::Half* out) {
@@ -246,4 +288,5 @@ TORCH_LIBRARY_FRAGMENT(autoqwen, m) {
       "decode_step(Tensor hidden, Tensor[] weights, Tensor[] keys, Tensor[] values, int length, Tensor cos, "
       "Tensor sin, Tensor? real, int heads, int kv_heads, float eps) -> Tensor",
       &decode_step);
+  m.def("rotary(Tensor x, Tensor cos, Tensor sin) -> Tensor", &rotary);
 }

@@ -65,6 +65,7 @@ class Lean:
         quantized = not isinstance(model.model.layers[0].self_attn.q_proj, torch.nn.Linear)
         self.kv_dtype = torch.float16 if self.decode_attention is not None and quantized else torch.float32
         self.rms_norm = kernels.load("rms_norm")  # one call where PyTorch's runs six operations
+        self.rotate = kernels.load("rotary")  # one call where PyTorch's runs four, the same bits
         inner = model.model
         self.embed = inner.embed_tokens
         self.rotary = inner.rotary_emb
@@ -105,6 +106,7 @@ class Lean:
             for (norm1, qkv, out, norm2, gate_up, down), qk_norm in zip(self.layers, self.qk_norms, strict=True)
             for w in (norm1, *_parts(qkv), *_parts(out), norm2, *_parts(gate_up), *_parts(down), _or_empty(qk_norm))
         ] if self.decode_step is not None else []  # fmt: skip
+        self.gated = False  # whether gate_up's product returns silu(gate) x up itself (dense copies' do)
         self._dense: Lean | None = None  # its dense copy (None: none, or not built yet)
         self._dense_built = False
 
@@ -149,8 +151,7 @@ class Lean:
         h = self.embed(ids.flatten() if places is None else ids.flatten()[places])  # one row per token
         cos, sin = self.rotary(h, positions.flatten()[None] if places is None else positions.flatten()[places][None])
         half = self.head_dim // 2
-        cos = cos[0, :, None]
-        sin = torch.cat([-sin[0, :, :half], sin[0, :, half:]], dim=-1)[:, None]  # rotate_half's signs folded in
+        cos, sin = cos[0], torch.cat([-sin[0, :, :half], sin[0, :, half:]], dim=-1)  # rotate_half's signs folded in
 
         def spread(x: torch.Tensor) -> torch.Tensor:  # [tokens, ...] -> [rows, n, ...], zeros in the padding
             if places is None:
@@ -192,7 +193,10 @@ class Lean:
             qk, v = states.split((heads + kv_heads, kv_heads), dim=1)
             if qk_norm is not None:  # as Qwen3RMSNorm: normalised in float32, then scaled by the weight
                 qk = torch.rms_norm(qk, (d,), None, eps) * qk_norm
-            qk = qk * cos + qk.roll(half, -1) * sin  # not addcmul: its fused rounding varies with the tensor's shape
+            if self.rotate is not None:
+                qk = self.rotate(qk, cos, sin)
+            else:  # not addcmul: its fused rounding varies with the tensor's shape
+                qk = qk * cos[:, None] + qk.roll(half, -1) * sin[:, None]
             q, k = spread(qk).transpose(1, 2).split((heads, kv_heads), dim=1)
             keys, values = layer.update(k.to(self.kv_dtype), spread(v).transpose(1, 2).to(self.kv_dtype))
             if attend_decode is not None:
@@ -207,8 +211,11 @@ class Lean:
                     .reshape(rows * n, heads * d)
                 )
             h = h + out(attended if places is None else attended[places])
-            g, u = gate_up(norm(h, norm2)).chunk(2, dim=-1)
-            h = h + down(F.silu(g.float()) * u)
+            mixed = gate_up(norm(h, norm2))
+            if not self.gated:
+                g, u = mixed.chunk(2, dim=-1)
+                mixed = F.silu(g.float()) * u
+            h = h + down(mixed)
         if at is not None:
             return self.head(norm(h[at], self.norm)).float()
         h = spread(h)
@@ -232,11 +239,13 @@ def _dense_copy(lean: Lean) -> Lean | None:
             norm1,
             *(cast(Int4Product, p).dense() for p in (qkv, out)),
             norm2,
-            *(cast(Int4Product, p).dense() for p in (gate_up, down)),
+            cast(Int4Product, gate_up).dense(gated=True),
+            cast(Int4Product, down).dense(),
         )
         for norm1, qkv, out, norm2, gate_up, down in lean.layers
     ]
     dense.decode_step, dense.step_weights = None, []  # a step's products are dense too
+    dense.gated = True
     dense.kv_dtype = torch.float32  # what attention reads: not rounded to float16 and converted back in every layer
     dense._dense, dense._dense_built = None, True  # itself
     return dense
