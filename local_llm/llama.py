@@ -106,7 +106,6 @@ class Lean:
             for (norm1, qkv, out, norm2, gate_up, down), qk_norm in zip(self.layers, self.qk_norms, strict=True)
             for w in (norm1, *_parts(qkv), *_parts(out), norm2, *_parts(gate_up), *_parts(down), _or_empty(qk_norm))
         ] if self.decode_step is not None else []  # fmt: skip
-        self.gated = False  # whether gate_up's product returns silu(gate) x up itself (dense copies' do)
         self._dense: Lean | None = None  # its dense copy (None: none, or not built yet)
         self._dense_built = False
 
@@ -211,11 +210,8 @@ class Lean:
                     .reshape(rows * n, heads * d)
                 )
             h = h + out(attended if places is None else attended[places])
-            mixed = gate_up(norm(h, norm2))
-            if not self.gated:
-                g, u = mixed.chunk(2, dim=-1)
-                mixed = F.silu(g.float()) * u
-            h = h + down(mixed)
+            g, u = gate_up(norm(h, norm2)).chunk(2, dim=-1)
+            h = h + down(F.silu(g.float()) * u)
         if at is not None:
             return self.head(norm(h[at], self.norm)).float()
         h = spread(h)
@@ -239,13 +235,11 @@ def _dense_copy(lean: Lean) -> Lean | None:
             norm1,
             *(cast(Int4Product, p).dense() for p in (qkv, out)),
             norm2,
-            cast(Int4Product, gate_up).dense(gated=True),
-            cast(Int4Product, down).dense(),
+            *(cast(Int4Product, p).dense() for p in (gate_up, down)),
         )
         for norm1, qkv, out, norm2, gate_up, down in lean.layers
     ]
     dense.decode_step, dense.step_weights = None, []  # a step's products are dense too
-    dense.gated = True
     dense.kv_dtype = torch.float32  # what attention reads: not rounded to float16 and converted back in every layer
     dense._dense, dense._dense_built = None, True  # itself
     return dense

@@ -108,7 +108,7 @@ class Int4Product:
         blocks, groups = self.packed.shape[:2]
         return blocks * _BLOCK * groups * GROUP_SIZE * 2
 
-    def dense(self, *, gated: bool = False) -> Callable[[torch.Tensor], torch.Tensor]:
+    def dense(self) -> Callable[[torch.Tensor], torch.Tensor]:
         """This product with a bfloat16 copy of its weights, for many rows at once (our kernel only: `kernel`).
 
         The copy holds the weights our kernel multiplies by, (q - 8) scale + zero, read back from the identity
@@ -116,18 +116,12 @@ class Int4Product:
         does: `F.linear` lays a weight out again on every call, ~30 % of a product of ~80 rows); the inputs are
         rounded to bfloat16 as our kernel rounds them, and the outputs are bfloat16 too (float32 after a bias: the
         arithmetic that adds them promotes them exactly). On a CPU with AMX it reads ~80 rows 4x faster.
-
-        `gated` (a fused gate and up product, no bias): silu(gate) x up instead, bfloat16, the product after it
-        in oneDNN's (silu of the float32 sums of gate, rounded, times up's sums: no operation of its own).
         """
         import torch
 
         assert self.kernel is not None
         inputs = self.packed.shape[1] * GROUP_SIZE
         weight = self.kernel(torch.eye(inputs), self.packed, self.scale_zero).T.to(torch.bfloat16).contiguous()
-        if gated:
-            assert self.bias is None
-            return _gated(weight)
         linear, bias = _laid_out(weight), self.bias
 
         def product(x: torch.Tensor) -> torch.Tensor:
@@ -137,46 +131,18 @@ class Int4Product:
         return product
 
 
-def _onednn() -> Any:
-    """PyTorch's oneDNN products on weights laid out once (what its compiler calls), or None without them."""
-    import torch
-
-    ops = torch.ops.mkldnn
-    return ops if torch.backends.mkldnn.is_available() and hasattr(ops, "_reorder_linear_weight") else None
-
-
 def _laid_out(weight: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
-    """x -> F.linear(x, weight) for bfloat16 `weight` [outputs, inputs], the weight laid out for oneDNN once (for
-    ~128 rows: the same sums as `F.linear`'s up to a few hundred)."""
+    """x -> F.linear(x, weight) for bfloat16 `weight` [outputs, inputs], with the weight laid out for oneDNN once
+    (`_reorder_linear_weight`, for ~128 rows: the same sums as `F.linear`'s up to a few hundred) where PyTorch has
+    its oneDNN products."""
+    import torch
     import torch.nn.functional as F
 
-    ops = _onednn()
-    if ops is None:
+    ops = torch.ops.mkldnn
+    if not (torch.backends.mkldnn.is_available() and hasattr(ops, "_reorder_linear_weight")):
         return lambda x: F.linear(x, weight)
     packed = ops._reorder_linear_weight(weight, 128)
     return lambda x: ops._linear_pointwise(x, packed, None, "none", [], "")
-
-
-def _gated(weight: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
-    """x -> silu(x gate^T) * (x up^T) in bfloat16, for bfloat16 `weight` [gate; up]."""
-    import torch
-    import torch.nn.functional as F
-
-    ops = _onednn()
-    if ops is None:
-
-        def product(x: torch.Tensor) -> torch.Tensor:
-            g, u = F.linear(x.to(torch.bfloat16), weight).chunk(2, dim=-1)
-            return (F.silu(g.float()) * u).to(torch.bfloat16)
-
-        return product
-    gate, up = (ops._reorder_linear_weight(part.contiguous(), 128) for part in weight.chunk(2))
-
-    def fused(x: torch.Tensor) -> torch.Tensor:
-        x = x.to(torch.bfloat16)
-        return ops._linear_pointwise(x, ops._linear_pointwise(x, gate, None, "swish", [], ""), up, None, "mul")
-
-    return fused
 
 
 def _stacked(linears: list[Any], name: str) -> torch.Tensor:
