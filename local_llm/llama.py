@@ -113,8 +113,9 @@ class Lean:
         """This forward pass with bfloat16 copies of the 4-bit products' weights (`Int4Product.dense`), built on first
         use, for reading many tokens of many rows at once (the tool scoring): on a CPU with AMX, PyTorch's bfloat16
         products read ~80 tokens 4x faster than our 4-bit kernel. Itself where that does not pay or fit: no AMX,
-        weights that are not our 4-bit ones, or copies over `DENSE_BYTES`. The output head stays as it is: a
-        bfloat16 head moved the channel scores 1.5x more (docs/engine.md)."""
+        weights that are not our 4-bit ones, or copies over `DENSE_BYTES`. An 8-bit head of ours gets a bfloat16
+        copy too, each row's 32 largest logits computed again in float32 (`Int8Linear.dense`; a plain bfloat16 head
+        moved the channel scores 1.5x more, docs/engine.md)."""
         if not self._dense_built:
             self._dense, self._dense_built = _dense_copy(self), True
         return self._dense or self
@@ -227,9 +228,13 @@ def _dense_copy(lean: Lean) -> Lean | None:
 
     products = [p for parts in lean.layers for p in (parts[1], parts[2], parts[4], parts[5])]
     ours = [p for p in products if isinstance(p, Int4Product) and p.kernel is not None]
-    if not kernels.amx() or len(ours) < len(products) or sum(p.dense_bytes for p in ours) > DENSE_BYTES:
+    head = lean.head if getattr(lean.head, "q8mm", None) is not None and lean.head.bias is None else None
+    size = sum(p.dense_bytes for p in ours) + (head.dense_bytes if head is not None else 0)
+    if not kernels.amx() or len(ours) < len(products) or size > DENSE_BYTES:
         return None
     dense = copy.copy(lean)
+    if head is not None:
+        dense.head = head.dense()
     dense.layers = [
         (
             norm1,

@@ -269,6 +269,32 @@ def _classes() -> tuple[type, type]:
                 return self.q8mm(rows.float().contiguous(), self.weight_q8, self.scale)
             return torch.ops.aten._weight_int8pack_mm(rows.to(torch.bfloat16), self.weight_int8, self.scale)
 
+        @property
+        def dense_bytes(self) -> int:
+            """The memory of `dense()`'s weights: bfloat16, rows x inputs."""
+            return self.out_features * self.weight_q8.shape[1] * GROUP_SIZE * 2
+
+        def dense(self, exact: int = 32) -> Callable[[torch.Tensor], torch.Tensor]:
+            """This layer (without its bias; our kernel only: `q8mm`) for many rows at once: a bfloat16 copy of its
+            8-bit integers, which bfloat16 holds exactly, multiplied in oneDNN's products (`_laid_out`), then by
+            the row scales. The inputs are rounded to bfloat16 and so are the outputs (2**-9 of each): the `exact`
+            largest outputs of each row, which make most of a log-sum-exp over them, are computed again in float32
+            from the same integers."""
+            assert self.q8mm is not None and self.bias is None
+            inputs = self.weight_q8.shape[1] * GROUP_SIZE
+            weights = self.q8mm(torch.eye(inputs), self.weight_q8, self.scale).T  # q * scale, row by row
+            integers = torch.round(weights / self.scale[:, None]).to(torch.bfloat16).contiguous()
+            linear, scale = _laid_out(integers), self.scale
+
+            def product(x: torch.Tensor) -> torch.Tensor:
+                rows = x.reshape(-1, inputs).float()
+                y = linear(rows.to(torch.bfloat16)).float() * scale
+                top = y.topk(min(exact, y.shape[-1]), dim=-1).indices  # [rows, exact]
+                again = torch.einsum("mk,mjk->mj", rows, integers[top].float()) * scale[top]
+                return y.scatter_(1, top, again).view(*x.shape[:-1], -1)
+
+            return product
+
     return Int4Linear, Int8Linear
 
 

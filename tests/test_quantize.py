@@ -88,6 +88,23 @@ def test_8bit_head_product_is_exact_in_integers_and_batch_invariant() -> None:
     assert torch.equal(head(x[2:3]), y[2:3])  # a row's result does not depend on the others
 
 
+def test_8bit_heads_bfloat16_copy_computes_each_rows_largest_outputs_again_in_float32() -> None:
+    _, int8_linear = _classes()
+    generator = torch.Generator().manual_seed(0)
+    linear = torch.nn.Linear(96, 480, bias=False)
+    head = int8_linear(linear)
+    assert head.q8mm is not None and head.dense_bytes == 480 * 96 * 2
+    x = torch.randn(7, 96, generator=generator)
+    y = head.dense(exact=8)(x)
+    w = linear.weight.detach()
+    scale = w.abs().amax(dim=1) / 127
+    exact = x.double() @ (torch.round(w / scale[:, None]).double() * scale.double()[:, None]).t()
+    again = (y.double() - exact).abs() <= 1e-5 * (1 + exact.abs())
+    assert (again.sum(1) >= 8).all() and again.gather(1, exact.argmax(-1, keepdim=True)).all()
+    assert (y.double() - exact).abs().max() < 0.01 * exact.abs().max()  # the others: bfloat16 inputs and outputs
+    assert head.dense()(x[None]).shape == (1, 7, 480)
+
+
 @pytest.mark.skipif(kernels.load("q4mm") is None, reason="our 4-bit kernel does not run on this machine")
 def test_4bit_product_is_float32_sums_of_bfloat16_inputs_and_batch_invariant() -> None:
     int4_linear, _ = _classes()

@@ -208,6 +208,7 @@ def test_4bit_models_score_with_bfloat16_copies_close_to_their_own_pass(wide_mod
     try:
         lean = Lean.of(engine.model)
         assert lean is not None and lean.dense() is not lean and lean.dense().dense() is lean.dense()
+        assert lean.dense().head is not lean.head  # the 8-bit head's copy, its largest logits computed again
         pairs = pairs_of_all_shapes(engine)
         expected = [full_pass(engine.model, p, c) for p, c in pairs]
         assert engine.score(pairs) == pytest.approx(expected, rel=2e-2, abs=0.05)
