@@ -10,7 +10,7 @@ import torch
 import transformers
 
 from autoqwen.local_llm import Engine, SamplingParams, cache, kernels, resolve_model
-from autoqwen.local_llm.quantize import _classes, is_4bit_gguf, quantize
+from autoqwen.local_llm.quantize import Int4Product, _classes, fuse, is_4bit_gguf, q4_weights, quantize
 
 
 def test_quantized_logits_stay_close_to_float32(tiny_model_dir: Path) -> None:
@@ -103,6 +103,17 @@ def test_8bit_heads_bfloat16_copy_computes_each_rows_largest_outputs_again_in_fl
     assert (again.sum(1) >= 8).all() and again.gather(1, exact.argmax(-1, keepdim=True)).all()
     assert (y.double() - exact).abs().max() < 0.01 * exact.abs().max()  # the others: bfloat16 inputs and outputs
     assert head.dense()(x[None]).shape == (1, 7, 480)
+
+
+@pytest.mark.skipif(kernels.load("q4mm") is None, reason="our 4-bit kernel does not run on this machine")
+def test_4bit_weights_read_from_the_layout_are_those_the_kernel_multiplies_by() -> None:
+    int4_linear, _ = _classes()
+    torch.manual_seed(0)
+    product = fuse([int4_linear(torch.nn.Linear(96, n, bias=False)) for n in (64, 32, 96)])
+    assert isinstance(product, Int4Product) and product.kernel is not None
+    through_kernel = product.kernel(torch.eye(96), product.packed, product.scale_zero).T
+    read = q4_weights(product.packed, product.scale_zero)
+    assert read.shape == (192, 96) and torch.allclose(read, through_kernel, rtol=1e-6, atol=1e-7)
 
 
 @pytest.mark.skipif(kernels.load("q4mm") is None, reason="our 4-bit kernel does not run on this machine")
