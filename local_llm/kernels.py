@@ -13,6 +13,8 @@ system's compiler, cached, loaded.
   that of `decode_attention`: a prompt read at once, in chunks or token by token gets the same bits.
 - `decode_step` (`decode_step.cpp`): a decode step's layers on 4-bit weights in one call and one parallel region,
   the lean forward pass's arithmetic (local_llm/llama.py), from the other kernels' pieces (`kernels.h`).
+- `rotary` (`decode_step.cpp`): the rotary embedding of many tokens' heads in one call, the bits of the four
+  PyTorch operations it replaces in the lean forward pass.
 
 The sources are compiled side by side against the installed torch with `$CXX` (else `c++`; ~30 s on two cores)
 into `<cache dir>/kernels/`, keyed by the sources, torch version and flags, with OpenMP so that their parallel

@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     import torch
@@ -285,7 +285,8 @@ def _classes() -> tuple[type, type]:
         @property
         def dense_bytes(self) -> int:
             """The memory of `dense()`'s weights: bfloat16, rows x inputs."""
-            return self.out_features * self.weight_q8.shape[1] * GROUP_SIZE * 2
+            groups = int(cast(torch.Tensor, self.weight_q8).shape[1])
+            return self.out_features * groups * GROUP_SIZE * 2
 
         def dense(self, exact: int = 32) -> Callable[[torch.Tensor], torch.Tensor]:
             """This layer (without its bias; our kernel only: `q8mm`) for many rows at once: a bfloat16 copy of its
