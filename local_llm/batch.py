@@ -116,7 +116,7 @@ class SideBySide:
 
     def passes(self, *, tokens: int, logits: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """Read the rows' tokens in passes of at most `tokens` tokens and `logits` wanted logits (at least one
-        column of every row a pass); yields (rows, columns, logits [k, vocab]): the logits of fed[rows[i]][columns[i]],
+        column a pass); yields (rows, columns, logits [k, vocab]): the logits of fed[rows[i]][columns[i]],
         every wanted one once, in order."""
         import torch
 
@@ -140,7 +140,8 @@ class SideBySide:
             else:
                 kwargs = {"attention_mask": _additive(mask), "position_ids": positions}
                 out = self.model(input_ids=ids, cache=self.cache, use_cache=True, **kwargs).logits[row, column].float()
-            yield row, column + start, out
+            if len(row):
+                yield row, column + start, out
             start = end
 
     def kv(self, row: int, end: int) -> KV:

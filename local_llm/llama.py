@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 __all__ = ["DENSE_BYTES", "Lean"]
 
 _ARCHITECTURES = {"llama", "qwen2", "qwen3", "mistral"}
-# The most memory `Lean.dense` spends on its copies of the weights: SmolLM2-135M's take 0.25 GB, a 0.5B Qwen's ~1 GB.
+# The most memory `Lean.dense` spends on its copies of the weights: SmolLM2-135M's take 0.28 GB; a 0.5B Qwen's layers
+# ~0.7 GB, the head's 0.4 GB more then left out.
 DENSE_BYTES = 1 << 30
 
 
@@ -214,8 +215,8 @@ class Lean:
             h = h + out(attended if places is None else attended[places])
             g, u = gate_up(norm(h, norm2)).chunk(2, dim=-1)
             h = h + down(F.silu(g.float()) * u)
-        if at is not None:
-            return self.head(norm(h[at], self.norm)).float()
+        if at is not None:  # no head at all for none (a pass that only reads prefixes)
+            return self.head(norm(h[at], self.norm)).float() if len(at) else h.new_empty(0, self.embed.num_embeddings)
         h = spread(h)
         if last_only:
             h = h[:, -1]
@@ -229,12 +230,12 @@ def _dense_copy(lean: Lean) -> Lean | None:
 
     products = [p for parts in lean.layers for p in (parts[1], parts[2], parts[4], parts[5])]
     ours = [p for p in products if isinstance(p, Int4Product) and p.kernel is not None]
-    head = lean.head if getattr(lean.head, "q8mm", None) is not None and lean.head.bias is None else None
-    size = sum(p.dense_bytes for p in ours) + (head.dense_bytes if head is not None else 0)
+    size = sum(p.dense_bytes for p in ours)
     if not kernels.amx() or len(ours) < len(products) or size > DENSE_BYTES:
         return None
     dense = copy.copy(lean)
-    if head is not None:
+    head = lean.head if getattr(lean.head, "q8mm", None) is not None and lean.head.bias is None else None
+    if head is not None and size + head.dense_bytes <= DENSE_BYTES:  # else the 8-bit head as it is
         dense.head = head.dense()
     dense.layers = [
         (

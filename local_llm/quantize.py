@@ -284,23 +284,23 @@ def _classes() -> tuple[type, type]:
 
         @property
         def dense_bytes(self) -> int:
-            """The memory of `dense()`'s weights: bfloat16, rows x inputs."""
+            """The memory of `dense()`'s weights: rows x inputs in bfloat16 and again in 8 bits."""
             groups = int(cast(torch.Tensor, self.weight_q8).shape[1])
-            return self.out_features * groups * GROUP_SIZE * 2
+            return self.out_features * groups * GROUP_SIZE * 3
 
         def dense(self, exact: int = 32) -> Callable[[torch.Tensor], torch.Tensor]:
             """This layer (without its bias; our kernel only: `q8mm`) for many rows at once: a bfloat16 copy of its
             8-bit integers, which bfloat16 holds exactly, multiplied in oneDNN's products (`_laid_out`), then by
             the row scales. The inputs are rounded to bfloat16 and so are the outputs (2**-9 of each): the `exact`
             largest outputs of each row, which make most of a log-sum-exp over them, are computed again in float32
-            from the same integers."""
+            from the integers (kept in 8 bits, in rows)."""
             assert self.q8mm is not None and self.bias is None
             blocks, groups = self.weight_q8.shape[:2]
             n, inputs = blocks * 16, groups * GROUP_SIZE
             # q8mm's layout undone (see __init__): q + 128 in blocks of 16 rows and groups of 32 inputs
             stored = self.weight_q8.view(blocks, groups, 8, 16, 4).permute(0, 3, 1, 2, 4).reshape(n, inputs)
-            integers = (stored.to(torch.int16) - 128).to(torch.bfloat16)
-            linear, scale = _laid_out(integers), self.scale
+            integers = (stored.to(torch.int16) - 128).to(torch.int8)  # for the outputs computed again
+            linear, scale = _laid_out(integers.to(torch.bfloat16)), self.scale
 
             def product(x: torch.Tensor) -> torch.Tensor:
                 rows = x.reshape(-1, inputs).float()

@@ -20,7 +20,7 @@ from autoqwen.local_llm.prefix_cache import PrefixCache
 __all__ = ["POSITIONS", "ROWS", "TOKENS", "Scoring", "scope_of", "score"]
 
 ROWS = 16  # pairs read side by side in one batch (their KV states in memory at once)
-POSITIONS = 256  # positions whose logits one pass computes (rows x tokens); ~50 MB of floats for a 49k vocabulary
+POSITIONS = 256  # positions whose logits one pass computes; ~50 MB of floats for a 49k vocabulary
 TOKENS = 4 * POSITIONS  # tokens one pass reads
 
 

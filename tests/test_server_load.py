@@ -74,7 +74,8 @@ def tensor_bytes(engine: Engine) -> int:
     gc.collect()
     storages = {}
     for obj in gc.get_objects():
-        if issubclass(type(obj), torch.Tensor) and obj.device.type == "cpu":
+        # oneDNN's laid-out weights (scoring's copies, made once) are opaque: they have no storage to read.
+        if issubclass(type(obj), torch.Tensor) and obj.device.type == "cpu" and not obj.is_mkldnn:
             storage = obj.untyped_storage()
             storages[storage.data_ptr()] = storage.nbytes()
     return sum(storages.values())

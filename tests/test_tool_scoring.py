@@ -228,3 +228,22 @@ def test_bfloat16_copies_are_kept_within_their_budget(wide_model_dir: Path, monk
     monkeypatch.setattr(llama, "DENSE_BYTES", 0)
     lean = Lean(model)
     assert lean.dense() is lean
+
+
+@pytest.mark.skipif(not kernels.amx() or kernels.load("q4mm") is None, reason="needs AMX and our 4-bit kernel")
+def test_the_heads_copy_is_left_out_where_only_the_layers_fit(
+    wide_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+    import transformers
+
+    from autoqwen.local_llm import llama
+    from autoqwen.local_llm.quantize import quantize
+
+    model = transformers.AutoModelForCausalLM.from_pretrained(wide_model_dir, dtype=torch.float32).eval()
+    quantize(model)
+    lean = Lean(model)
+    layers = sum(p.dense_bytes for parts in lean.layers for p in (parts[1], parts[2], parts[4], parts[5]))
+    monkeypatch.setattr(llama, "DENSE_BYTES", layers + lean.head.dense_bytes - 1)
+    dense = lean.dense()
+    assert dense is not lean and dense.head is lean.head  # the layers' copies, the 8-bit head as it is
