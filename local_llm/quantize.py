@@ -112,10 +112,10 @@ class Int4Product:
         """This product with a bfloat16 copy of its weights, for many rows at once (our kernel only: `kernel`).
 
         The copy holds the weights our kernel multiplies by, (q - 8) scale + zero (`q4_weights`), rounded to
-        bfloat16, laid out once for oneDNN's products where PyTorch has them (as its compiler
-        does: `F.linear` lays a weight out again on every call, ~30 % of a product of ~80 rows); the inputs are
-        rounded to bfloat16 as our kernel rounds them, and the outputs are bfloat16 too (float32 after a bias: the
-        arithmetic that adds them promotes them exactly). On a CPU with AMX it reads ~80 rows 4x faster.
+        bfloat16 and laid out once for oneDNN's products (`_laid_out`: `F.linear` lays a weight out again on every
+        call, ~30 % of a product of ~80 rows); the inputs are rounded to bfloat16 as our kernel rounds them, and
+        the outputs are bfloat16 too (float32 after a bias: the arithmetic that adds them promotes them exactly).
+        On a CPU with AMX it reads ~80 rows 4x faster.
         """
         import torch
 
