@@ -1,7 +1,8 @@
 // Attention kernels (AVX-512 F), built into the same library as kernels.cpp, loaded by kernels.py.
 //
 // decode_attention: attention of one new token per row (a decode step), grouped-query, skipping the batch's holes;
-// keys and values in float32 or float16.
+// keys and values in float32 or float16. Also of several tokens a row, each over the columns its own mask says (the
+// tool scoring's rows side by side, batch.SideBySide): each token's arithmetic that of a decode step.
 //
 // prompt_attention: attention of a prompt's new tokens (one sequence, causal, after any keys already cached), with
 // each token's arithmetic that of decode_attention for it: the same products, sums and softmax in the same order.
@@ -26,6 +27,8 @@
 
 namespace {
 
+using autoqwen::exp_nonpositive;
+
 // f(i) for each i in [0, n) on torch's threads: in shares that shrink as threads come free (guided, as in
 // kernels.cpp), or one at a time to whichever thread comes free (`each`: for items of very different sizes, of which
 // a guided schedule's first share, half the items, would hold most of the work).
@@ -42,23 +45,10 @@ void parallel_items(int64_t n, const F& f, bool each = false) {
   for (int64_t i = 0; i < n; ++i) f(i);
 }
 
-// exp(x) for x <= 0 (x > -inf), 16 at a time: 2^n e^r with |r| <= ln 2 / 2, e^r by its Taylor series to r^7
-// (relative error < 1e-7, about float32's rounding).
-inline __m512 exp_nonpositive(__m512 x) {
-  x = _mm512_max_ps(x, _mm512_set1_ps(-104.0f));  // e^-104 is below float32's smallest subnormal
-  const __m512 log2e = _mm512_set1_ps(1.44269504088896341f);
-  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, log2e), _MM_FROUND_TO_NEAREST_INT);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);  // ln 2 in two parts: n * hi is exact
-  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187e-06f), r);
-  __m512 p = _mm512_set1_ps(1.0f / 5040);
-  for (const float c : {1.0f / 720, 1.0f / 120, 1.0f / 24, 1.0f / 6, 0.5f, 1.0f, 1.0f})
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
-  return _mm512_scalef_ps(p, n);
-}
-
 // Attention of one new token per row (a decode step), grouped-query: out [rows, heads * dim] =
 // softmax(q k^T / sqrt(dim)) v over the row's real columns (real: bool [rows, width], or undefined for all).
 // q [rows, heads, 1, dim], keys and values [rows, kv_heads, width, dim], any strides with unit stride along dim.
+// With n tokens a row, q [rows, heads, n, dim], real [rows, n, width] and out [rows * n, heads * dim].
 // 16 keys' or values' elements as float32: stored as float32, or as float16 (half the memory traffic).
 inline __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
 inline __m512 load16(const at::Half* p) {
@@ -174,37 +164,43 @@ void attend_item(const float* q, int64_t qs, const T* keys, int64_t ks, const T*
 template <typename T>
 at::Tensor attend(const at::Tensor& q, const at::Tensor& keys, const at::Tensor& values,
                   const std::optional<at::Tensor>& real) {
-  const int64_t rows = q.size(0), heads = q.size(1), dim = q.size(3), kv_heads = keys.size(1), width = keys.size(2);
+  const int64_t rows = q.size(0), heads = q.size(1), n = q.size(2), dim = q.size(3), kv_heads = keys.size(1),
+                width = keys.size(2);
   TORCH_CHECK(dim % 16 == 0 && dim >= 16 && dim <= 256 && heads % kv_heads == 0 && q.stride(3) == 1 &&
                   keys.stride(3) == 1 && values.stride(3) == 1 && values.sizes() == keys.sizes() &&
                   keys.size(0) == rows && keys.size(3) == dim,
               "decode_attention: dim a multiple of 16 (at most 256), unit stride along dim");
   const bool* mask = nullptr;
   if (real.has_value()) {
-    TORCH_CHECK(real->scalar_type() == at::kBool && real->is_contiguous() && real->size(0) == rows &&
-                    real->size(1) == width, "decode_attention: real must be bool [rows, width]");
+    const bool shaped = real->dim() == 3 ? real->size(0) == rows && real->size(1) == n && real->size(2) == width
+                                         : n == 1 && real->dim() == 2 && real->size(0) == rows && real->size(1) == width;
+    TORCH_CHECK(real->scalar_type() == at::kBool && real->is_contiguous() && shaped,
+                "decode_attention: real must be bool [rows, n, width] ([rows, width] for one query a row)");
     mask = real->data_ptr<bool>();
+  } else {
+    TORCH_CHECK(n == 1, "decode_attention: several queries a row need real");
   }
   const int64_t group = heads / kv_heads;
   TORCH_CHECK(group <= 8, "decode_attention: at most 8 query heads per key head");
-  at::Tensor out = at::empty({rows, heads * dim}, q.options());
+  at::Tensor out = at::empty({rows * n, heads * dim}, q.options());
   if (width == 0) return out.zero_();
   const float* qp = q.data_ptr<float>();
   const T* kp = keys.data_ptr<T>();
   const T* vp = values.data_ptr<T>();
   float* op = out.data_ptr<float>();
-  parallel_items(rows * kv_heads, [&](int64_t item) {
-    const int64_t r = item / kv_heads, c = item % kv_heads;
-    attend_item(qp + r * q.stride(0) + c * group * q.stride(1), q.stride(1), kp + r * keys.stride(0) + c * keys.stride(1),
-                keys.stride(2), vp + r * values.stride(0) + c * values.stride(1), values.stride(2),
-                mask ? mask + r * width : nullptr, width, group, dim, op + r * heads * dim + c * group * dim);
+  parallel_items(rows * n * kv_heads, [&](int64_t item) {
+    const int64_t r = item / (n * kv_heads), i = item / kv_heads % n, c = item % kv_heads;
+    attend_item(qp + r * q.stride(0) + i * q.stride(2) + c * group * q.stride(1), q.stride(1),
+                kp + r * keys.stride(0) + c * keys.stride(1), keys.stride(2), vp + r * values.stride(0) + c * values.stride(1),
+                values.stride(2), mask ? mask + (r * n + i) * width : nullptr, width, group, dim,
+                op + (r * n + i) * heads * dim + c * group * dim);
   });
   return out;
 }
 
 at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& keys, const at::Tensor& values,
                             const std::optional<at::Tensor>& real) {
-  TORCH_CHECK(q.dim() == 4 && keys.dim() == 4 && values.dim() == 4 && q.size(2) == 1, "decode_attention: shapes");
+  TORCH_CHECK(q.dim() == 4 && keys.dim() == 4 && values.dim() == 4, "decode_attention: shapes");
   TORCH_CHECK(q.scalar_type() == at::kFloat && keys.scalar_type() == values.scalar_type(),
               "decode_attention: q float32, keys and values of one type");
   if (keys.scalar_type() == at::kHalf) return attend<at::Half>(q, keys, values, real);

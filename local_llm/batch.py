@@ -23,7 +23,7 @@ import functools
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from autoqwen.local_llm.llama import Lean
+from autoqwen.local_llm.llama import Lean, logprobs_of
 from autoqwen.local_llm.prefix_cache import KV
 
 if TYPE_CHECKING:
@@ -95,7 +95,7 @@ class SideBySide:
     read with bfloat16 copies of 4-bit weights where that pays (`Lean.dense`): scores then move by rounding.
 
         rows = SideBySide(model, pasts, fed, first)
-        for row, column, logits in rows.passes(tokens=1024, logits=256):   # logits [k, vocab] of fed[row][column]
+        for row, column, logprobs in rows.passes(targets, tokens=1024, logits=256):  # of targets[row, column]
             ...
         kv = rows.kv(0, 5)                         # row 0's past and its first 5 fed tokens' states
     """
@@ -114,10 +114,12 @@ class SideBySide:
         self.wanted = self.fed_real & (torch.arange(n)[None, :] >= torch.tensor(first)[:, None])
         self.ids = torch.tensor([[*tokens, *[0] * (n - len(tokens))] for tokens in fed])
 
-    def passes(self, *, tokens: int, logits: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    def passes(
+        self, targets: torch.Tensor, *, tokens: int, logits: int
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """Read the rows' tokens in passes of at most `tokens` tokens and `logits` wanted logits (at least one
-        column a pass); yields (rows, columns, logits [k, vocab]): the logits of fed[rows[i]][columns[i]],
-        every wanted one once, in order."""
+        column a pass); yields (rows, columns, logprobs [k]): log P(targets[rows[i], columns[i]]) after
+        fed[rows[i]][columns[i]], every wanted one once, in order (targets: token ids [rows, fed columns])."""
         import torch
 
         lean = Lean.of(self.model)
@@ -134,12 +136,14 @@ class SideBySide:
             positions = self.lengths[:, None] + torch.arange(start, end)[None, :]
             ids, real, wanted = self.ids[:, start:end], self.fed_real[:, start:end], self.wanted[:, start:end]
             row, column = wanted.nonzero(as_tuple=True)  # row-major, as the tokens are read
+            picked = targets[row, column + start]
             if lean is not None:
                 at = wanted[real].nonzero().squeeze(1)
-                out = lean.dense()(ids, self.cache, mask, positions, tokens=real, at=at)
+                out = lean.dense()(ids, self.cache, mask, positions, tokens=real, at=at, targets=picked)
             else:
                 kwargs = {"attention_mask": _additive(mask), "position_ids": positions}
-                out = self.model(input_ids=ids, cache=self.cache, use_cache=True, **kwargs).logits[row, column].float()
+                out = self.model(input_ids=ids, cache=self.cache, use_cache=True, **kwargs).logits[row, column]
+                out = logprobs_of(out, picked)
             if len(row):
                 yield row, column + start, out
             start = end
@@ -167,17 +171,20 @@ def _columns(kv: KV | None) -> int:
 
 
 def _side_by_side(model: Any, pasts: Sequence[KV | None], width: int, *, room: int) -> Any:
-    """A cache of `pasts` as rows right-aligned in `width` columns (zeros before a shorter one), with `room` more:
-    one buffer for every layer's keys and values, each row's states copied in at once."""
+    """A cache of `pasts` as rows right-aligned in `width` columns (zeros before a shorter one), with `room` more
+    (written by the passes before they read it): one buffer for every layer's keys and values, each row's states
+    copied in at once."""
     import torch
 
     if not width:
         return new_cache(model, reserve=room)
     like = next(kv for kv in pasts if kv and _columns(kv))
     (_, heads, _, dim), layers = like[0][0].shape, len(like)
-    out = torch.zeros(layers, 2, len(pasts), heads, width + room, dim, dtype=like[0][0].dtype)
+    out = torch.empty(layers, 2, len(pasts), heads, width + room, dim, dtype=like[0][0].dtype)  # room: written
     for row, kv in enumerate(pasts):
-        if kv and (n := _columns(kv)):
+        if (n := _columns(kv)) < width:
+            out[:, :, row, :, : width - n] = 0  # a shorter row's hole
+        if kv and n:
             states = torch.stack([part[0] for pair in kv for part in pair])  # [layers * 2, heads, n, dim]
             out[:, :, row, :, width - n : width] = states.view(layers, 2, heads, n, dim)
     return _cache_over(model, [(out[i, 0], out[i, 1]) for i in range(layers)], width)

@@ -1,5 +1,6 @@
 // decode_step: the lean forward pass's layers for a decode step (one new token per row), in one call, built into
-// the same library as kernels.cpp and attention.cpp, loaded by kernels.py.
+// the same library as kernels.cpp and attention.cpp, loaded by kernels.py; with the rotary embedding's operations
+// (`rotary`, and `side_states` for the tool scoring's rows side by side).
 //
 // The Python loop (local_llm/llama.py) runs ~35 tensor operations a layer; at one row their fixed costs took as long
 // as the products. This runs the same operations in the same order with the same kernels' pieces (q4mm's, rms_norm's
@@ -22,6 +23,7 @@
 #include <ATen/ops/mul.h>
 #include <ATen/ops/rms_norm.h>
 #include <ATen/ops/silu.h>
+#include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
 #include <immintrin.h>
@@ -97,6 +99,66 @@ at::Tensor rotary(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& 
       for (int64_t i = 0; i < heads; ++i) rotate(xp + t * ts + i * hs, cp + t * dim, sp + t * dim, dim, op + (t * heads + i) * dim);
   });
   return out;
+}
+
+// side_states: the new tokens' queries, keys and values of rows read side by side (the tool scoring,
+// batch.SideBySide), from a qkv product's output [tokens, (heads + 2 kv_heads) dim] (float32 or bfloat16) of the
+// tokens at `slots` (row * n + column in a [rows, n] grid). Queries and keys are rotated as `rotary` rotates them;
+// the keys and values go into the cache's buffers [rows, kv_heads, room, dim] (float32) at column `length` +
+// column, zeros where a row has no token; the queries are returned, [rows, n, heads, dim] (zeros where none). The
+// bits of the lean pass's conversion, rotary, spreading and cache update, in one call.
+at::Tensor side_states(const at::Tensor& states, const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& slots,
+                       int64_t n, int64_t heads, at::Tensor keys, at::Tensor values, int64_t length) {
+  TORCH_CHECK(keys.dim() == 4 && keys.scalar_type() == at::kFloat && keys.is_contiguous() &&
+                  values.sizes() == keys.sizes() && values.scalar_type() == at::kFloat && values.is_contiguous(),
+              "side_states: keys and values must be contiguous float32 [rows, kv_heads, room, dim]");
+  const int64_t rows = keys.size(0), kv_heads = keys.size(1), room = keys.size(2), dim = keys.size(3);
+  const int64_t width = (heads + 2 * kv_heads) * dim, tokens = states.size(0);
+  TORCH_CHECK(states.dim() == 2 && states.size(1) == width && states.is_contiguous() &&
+                  (states.scalar_type() == at::kFloat || states.scalar_type() == at::kBFloat16),
+              "side_states: states must be contiguous float32 or bfloat16 [tokens, (heads + 2 kv_heads) dim]");
+  TORCH_CHECK(length >= 0 && length + n <= room && dim % 2 == 0, "side_states: no room for n more columns");
+  TORCH_CHECK(slots.scalar_type() == at::kLong && slots.is_contiguous() && slots.numel() == tokens,
+              "side_states: slots must be int64 [tokens]");
+  TORCH_CHECK(cos.is_contiguous() && sin.is_contiguous() && cos.scalar_type() == at::kFloat &&
+                  sin.scalar_type() == at::kFloat && cos.dim() == 2 && cos.size(0) == tokens && cos.size(1) == dim &&
+                  sin.sizes() == cos.sizes(),
+              "side_states: cos and sin must be float32 [tokens, dim], contiguous");
+  const int64_t* sp = slots.data_ptr<int64_t>();
+  for (int64_t t = 0; t < tokens; ++t)
+    TORCH_CHECK(sp[t] >= 0 && sp[t] < rows * n, "side_states: a slot outside the rows' grid");
+  at::Tensor q = at::zeros({rows, n, heads, dim}, keys.options());
+  float* qp = q.data_ptr<float>();
+  float* kp = keys.data_ptr<float>();
+  float* vp = values.data_ptr<float>();
+  for (int64_t r = 0; r < rows; ++r)  // the new columns' zeros, where a row has no token
+    for (int64_t c = 0; c < kv_heads; ++c) {
+      const int64_t at = ((r * kv_heads + c) * room + length) * dim;
+      std::fill(kp + at, kp + at + n * dim, 0.0f);
+      std::fill(vp + at, vp + at + n * dim, 0.0f);
+    }
+  const float* cp = cos.data_ptr<float>();
+  const float* np = sin.data_ptr<float>();
+  at::parallel_for(0, tokens, 16, [&](int64_t begin, int64_t end) {
+    std::vector<float> row(width);
+    for (int64_t t = begin; t < end; ++t) {
+      if (states.scalar_type() == at::kFloat) {
+        std::copy_n(states.data_ptr<float>() + t * width, width, row.data());
+      } else {
+        const at::BFloat16* x = states.data_ptr<at::BFloat16>() + t * width;
+        for (int64_t j = 0; j < width; ++j) row[j] = static_cast<float>(x[j]);
+      }
+      const int64_t r = sp[t] / n, column = sp[t] % n;
+      for (int64_t i = 0; i < heads; ++i)
+        rotate(row.data() + i * dim, cp + t * dim, np + t * dim, dim, qp + ((r * n + column) * heads + i) * dim);
+      for (int64_t c = 0; c < kv_heads; ++c) {
+        const int64_t at = ((r * kv_heads + c) * room + length + column) * dim;
+        rotate(row.data() + (heads + c) * dim, cp + t * dim, np + t * dim, dim, kp + at);
+        std::copy_n(row.data() + (heads + kv_heads + c) * dim, dim, vp + at);
+      }
+    }
+  });
+  return q;
 }
 
 inline void store_half(const float* x, int64_t dim, at::Half* out) {
@@ -289,4 +351,8 @@ TORCH_LIBRARY_FRAGMENT(autoqwen, m) {
       "Tensor sin, Tensor? real, int heads, int kv_heads, float eps) -> Tensor",
       &decode_step);
   m.def("rotary(Tensor x, Tensor cos, Tensor sin) -> Tensor", &rotary);
+  m.def(
+      "side_states(Tensor states, Tensor cos, Tensor sin, Tensor slots, int n, int heads, Tensor(a!) keys, "
+      "Tensor(b!) values, int length) -> Tensor",
+      &side_states);
 }

@@ -12,11 +12,13 @@
 // The offset comes back out exactly: 128 * sum_k a[k] per group.
 //
 // rms_norm: x / sqrt(mean(x^2) + eps) * weight per row, in one pass of our own: PyTorch's runs six operations
-// (timings: docs/benchmarks.md).
+// (timings: docs/benchmarks.md). add_rms_norm and silu_mul: the lean pass's steps between its products, each in one
+// call (llama.py).
 
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/silu.h>
 #include <torch/library.h>
 
 #include <immintrin.h>
@@ -25,6 +27,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 #include "kernels.h"
 
@@ -311,6 +314,104 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
   return y;
 }
 
+// 16 floats (fewer: `in`) from float32 or bfloat16, and rounded to bfloat16, to nearest even as PyTorch's
+// conversion rounds numbers.
+inline __m512 load16(const float* p, __mmask16 in) { return _mm512_maskz_loadu_ps(in, p); }
+inline __m512 load16(const at::BFloat16* p, __mmask16 in) {
+  const __m256i bits = _mm256_maskz_loadu_epi16(in, p);
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(bits), 16));
+}
+inline void store_bf16(at::BFloat16* p, __m512 v, __mmask16 in) {
+  const __m512i bits = _mm512_castps_si512(v);
+  const __m512i even = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
+  const __m512i rounded = _mm512_add_epi32(bits, _mm512_add_epi32(even, _mm512_set1_epi32(0x7FFF)));
+  _mm256_mask_storeu_epi16(p, in, _mm512_cvtepi32_epi16(_mm512_srli_epi32(rounded, 16)));
+}
+inline __mmask16 lanes(int64_t left) { return _cvtu32_mask16(left >= 16 ? 0xFFFFu : (1u << left) - 1); }
+
+// add_rms_norm: h += y in place (h float32 [M, N], y float32 or bfloat16), then rms_norm(h, weight), in float32 or
+// rounded to bfloat16 (`rounded`, the input of a bfloat16 product): a layer's residual addition and the next norm
+// in one call, the arithmetic of `h + y`, rms_norm and `.to(torch.bfloat16)`.
+template <typename T>
+void add_rms_norm_rows(float* h, const T* y, int64_t rows, int64_t n, const float* weight, float eps, float* normed,
+                       at::BFloat16* rounded) {
+  for (int64_t r = 0; r < rows; ++r) {
+    float* hr = h + r * n;
+    for (int64_t j = 0; j < n; j += 16) {
+      const __mmask16 in = lanes(n - j);
+      _mm512_mask_storeu_ps(hr + j, in, _mm512_add_ps(load16(hr + j, in), load16(y + r * n + j, in)));
+    }
+    float* out = rounded ? normed : normed + r * n;
+    rms_norm_row(hr, n, weight, eps, out);
+    if (rounded)
+      for (int64_t j = 0; j < n; j += 16) store_bf16(rounded + r * n + j, load16(out + j, lanes(n - j)), lanes(n - j));
+  }
+}
+
+at::Tensor add_rms_norm(at::Tensor h, const at::Tensor& y, const at::Tensor& weight, double eps, bool rounded) {
+  TORCH_CHECK(h.dim() == 2 && h.scalar_type() == at::kFloat && h.is_contiguous(),
+              "add_rms_norm: h must be contiguous float32 [M, N]");
+  const int64_t rows = h.size(0), n = h.size(1);
+  TORCH_CHECK(y.sizes() == h.sizes() && (y.scalar_type() == at::kFloat || y.scalar_type() == at::kBFloat16),
+              "add_rms_norm: y must be float32 or bfloat16 [M, N]");
+  TORCH_CHECK(weight.scalar_type() == at::kFloat && weight.is_contiguous() && weight.numel() == n,
+              "add_rms_norm: weight must be float32 [N]");
+  const at::Tensor added = y.contiguous();
+  at::Tensor out = at::empty({rows, n}, h.options().dtype(rounded ? at::kBFloat16 : at::kFloat));
+  float* hp = h.data_ptr<float>();
+  const float* wp = weight.data_ptr<float>();
+  const float e = static_cast<float>(eps);
+  at::parallel_for(0, rows, 16, [&](int64_t begin, int64_t end) {
+    std::vector<float> row(rounded ? n : 0);  // one row's norm before rounding
+    float* normed = rounded ? row.data() : out.data_ptr<float>() + begin * n;
+    at::BFloat16* bf16 = rounded ? out.data_ptr<at::BFloat16>() + begin * n : nullptr;
+    if (added.scalar_type() == at::kFloat)
+      add_rms_norm_rows(hp + begin * n, added.data_ptr<float>() + begin * n, end - begin, n, wp, e, normed, bf16);
+    else
+      add_rms_norm_rows(hp + begin * n, added.data_ptr<at::BFloat16>() + begin * n, end - begin, n, wp, e, normed, bf16);
+  });
+  return out;
+}
+
+// silu_mul: silu(gate) * up from a gate and up product's output [M, 2I] (float32 or bfloat16), in float32 or
+// rounded to bfloat16 (`rounded`): PyTorch's silu (its exponential's rounding) of the gate as float32, as
+// `F.silu(gate.float()) * up` and `.to(torch.bfloat16)` compute it, in one call.
+template <typename T>
+void times_up(float* mixed, const T* both, int64_t rows, int64_t inner, at::BFloat16* rounded) {
+  for (int64_t r = 0; r < rows; ++r) {
+    float* mr = mixed + r * inner;
+    const T* ur = both + r * 2 * inner + inner;
+    for (int64_t j = 0; j < inner; j += 16) {
+      const __mmask16 in = lanes(inner - j);
+      const __m512 v = _mm512_mul_ps(load16(mr + j, in), load16(ur + j, in));
+      if (rounded)
+        store_bf16(rounded + r * inner + j, v, in);
+      else
+        _mm512_mask_storeu_ps(mr + j, in, v);
+    }
+  }
+}
+
+at::Tensor silu_mul(const at::Tensor& gate_up, bool rounded) {
+  TORCH_CHECK(gate_up.dim() == 2 && gate_up.size(1) % 2 == 0 &&
+                  (gate_up.scalar_type() == at::kFloat || gate_up.scalar_type() == at::kBFloat16),
+              "silu_mul: gate_up must be float32 or bfloat16 [M, 2I]");
+  const int64_t rows = gate_up.size(0), inner = gate_up.size(1) / 2;
+  const at::Tensor both = gate_up.contiguous();
+  at::Tensor mixed = at::silu(both.narrow(1, 0, inner).to(at::kFloat));  // contiguous unless float32 already
+  if (!mixed.is_contiguous()) mixed = mixed.contiguous();
+  at::Tensor out = rounded ? at::empty({rows, inner}, mixed.options().dtype(at::kBFloat16)) : mixed;
+  float* mp = mixed.data_ptr<float>();
+  at::parallel_for(0, rows, 16, [&](int64_t begin, int64_t end) {
+    at::BFloat16* bf16 = rounded ? out.data_ptr<at::BFloat16>() + begin * inner : nullptr;
+    if (both.scalar_type() == at::kFloat)
+      times_up(mp + begin * inner, both.data_ptr<float>() + begin * 2 * inner, end - begin, inner, bf16);
+    else
+      times_up(mp + begin * inner, both.data_ptr<at::BFloat16>() + begin * 2 * inner, end - begin, inner, bf16);
+  });
+  return out;
+}
+
 }  // namespace
 
 void autoqwen::rms_norm_rows(const float* x, int64_t rows, int64_t n, const float* weight, float eps, float* y) {
@@ -335,4 +436,6 @@ TORCH_LIBRARY(autoqwen, m) {
   m.def("q8mm(Tensor x, Tensor w, Tensor scale) -> Tensor", &q8mm);
   m.def("q4mm(Tensor x, Tensor w, Tensor scale_zero) -> Tensor", &q4mm);
   m.def("rms_norm(Tensor x, Tensor weight, float eps) -> Tensor", &rms_norm);
+  m.def("add_rms_norm(Tensor(a!) h, Tensor y, Tensor weight, float eps, bool rounded) -> Tensor", &add_rms_norm);
+  m.def("silu_mul(Tensor gate_up, bool rounded) -> Tensor", &silu_mul);
 }

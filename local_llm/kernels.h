@@ -1,13 +1,29 @@
 // What kernels.cpp and attention.cpp give decode_step.cpp to run inside its own parallel region: the pieces of
-// q4mm, rms_norm and decode_attention for one block, row or item, each the arithmetic of the operator it is from.
+// q4mm, rms_norm and decode_attention for one block, row or item, each the arithmetic of the operator it is from;
+// and the exponential that attention.cpp and head_logprobs.cpp share.
 
 #pragma once
 
 #include <c10/util/Half.h>
+#include <immintrin.h>
 
 #include <cstdint>
 
 namespace autoqwen {
+
+// exp(x) for x <= 0 (x > -inf), 16 at a time: 2^n e^r with |r| <= ln 2 / 2, e^r by its Taylor series to r^7
+// (relative error < 1e-7, about float32's rounding).
+inline __m512 exp_nonpositive(__m512 x) {
+  x = _mm512_max_ps(x, _mm512_set1_ps(-104.0f));  // e^-104 is below float32's smallest subnormal
+  const __m512 log2e = _mm512_set1_ps(1.44269504088896341f);
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, log2e), _MM_FROUND_TO_NEAREST_INT);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);  // ln 2 in two parts: n * hi is exact
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187e-06f), r);
+  __m512 p = _mm512_set1_ps(1.0f / 5040);
+  for (const float c : {1.0f / 720, 1.0f / 120, 1.0f / 24, 1.0f / 6, 0.5f, 1.0f, 1.0f})
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
+  return _mm512_scalef_ps(p, n);
+}
 
 // rms_norm's rows: y = x / sqrt(mean(x^2) + eps) * weight, x and y [rows, n].
 void rms_norm_rows(const float* x, int64_t rows, int64_t n, const float* weight, float eps, float* y);

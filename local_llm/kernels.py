@@ -1,5 +1,5 @@
-"""Our CPU kernels (`kernels.cpp`, `attention.cpp`, `decode_step.cpp`, AVX-512): built once per machine with the
-system's compiler, cached, loaded.
+"""Our CPU kernels (`kernels.cpp`, `attention.cpp`, `decode_step.cpp`, `head_logprobs.cpp`, AVX-512): built once
+per machine with the system's compiler, cached, loaded.
 
 - `q4mm`: the 4-bit layers' product (needs AVX-512 BF16 too). Each 4-bit weight becomes a bfloat16 number by
   setting its exponent bits, and vdpbf16ps sums two products per lane, exactly, in float32; PyTorch's
@@ -8,13 +8,18 @@ system's compiler, cached, loaded.
 - `q8mm`: the 8-bit output head's product. Its inputs are rounded per group of 32 to two 8-bit integers (~16 bits)
   and summed exactly in integers (vpdpbusd): closer to float32 than PyTorch's `_weight_int8pack_mm` with
   bfloat16 inputs, and faster (docs/engine.md, exactness).
-- `decode_attention`: attention of one new token per row, the batch's holes skipped without building a mask.
+- `decode_attention`: attention of one new token per row, the batch's holes skipped without building a mask; also
+  of several tokens a row, each over the columns its own mask says (the tool scoring's rows side by side).
 - `prompt_attention`: attention of a prompt's new tokens (causal, after any cached ones), each token's arithmetic
   that of `decode_attention`: a prompt read at once, in chunks or token by token gets the same bits.
 - `decode_step` (`decode_step.cpp`): a decode step's layers on 4-bit weights in one call and one parallel region,
   the lean forward pass's arithmetic (local_llm/llama.py), from the other kernels' pieces (`kernels.h`).
 - `rotary` (`decode_step.cpp`): the rotary embedding of many tokens' heads in one call, the bits of the four
   PyTorch operations it replaces in the lean forward pass.
+- `add_rms_norm`, `silu_mul`: the lean pass's steps between its products (a residual addition and the next norm;
+  silu(gate) x up), each one call with PyTorch's bits, their outputs rounded to bfloat16 for bfloat16 products.
+- `head_logprobs` (`head_logprobs.cpp`): log P(token) at many positions from the 8-bit head's bfloat16 logits,
+  the largest computed again in float32, without the [positions, vocabulary] floats PyTorch's operations write.
 
 The sources are compiled side by side against the installed torch with `$CXX` (else `c++`; ~30 s on two cores)
 into `<cache dir>/kernels/`, keyed by the sources, torch version and flags, with OpenMP so that their parallel
@@ -44,7 +49,9 @@ __all__ = ["amx", "build", "load"]
 
 log = logging.getLogger(__name__)
 
-SOURCES = [Path(__file__).with_name(name) for name in ("kernels.cpp", "attention.cpp", "decode_step.cpp")]
+SOURCES = [
+    Path(__file__).with_name(name) for name in ("kernels.cpp", "attention.cpp", "decode_step.cpp", "head_logprobs.cpp")
+]
 HEADERS = [Path(__file__).with_name("kernels.h")]  # what decode_step.cpp calls in the other two
 _CPU_FLAGS = {"avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512_vnni"}
 # Beyond _CPU_FLAGS; compiled with function target attributes.

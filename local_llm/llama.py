@@ -15,7 +15,6 @@ A decode step on 4-bit weights runs its layers in one call of ours (`decode_step
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, cast
 
 from autoqwen.local_llm import kernels
@@ -24,7 +23,7 @@ from autoqwen.local_llm.quantize import Int4Product, fuse
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["DENSE_BYTES", "Lean"]
+__all__ = ["DENSE_BYTES", "Lean", "logprobs_of"]
 
 _ARCHITECTURES = {"llama", "qwen2", "qwen3", "mistral"}
 # The most memory `Lean.dense` spends on its copies of the weights: SmolLM2-135M's take 0.28 GB; a 0.5B Qwen's layers
@@ -67,6 +66,10 @@ class Lean:
         self.kv_dtype = torch.float16 if self.decode_attention is not None and quantized else torch.float32
         self.rms_norm = kernels.load("rms_norm")  # one call where PyTorch's runs six operations
         self.rotate = kernels.load("rotary")  # one call where PyTorch's runs four, the same bits
+        self.side_states = kernels.load("side_states")  # rotary, spreading and the cache update of rows side by side
+        self.add_rms_norm = kernels.load("add_rms_norm")  # a residual addition and the next norm, the same bits
+        self.silu_mul = kernels.load("silu_mul")  # silu(gate) * up, the same bits
+        self.rounded = False  # products in bfloat16 (the dense copy): the steps before them round their inputs
         inner = model.model
         self.embed = inner.embed_tokens
         self.rotary = inner.rotary_emb
@@ -107,6 +110,10 @@ class Lean:
             for (norm1, qkv, out, norm2, gate_up, down), qk_norm in zip(self.layers, self.qk_norms, strict=True)
             for w in (norm1, *_parts(qkv), *_parts(out), norm2, *_parts(gate_up), *_parts(down), _or_empty(qk_norm))
         ] if self.decode_step is not None else []  # fmt: skip
+        # Rows side by side (a mask given, several tokens a row) attend as decode steps do, each token over the columns
+        # its mask says: PyTorch's attention cost ~5x more at the tool scoring's ~5 rows of ~16 tokens (its dense
+        # copy; elsewhere such rows are prompts, read as transformers reads them).
+        self.side_attention = False
         self._dense: Lean | None = None  # its dense copy (None: none, or not built yet)
         self._dense_built = False
 
@@ -131,14 +138,16 @@ class Lean:
         last_only: bool = True,
         tokens: torch.Tensor | None = None,
         at: torch.Tensor | None = None,
+        targets: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Logits [rows, vocab] of each row's last position (all positions, [rows, n, vocab], if not last_only).
 
         `cache` holds one layer object per model layer whose `update(keys, values)` appends and returns all keys
         and values; `mask` is a boolean [rows, 1, n, past + n] (True: attend), or None for plain causal attention.
         `tokens` (boolean [rows, n]) says which places hold tokens: the others are padding, which no product reads
-        (the mask must hide them from every token). With `at`, the logits of those tokens only, [len(at), vocab]:
-        indices into the tokens in row-major order.
+        (the mask must hide them from every token). With `at` (indices into the tokens in row-major order) and
+        `targets` (token ids, as many), log P(targets[i]) after token at[i] instead, [len(at)] (the 8-bit head's
+        copy computes them without the logits, `DenseHead.logprobs`).
         """
         import torch
         import torch.nn.functional as F
@@ -161,9 +170,12 @@ class Lean:
             return x.new_zeros(rows * n, *x.shape[1:]).index_copy_(0, places, x).view(rows, n, *x.shape[1:])
 
         causal = mask is None and n > 1
-        attend_decode = self.decode_attention if n == 1 else None
+        side = self.side_attention and mask is not None  # each token over the columns of its mask, as a decode step
+        attend_decode = self.decode_attention if n == 1 or side else None
         attend_prompt = self.prompt_attention if causal and rows == 1 and self.decode_attention is not None else None
-        real = None if mask is None or attend_decode is None else mask[:, 0, 0].contiguous()  # [rows, width]
+        real = None  # [rows, width], or [rows, n, width] side by side
+        if mask is not None and attend_decode is not None:
+            real = (mask[:, 0] if side else mask[:, 0, 0]).contiguous()
         if attend_prompt is not None:
             causal = False  # ours masks the later tokens itself, after any cached ones
         elif causal and past:
@@ -189,20 +201,52 @@ class Lean:
             for layer in cache.layers:
                 layer.length += 1
         loop = buffers is None
-        layers: Iterable[Any] = zip(self.layers, self.qk_norms, cache.layers, strict=True) if loop else ()
-        for (norm1, qkv, out, norm2, gate_up, down), qk_norm, layer in layers:
-            states = qkv(norm(h, norm1)).float().view(-1, heads + 2 * kv_heads, d)
-            qk, v = states.split((heads + kv_heads, kv_heads), dim=1)
-            if qk_norm is not None:  # as Qwen3RMSNorm: normalised in float32, then scaled by the weight
-                qk = torch.rms_norm(qk, (d,), None, eps) * qk_norm
-            if self.rotate is not None:
-                qk = self.rotate(qk, cos, sin)
-            else:  # not addcmul: its fused rounding varies with the tensor's shape
-                qk = qk * cos[:, None] + qk.roll(half, -1) * sin[:, None]
-            q, k = spread(qk).transpose(1, 2).split((heads, kv_heads), dim=1)
-            keys, values = layer.update(k.to(self.kv_dtype), spread(v).transpose(1, 2).to(self.kv_dtype))
+        # The steps between products in calls of ours (the same bits) where our kernels run on float32 states;
+        # `rounded`: bfloat16 products (the dense copy), whose inputs they round.
+        add_rms_norm, silu_mul, rounded = self.add_rms_norm, self.silu_mul, self.rounded
+        fused = ours is not None and h.dtype == torch.float32
+
+        def add_norm(h: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None) -> tuple[Any, Any]:
+            """h + y, and the next product's input from it (None: no next one)."""
+            if fused and add_rms_norm is not None:
+                if weight is None:
+                    return h.add_(y), None
+                return h, add_rms_norm(h, y, weight, eps, rounded)  # h updated in place
+            h = h + y
+            return h, None if weight is None else norm(h, weight)
+
+        def mix(gate_up: torch.Tensor) -> torch.Tensor:
+            if fused and add_rms_norm is not None and silu_mul is not None:
+                return silu_mul(gate_up, rounded)
+            g, u = gate_up.chunk(2, dim=-1)
+            return F.silu(g.float()) * u
+
+        # Rows side by side: each token's states go straight to its row and column (`side_states`).
+        slots, side_states = None, self.side_states
+        if side and side_states is not None and self.rotate is not None:
+            slots = torch.arange(rows * n) if places is None else places
+        layers = list(zip(self.layers, self.qk_norms, cache.layers, strict=True)) if loop else []
+        x: Any = norm(h, layers[0][0][0]) if layers else None  # the first layer's input
+        for i, ((_, qkv, out, norm2, gate_up, down), qk_norm, layer) in enumerate(layers):
+            buffers = getattr(layer, "buffers", None) if slots is not None and qk_norm is None else None
+            if side_states is not None and buffers is not None and buffers[0].dtype == torch.float32:  # the same bits
+                k, v = layer.room(n)
+                q = side_states(qkv(x).contiguous(), cos, sin, slots, n, heads, k, v, layer.length)
+                q, layer.length = q.transpose(1, 2), layer.length + n
+                keys, values = k.narrow(2, 0, layer.length), v.narrow(2, 0, layer.length)
+            else:
+                states = qkv(x).float().view(-1, heads + 2 * kv_heads, d)
+                qk, v = states.split((heads + kv_heads, kv_heads), dim=1)
+                if qk_norm is not None:  # as Qwen3RMSNorm: normalised in float32, then scaled by the weight
+                    qk = torch.rms_norm(qk, (d,), None, eps) * qk_norm
+                if self.rotate is not None:
+                    qk = self.rotate(qk, cos, sin)
+                else:  # not addcmul: its fused rounding varies with the tensor's shape
+                    qk = qk * cos[:, None] + qk.roll(half, -1) * sin[:, None]
+                q, k = spread(qk).transpose(1, 2).split((heads, kv_heads), dim=1)
+                keys, values = layer.update(k.to(self.kv_dtype), spread(v).transpose(1, 2).to(self.kv_dtype))
             if attend_decode is not None:
-                attended = attend_decode(q, keys, values, real)  # [rows, heads * d]
+                attended = attend_decode(q, keys, values, real)  # [rows * n, heads * d]
             elif attend_prompt is not None:
                 attended = attend_prompt(q, keys, values)  # [n, heads * d]
             else:
@@ -212,15 +256,24 @@ class Lean:
                     .transpose(1, 2)
                     .reshape(rows * n, heads * d)
                 )
-            h = h + out(attended if places is None else attended[places])
-            g, u = gate_up(norm(h, norm2)).chunk(2, dim=-1)
-            h = h + down(F.silu(g.float()) * u)
-        if at is not None:  # no head at all for none (a pass that only reads prefixes)
-            return self.head(norm(h[at], self.norm)).float() if len(at) else h.new_empty(0, self.embed.num_embeddings)
+            h, x = add_norm(h, out(attended if places is None else attended[places]), norm2)
+            h, x = add_norm(h, down(mix(gate_up(x))), layers[i + 1][0][0] if i + 1 < len(layers) else None)
+        if at is not None and targets is not None:
+            if not len(at):  # no head at all for none (a pass that only reads prefixes)
+                return h.new_empty(0)
+            h = norm(h[at], self.norm)
+            ours = getattr(self.head, "logprobs", None)
+            return ours(h, targets) if ours is not None else logprobs_of(self.head(h), targets)
         h = spread(h)
         if last_only:
             h = h[:, -1]
         return self.head(norm(h, self.norm)).float()
+
+
+def logprobs_of(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """log P(targets[i]) from logits [m, vocab]: float32 [m]."""
+    logits = logits.float()
+    return logits.gather(1, targets[:, None]).squeeze(1) - logits.logsumexp(-1)
 
 
 def _dense_copy(lean: Lean) -> Lean | None:
@@ -248,6 +301,8 @@ def _dense_copy(lean: Lean) -> Lean | None:
     ]
     dense.decode_step, dense.step_weights = None, []  # a step's products are dense too
     dense.kv_dtype = torch.float32  # what attention reads: not rounded to float16 and converted back in every layer
+    dense.side_attention = lean.decode_attention is not None
+    dense.rounded = True
     dense._dense, dense._dense_built = None, True  # itself
     return dense
 

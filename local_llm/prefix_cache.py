@@ -86,6 +86,8 @@ class PrefixCache:
                 return 0, None
             self._entries.move_to_end(best_key)
             entry = self._entries[best_key]
+        if best_n == len(entry.tokens):  # all of it (the tool scoring's descriptions): no views to make
+            return best_n, list(entry.kv)
         return best_n, [(k[:, :, :best_n], v[:, :, :best_n]) for k, v in entry.kv]
 
     def put(self, tokens: Sequence[int], kv: KV, *, scope: str | None = None) -> None:
@@ -100,7 +102,8 @@ class PrefixCache:
         ids = torch.tensor(tokens, dtype=torch.long)
         with self._lock:
             # An entry that is a prefix of the new one adds nothing: a growing conversation keeps one entry.
-            mine = [(k, e) for k, e in self._entries.items() if e.scope == scope]
+            head = tuple(tokens[:_HEAD])
+            mine = [(k, e) for k, e in self._entries.items() if e.scope == scope and head[: len(e.head)] == e.head]
             for key in [k for k, e in mine if _common_prefix(e.tokens, ids) == len(e.tokens)]:
                 self.nbytes -= self._entries.pop(key).nbytes
             self._entries[self._next_key] = _Entry(ids, tuple(tokens[:_HEAD]), kv, nbytes, scope)

@@ -288,7 +288,7 @@ def _classes() -> tuple[type, type]:
             groups = int(cast(torch.Tensor, self.weight_q8).shape[1])
             return self.out_features * groups * GROUP_SIZE * 3
 
-        def dense(self, exact: int = 32) -> Callable[[torch.Tensor], torch.Tensor]:
+        def dense(self, exact: int = 32) -> DenseHead:
             """This layer (without its bias; our kernel only: `q8mm`) for many rows at once: a bfloat16 copy of its
             8-bit integers, which bfloat16 holds exactly, multiplied in oneDNN's products (`_laid_out`), then by
             the row scales. The inputs are rounded to bfloat16 and so are the outputs (2**-9 of each): the `exact`
@@ -299,19 +299,45 @@ def _classes() -> tuple[type, type]:
             n, inputs = blocks * 16, groups * GROUP_SIZE
             # q8mm's layout undone (see __init__): q + 128 in blocks of 16 rows and groups of 32 inputs
             stored = self.weight_q8.view(blocks, groups, 8, 16, 4).permute(0, 3, 1, 2, 4).reshape(n, inputs)
-            integers = (stored.to(torch.int16) - 128).to(torch.int8)  # for the outputs computed again
-            linear, scale = _laid_out(integers.to(torch.bfloat16)), self.scale
-
-            def product(x: torch.Tensor) -> torch.Tensor:
-                rows = x.reshape(-1, inputs).float()
-                y = linear(rows.to(torch.bfloat16)).float() * scale
-                top = y.topk(min(exact, y.shape[-1]), dim=-1).indices  # [rows, exact]
-                again = torch.einsum("mk,mjk->mj", rows, integers[top].float()) * scale[top]
-                return y.scatter_(1, top, again).view(*x.shape[:-1], -1)
-
-            return product
+            integers = (stored.to(torch.int16) - 128).to(torch.int8).contiguous()  # for the outputs computed again
+            return DenseHead(_laid_out(integers.to(torch.bfloat16)), integers, self.scale, exact)
 
     return Int4Linear, Int8Linear
+
+
+class DenseHead:
+    """An 8-bit head's bfloat16 copy (`Int8Linear.dense`): `head(x)` the logits, `head.logprobs(x, targets)` each
+    row's log-probability of its target token, the same arithmetic but for the order of sums, in one call of ours
+    (`head_logprobs.cpp`) where PyTorch runs six operations over [rows, vocabulary] floats."""
+
+    def __init__(self, linear: Any, integers: torch.Tensor, scale: torch.Tensor, exact: int) -> None:
+        from autoqwen.local_llm import kernels
+
+        self.linear, self.integers, self.scale, self.exact = linear, integers, scale, min(exact, len(scale))
+        ours = kernels.load("head_logprobs")  # in the library of q8mm, which an 8-bit head's copy needs
+        assert ours is not None
+        self.ours = ours
+
+    def _product(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The rows of x as float32 [m, inputs], and their bfloat16 product with the integers [m, vocabulary]."""
+        import torch
+
+        rows = x.reshape(-1, self.integers.shape[1]).float().contiguous()
+        return rows, self.linear(rows.to(torch.bfloat16))
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        rows, y = self._product(x)
+        logits = y.float() * self.scale
+        top = logits.topk(self.exact, dim=-1).indices  # [rows, exact]
+        again = torch.einsum("mk,mjk->mj", rows, self.integers[top].float()) * self.scale[top]
+        return logits.scatter_(1, top, again).view(*x.shape[:-1], -1)
+
+    def logprobs(self, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """log P(targets[i]) after each row x[i] (x [m, inputs], targets [m]): float32 [m]."""
+        rows, y = self._product(x)
+        return self.ours(y.contiguous(), self.scale, rows, self.integers, targets.contiguous(), self.exact)
 
 
 def _pack_q4(q: torch.Tensor) -> torch.Tensor:

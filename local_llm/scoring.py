@@ -2,10 +2,11 @@
 channel tool selection uses it), reusing and filling the prefix cache.
 
 The pairs are read side by side, up to `ROWS` a batch (`batch.SideBySide`): each row what the prefix cache lacks
-of its prefix (put in the cache after: a request offering the tools of the one before scores the same prefixes)
-and the continuation, in one pass. A channel choice among 3 tools and 2 "no tool" heads is then one pass of ~80
-tokens, which the products of a CPU with AMX read far faster than 5 passes of 16 (`Lean.dense`). Only `POSITIONS`
-positions' logits (vocabulary-sized each) and `TOKENS` tokens are read a pass: a long continuation takes several.
+of its prefix (all but its last token put in the cache after, which every reading feeds: a request offering the
+tools of the one before scores the same prefixes) and the continuation, in one pass. A channel choice among 3
+tools and 2 "no tool" heads is then one pass of ~80 tokens, which the products of a CPU with AMX read far faster
+than 5 passes of 16 (`Lean.dense`). Only `POSITIONS` positions' logits (vocabulary-sized each) and `TOKENS`
+tokens are read a pass: a long continuation takes several.
 """
 
 from __future__ import annotations
@@ -71,10 +72,9 @@ def _read(model: Any, prefix_cache: PrefixCache, pairs: list[tuple[list[int], li
     )
     totals = torch.zeros(len(pairs), dtype=torch.float64)
     rows = batch.SideBySide(model, [kv for _, kv in looked_up], fed, first)
-    for row, column, logits in rows.passes(tokens=TOKENS, logits=POSITIONS):
-        picked = logits.gather(1, targets[row, column, None]).squeeze(1) - logits.logsumexp(-1)
-        totals.index_add_(0, row, picked.double())
+    for row, _, logprobs in rows.passes(targets, tokens=TOKENS, logits=POSITIONS):
+        totals.index_add_(0, row, logprobs.double())
     for i, ((prefix, _), n) in enumerate(zip(pairs, cached, strict=True)):
-        if n < len(prefix) - 1:  # the next request offering this tool reads the prefix's last token only
-            prefix_cache.put(prefix, rows.kv(i, len(prefix) - n), scope=scope)
+        if n < len(prefix) - 1:  # all but the last token, which every reading feeds for its logits
+            prefix_cache.put(prefix[:-1], rows.kv(i, len(prefix) - 1 - n), scope=scope)
     return [float(total) for total in totals]

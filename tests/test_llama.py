@@ -198,6 +198,65 @@ def test_decode_attention_does_not_depend_on_where_a_rows_tokens_sit() -> None:
     assert torch.equal(attend(q, spread(keys), spread(values), real), attend(q, keys, values, None))
 
 
+@pytest.mark.skipif(kernels.load("decode_attention") is None, reason="our kernels do not run on this machine")
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_decode_attention_reads_several_tokens_a_row_each_as_a_decode_step(dtype: str) -> None:
+    # The tool scoring's rows side by side: each token over the columns its own mask says.
+    attend = kernels.load("decode_attention")
+    rows, n, heads, kv_heads, width, dim = 3, 5, 6, 2, 23, 64
+    generator = torch.Generator().manual_seed(1)
+    q = torch.randn(rows, n, heads + kv_heads, dim, generator=generator).transpose(1, 2)[:, :heads]  # strided
+    stored = (torch.randn(rows, kv_heads, width, dim, generator=generator) for _ in "kv")
+    keys, values = (s.to(getattr(torch, dtype)) for s in stored)
+    real = torch.rand(rows, n, width, generator=generator) < 0.7
+    real[:, :, -1] = True  # each token sees itself at least
+    out = attend(q, keys, values, real)
+    assert out.shape == (rows * n, heads * dim)
+    for r in range(rows):
+        for i in range(n):
+            alone = attend(q[r : r + 1, :, i : i + 1], keys[r : r + 1], values[r : r + 1], real[r : r + 1, i])
+            assert torch.equal(out[r * n + i], alone[0])
+    additive = torch.zeros(rows, 1, n, width).masked_fill_(~real[:, None], float("-inf"))
+    expected = F.scaled_dot_product_attention(q, keys.float(), values.float(), attn_mask=additive, enable_gqa=True)
+    assert torch.allclose(out, expected.transpose(1, 2).reshape(rows * n, -1), atol=1e-6)
+    with pytest.raises(RuntimeError, match="several queries a row need real"):
+        attend(q, keys, values, None)
+
+
+@pytest.mark.skipif(kernels.load("add_rms_norm") is None, reason="our kernels do not run on this machine")
+@pytest.mark.parametrize(("rows", "width"), [(1, 576), (72, 576), (300, 64)])
+def test_the_steps_between_products_keep_pytorchs_bits(rows: int, width: int) -> None:
+    add_rms_norm, silu_mul, rms_norm = (kernels.load(name) for name in ("add_rms_norm", "silu_mul", "rms_norm"))
+    generator = torch.Generator().manual_seed(rows)
+    h, weight = torch.randn(rows, width, generator=generator) * 3, torch.randn(width, generator=generator)
+    gate_up = torch.randn(rows, 8 * width, generator=generator) * 2
+    for dtype in (torch.float32, torch.bfloat16):
+        y = torch.randn(rows, width, generator=generator).to(dtype)
+        expected_h = h + y
+        for rounded in (False, True):
+            got_h = h.clone()
+            normed = add_rms_norm(got_h, y, weight, 1e-5, rounded)
+            assert torch.equal(got_h, expected_h)
+            expected = rms_norm(expected_h, weight, 1e-5)
+            assert torch.equal(normed, expected.to(torch.bfloat16) if rounded else expected)
+            g, u = gate_up.to(dtype).chunk(2, dim=-1)
+            mixed = F.silu(g.float()) * u
+            assert torch.equal(silu_mul(gate_up.to(dtype), rounded), mixed.to(torch.bfloat16) if rounded else mixed)
+
+
+@pytest.mark.skipif(kernels.load("add_rms_norm") is None, reason="our kernels do not run on this machine")
+def test_the_lean_pass_gets_the_same_bits_with_its_fused_steps_or_without() -> None:
+    model = make("llama")
+    quantize(model)
+    lean = Lean.of(model)
+    assert lean is not None and lean.add_rms_norm is not None
+    tokens = ids(40)
+    with torch.inference_mode():
+        fused = all_logits(model, tokens)
+        lean.add_rms_norm = None
+        assert torch.equal(all_logits(model, tokens), fused)
+
+
 @pytest.mark.skipif(kernels.load("rms_norm") is None, reason="our kernels do not run on this machine")
 @pytest.mark.parametrize(("rows", "width"), [(1, 576), (4, 64), (3, 40), (256, 576)])  # 40: a partial block of 16
 def test_rms_norm_matches_pytorch(rows: int, width: int) -> None:

@@ -106,6 +106,26 @@ def test_8bit_heads_bfloat16_copy_computes_each_rows_largest_outputs_again_in_fl
     assert head.dense()(x[None]).shape == (1, 7, 480)
 
 
+@pytest.mark.skipif(kernels.load("q8mm") is None, reason="our kernels do not run on this machine")
+def test_8bit_heads_copy_gives_the_log_probabilities_of_its_logits_without_them() -> None:
+    _, int8_linear = _classes()
+    generator = torch.Generator().manual_seed(1)
+    head = int8_linear(torch.nn.Linear(64, 4096, bias=False)).dense(exact=8)
+    x = torch.randn(9, 64, generator=generator) * torch.tensor([0.1, 1, 3, 10, 30, 1, 1, 1, 1])[:, None]  # flat..sharp
+    logits = head(x)
+    targets = torch.randint(0, 4096, (9,), generator=generator)
+    targets[5:7] = logits[5:7].argmax(-1)  # computed again in float32
+    targets[7] = logits[7].topk(8).indices[-1]  # the last of those
+    targets[8] = logits[8].topk(9).indices[-1]  # just after them: its bfloat16 value
+    expected = logits.gather(1, targets[:, None]).squeeze(1) - logits.logsumexp(-1)
+    ours = head.logprobs(x, targets)
+    assert ours.dtype == torch.float32 and ours.shape == (9,)
+    assert torch.allclose(ours, expected, rtol=1e-5, atol=1e-5)
+    assert torch.equal(head.logprobs(x[3:4], targets[3:4]), ours[3:4])  # a row's does not depend on the others
+    with pytest.raises(RuntimeError, match="target out of range"):
+        head.logprobs(x[:1], torch.tensor([4096]))
+
+
 @pytest.mark.skipif(kernels.load("q4mm") is None, reason="our 4-bit kernel does not run on this machine")
 def test_4bit_weights_read_from_the_layout_are_those_the_kernel_multiplies_by() -> None:
     int4_linear, _ = _classes()
