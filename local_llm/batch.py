@@ -149,7 +149,8 @@ class SideBySide:
             start = end
 
     def kv(self, row: int, end: int) -> KV:
-        """The KV states of `row`'s past and of its first `end` fed tokens (read already), contiguous."""
+        """The KV states of `row`'s past and of its first `end` fed tokens, contiguous: read already (after the
+        passes that read them; the columns after hold nothing before)."""
         first, last = self.width - int(self.lengths[row]), self.width + end
         states = [(layer.keys, layer.values) for layer in self.cache.layers]
         return [(k[row : row + 1, :, first:last].clone(), v[row : row + 1, :, first:last].clone()) for k, v in states]

@@ -315,7 +315,7 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
 }
 
 // 16 floats (fewer: `in`) from float32 or bfloat16, and rounded to bfloat16, to nearest even as PyTorch's
-// conversion rounds numbers.
+// conversion rounds numbers (not NaNs: the states these round hold none).
 inline __m512 load16(const float* p, __mmask16 in) { return _mm512_maskz_loadu_ps(in, p); }
 inline __m512 load16(const at::BFloat16* p, __mmask16 in) {
   const __m256i bits = _mm256_maskz_loadu_epi16(in, p);

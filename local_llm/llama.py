@@ -258,12 +258,13 @@ class Lean:
                 )
             h, x = add_norm(h, out(attended if places is None else attended[places]), norm2)
             h, x = add_norm(h, down(mix(gate_up(x))), layers[i + 1][0][0] if i + 1 < len(layers) else None)
+        assert (at is None) == (targets is None), "at and targets go together"
         if at is not None and targets is not None:
             if not len(at):  # no head at all for none (a pass that only reads prefixes)
                 return h.new_empty(0)
             h = norm(h[at], self.norm)
-            ours = getattr(self.head, "logprobs", None)
-            return ours(h, targets) if ours is not None else logprobs_of(self.head(h), targets)
+            head_logprobs = getattr(self.head, "logprobs", None)
+            return head_logprobs(h, targets) if head_logprobs is not None else logprobs_of(self.head(h), targets)
         h = spread(h)
         if last_only:
             h = h[:, -1]

@@ -7,9 +7,10 @@ Agent workflows resend the whole conversation every turn; with this cache turn N
     n, kv = cache.lookup(new_tokens)           # the longest cached prefix of new_tokens (n tokens; kv sliced to n)
     cache.put(tokens, kv, scope="key-a")       # only lookups with scope="key-a" can find this entry
 
-Entries are read-only: lookup returns views, and the engine copies before it appends. Eviction is least recently
-used, bounded by the bytes the tensors hold. A scope (the server passes a digest of the client's API key) keeps
-one client's prefixes from another: a hit would show in `cached_tokens`, and in the time to the first token.
+Entries are read-only: lookup returns views (or the entry's own tensors), and the engine copies before it appends.
+Eviction is least recently used, bounded by the bytes the tensors hold. A scope (the server passes a digest of the
+client's API key) keeps one client's prefixes from another: a hit would show in `cached_tokens`, and in the time to
+the first token.
 """
 
 from __future__ import annotations

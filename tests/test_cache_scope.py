@@ -83,6 +83,6 @@ def test_scoring_reads_only_its_scopes_prefixes(tiny_engine: Engine) -> None:
     prefix, continuation = tiny_engine.encode("Tool: transfer - moves money"), tiny_engine.encode(" Pay Bob.")
     tiny_engine.score([(prefix, continuation)], cache_scope="a")
     assert tiny_engine.prefix_cache.lookup(prefix + continuation, scope=scope_of("b")) == (0, None)
-    assert tiny_engine.prefix_cache.lookup(prefix + continuation, scope=scope_of("a"))[0] == len(prefix)
+    assert tiny_engine.prefix_cache.lookup(prefix + continuation, scope=scope_of("a"))[0] == len(prefix) - 1
     # Read with bfloat16 copies of the weights where that pays: kept from prompts, even of the same scope.
     assert tiny_engine.prefix_cache.lookup(prefix + continuation, scope="a") == (0, None)

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 import transformers
 
 from autoqwen.local_llm import kernels
-from autoqwen.local_llm.batch import Batch, all_logits, forward, new_cache
+from autoqwen.local_llm.batch import Batch, SideBySide, all_logits, forward, new_cache
 from autoqwen.local_llm.llama import Lean
 from autoqwen.local_llm.quantize import fuse, quantize
 
@@ -224,7 +224,7 @@ def test_decode_attention_reads_several_tokens_a_row_each_as_a_decode_step(dtype
 
 
 @pytest.mark.skipif(kernels.load("add_rms_norm") is None, reason="our kernels do not run on this machine")
-@pytest.mark.parametrize(("rows", "width"), [(1, 576), (72, 576), (300, 64)])
+@pytest.mark.parametrize(("rows", "width"), [(1, 576), (72, 576), (300, 64), (3, 40)])  # 40: a partial 16
 def test_the_steps_between_products_keep_pytorchs_bits(rows: int, width: int) -> None:
     add_rms_norm, silu_mul, rms_norm = (kernels.load(name) for name in ("add_rms_norm", "silu_mul", "rms_norm"))
     generator = torch.Generator().manual_seed(rows)
@@ -255,6 +255,33 @@ def test_the_lean_pass_gets_the_same_bits_with_its_fused_steps_or_without() -> N
         fused = all_logits(model, tokens)
         lean.add_rms_norm = None
         assert torch.equal(all_logits(model, tokens), fused)
+
+
+@pytest.mark.skipif(kernels.load("side_states") is None, reason="our kernels do not run on this machine")
+def test_rows_side_by_side_get_the_same_bits_from_our_steps_as_from_pytorchs() -> None:
+    # The tool scoring's pass (batch.SideBySide) with the steps the dense copy takes (its products aside), on a
+    # float32 Qwen2 (biased products): rows of unequal lengths, with and without pasts, read in two passes.
+    model = make("qwen2")
+    lean = Lean.of(model)
+    assert lean is not None
+    lean.side_attention = True
+    pasts = [_kv(model, ids(9, seed=1)), None, _kv(model, ids(4, seed=2))]
+    fed = [ids(7, seed=3)[0].tolist(), ids(3, seed=4)[0].tolist(), ids(5, seed=5)[0].tolist()]
+    targets = ids(21, seed=6).view(3, 7)
+
+    def read() -> torch.Tensor:
+        rows = SideBySide(model, pasts, fed, [0, 1, 2])
+        with torch.inference_mode():
+            return torch.cat([logprobs for _, _, logprobs in rows.passes(targets, tokens=12, logits=8)])
+
+    ours = read()
+    assert len(ours) == 7 + 2 + 3
+    lean.side_states = None  # rotary, spreading and the cache update as PyTorch's operations
+    assert torch.equal(read(), ours)
+    lean.add_rms_norm = None  # the residual additions, norms and silu too
+    assert torch.equal(read(), ours)
+    lean.side_attention = False  # PyTorch's attention: other rounding
+    assert torch.allclose(read(), ours, atol=1e-4)
 
 
 @pytest.mark.skipif(kernels.load("rms_norm") is None, reason="our kernels do not run on this machine")

@@ -523,7 +523,10 @@ def test_engine_scoring_reads_a_known_prefix_from_the_cache(
     # The prefix and the continuation but its last token in one pass; again, the prefix but its last token from
     # the cache.
     assert fed == [len(prefix) + len(continuation) - 1, len(continuation)]
-    assert tiny_engine.prefix_cache.lookup(prefix + continuation, scope=scope_of(None))[0] == len(prefix)
+    # The cache holds the prefix but its last token (which every reading feeds for its logits): a lookup takes it all.
+    n, kv = tiny_engine.prefix_cache.lookup(prefix, scope=scope_of(None))
+    assert n == len(prefix) - 1 and kv is not None and kv[0][0].shape[2] == n
+    assert tiny_engine.prefix_cache.lookup(prefix + continuation, scope=scope_of(None))[0] == len(prefix) - 1
 
 
 @pytest.mark.parametrize("best", ["get_weather", "plan_trip"])
