@@ -161,11 +161,12 @@ class Engine:
         """Token ids of `text` where it follows `before`, or None when a token straddles the two."""
         return self._ready_tokenizer().encode_after(before, text)
 
-    def check_grammar(self, grammar: str) -> str | None:
-        """Why `grammar` cannot constrain this model's output (an llguidance error message), or None if it can."""
+    def check_grammar(self, grammar: str, *, keep: bool = False) -> str | None:
+        """Why `grammar` cannot constrain this model's output (an llguidance error message), or None if it can;
+        `keep`: compiled and kept for the decoding that follows (`Tokenizer.check_grammar`)."""
         started = time.perf_counter()
         try:
-            return self._ready_tokenizer().check_grammar(grammar)
+            return self._ready_tokenizer().check_grammar(grammar, keep=keep)
         finally:
             self.work_seconds.add(grammar=time.perf_counter() - started)
 

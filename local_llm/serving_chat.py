@@ -186,7 +186,7 @@ class ChatServing:
             or json_grammar(body.response_format)
             or answer_grammar(body, grounded=self.config.ground_answers)
         )
-        if grammar is not None and (error := engine.check_grammar(grammar)) is not None:
+        if grammar is not None and (error := engine.check_grammar(grammar, keep=True)) is not None:
             param = "response_format" if body.response_format else "tools"
             raise InvalidRequest(
                 f"{param}: cannot constrain output to this schema: {error.splitlines()[0]}", param=param

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import Any
@@ -9,7 +11,9 @@ from typing import Any
 from autoqwen.local_llm.chat_template import ChatPrompt, renders_tools
 from autoqwen.local_llm.errors import InvalidRequest
 
-__all__ = ["Tokenizer"]
+__all__ = ["KEPT_GRAMMARS", "Tokenizer"]
+
+KEPT_GRAMMARS = 16  # compiled grammars kept between a request's check and its decoding (requests in flight)
 
 
 class Tokenizer:
@@ -18,6 +22,8 @@ class Tokenizer:
     def __init__(self, tokenizer: Any, grammar_tokenizer: Any) -> None:
         self.hf = tokenizer
         self.grammar_tokenizer = grammar_tokenizer
+        self._kept: OrderedDict[str, Any] = OrderedDict()  # grammars compiled by check_grammar(keep=True), newest last
+        self._lock = threading.Lock()  # requests' threads check, the engine's worker decodes
 
     @cached_property
     def native_tools(self) -> bool:
@@ -68,17 +74,35 @@ class Tokenizer:
         """Whether `text` is one special token of this tokenizer (e.g. Qwen2.5's `<tool_call>`)."""
         return text in self.hf.all_special_tokens or text in getattr(self.hf, "added_tokens_encoder", {})
 
-    def check_grammar(self, grammar: str) -> str | None:
-        """Why `grammar` cannot constrain this model's output (an llguidance error message), or None if it can."""
+    def check_grammar(self, grammar: str, *, keep: bool = False) -> str | None:
+        """Why `grammar` cannot constrain this model's output (an llguidance error message), or None if it can.
+
+        With `keep` (a request's grammar, checked before it decodes with it), the grammar is compiled and kept for
+        `matcher` rather than only validated: validated, then compiled again, a tool call's grammar took ~1.5 +
+        2.4 ms for SmolLM2's vocabulary, compiled once 2.4 ms (a copy for each decoding: microseconds)."""
         from llguidance import LLMatcher
 
-        error: str = LLMatcher.validate_grammar(grammar, self.grammar_tokenizer)
-        return error or None
+        if not keep:
+            error: str = LLMatcher.validate_grammar(grammar, self.grammar_tokenizer)
+            return error or None
+        matcher = LLMatcher(self.grammar_tokenizer, grammar)
+        if matcher.is_error():
+            return str(matcher.get_error()) or "invalid grammar"
+        with self._lock:
+            self._kept[grammar] = matcher
+            self._kept.move_to_end(grammar)
+            while len(self._kept) > KEPT_GRAMMARS:
+                self._kept.popitem(last=False)
+        return None
 
     def matcher(self, grammar: str) -> Any:
-        """A fresh llguidance matcher that follows `grammar` token by token."""
+        """A fresh llguidance matcher that follows `grammar` token by token (a copy of the one its check kept)."""
         from llguidance import LLMatcher
 
+        with self._lock:
+            kept = self._kept.get(grammar)
+        if kept is not None:
+            return kept.deep_copy()
         matcher = LLMatcher(self.grammar_tokenizer, grammar)
         if matcher.is_error():
             raise InvalidRequest(f"invalid grammar: {matcher.get_error()}")

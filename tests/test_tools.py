@@ -341,6 +341,26 @@ def test_tools_are_listed_as_one_line_signatures() -> None:
     )
 
 
+def test_a_checked_grammar_is_kept_for_the_decoding_that_follows(tiny_engine: Engine) -> None:
+    from autoqwen.local_llm.tokenizer import KEPT_GRAMMARS
+
+    tokenizer = tiny_engine.tokenizer
+    assert tokenizer is not None
+    body = ChatCompletionRequest.model_validate({"model": "tiny", "messages": ASK, "tools": [WEATHER, PLAN]})
+    grammar = tool_grammar(body, tokenize=lambda name: tiny_engine.encode_after(NAME_PREFIX, name))
+    assert grammar is not None and tiny_engine.check_grammar(grammar, keep=True) is None and grammar in tokenizer._kept
+    first, second = tokenizer.matcher(grammar), tokenizer.matcher(grammar)  # copies of the one compiled
+    start = first.compute_bitmask()
+    token = next(i for i in range(len(start) * 8) if start[i // 8] >> (i % 8) & 1)  # one the grammar allows first
+    assert first.consume_token(token) and first.compute_bitmask() != start
+    assert second.compute_bitmask() == start  # each copy follows its own tokens
+    bad = '%llguidance {}\nstart: %json {"type": "strin"}\n'
+    assert tiny_engine.check_grammar(bad, keep=True) == tiny_engine.check_grammar(bad) is not None
+    for i in range(KEPT_GRAMMARS):  # the oldest is let go
+        assert tiny_engine.check_grammar(f'%llguidance {{}}\nstart: "{i}"\n', keep=True) is None
+    assert grammar not in tokenizer._kept and len(tokenizer._kept) == KEPT_GRAMMARS
+
+
 def test_tool_names_are_constrained_to_their_own_tokens(tiny_engine: Engine) -> None:
     body = ChatCompletionRequest.model_validate({"model": "tiny", "messages": ASK, "tools": [WEATHER, PLAN]})
     grammar = tool_grammar(body, tokenize=lambda name: tiny_engine.encode_after(NAME_PREFIX, name))
