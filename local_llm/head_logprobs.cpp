@@ -45,8 +45,8 @@ float row_logprob(const uint16_t* y, const float* scale, const float* x, const i
   float floor = -std::numeric_limits<float>::infinity();
   __m512 top = _mm512_set1_ps(floor);
   for (int64_t j = 0; j < n; j += 16) {
-    const __m512i bits = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(y + j)));
-    const __m512 v = _mm512_mul_ps(_mm512_castsi512_ps(_mm512_slli_epi32(bits, 16)), _mm512_loadu_ps(scale + j));
+    const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y + j));
+    const __m512 v = _mm512_mul_ps(autoqwen::bf16_bits_to_float(bits), _mm512_loadu_ps(scale + j));
     _mm512_storeu_ps(logits + j, v);
     top = _mm512_max_ps(top, v);
     for (uint32_t above = _mm512_cmp_ps_mask(v, _mm512_set1_ps(floor), _CMP_GT_OQ); above; above &= above - 1) {

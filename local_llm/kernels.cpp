@@ -195,15 +195,14 @@ Q4_TARGET void round_bf16(const float* x, uint16_t* out, float* sums, int64_t k)
       const int64_t at = g * kGroup + h * 16;
       const __m256i rounded = reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(_mm512_loadu_ps(x + at)));
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + at), rounded);
-      sum = _mm512_add_ps(sum, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(rounded), 16)));
+      sum = _mm512_add_ps(sum, autoqwen::bf16_bits_to_float(rounded));
     }
     sums[g] = _mm512_reduce_add_ps(sum);
   }
 }
 
 Q4_TARGET inline __m512 bf16_to_float(const int16_t* p) {
-  const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(bits), 16));
+  return autoqwen::bf16_bits_to_float(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
 }
 
 Q4_TARGET inline __m512bh pair(const uint16_t* x) {
@@ -318,8 +317,7 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
 // conversion rounds numbers (not NaNs: the states these round hold none).
 inline __m512 load16(const float* p, __mmask16 in) { return _mm512_maskz_loadu_ps(in, p); }
 inline __m512 load16(const at::BFloat16* p, __mmask16 in) {
-  const __m256i bits = _mm256_maskz_loadu_epi16(in, p);
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(bits), 16));
+  return autoqwen::bf16_bits_to_float(_mm256_maskz_loadu_epi16(in, p));
 }
 inline void store_bf16(at::BFloat16* p, __m512 v, __mmask16 in) {
   const __m512i bits = _mm512_castps_si512(v);

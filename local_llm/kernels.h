@@ -1,6 +1,6 @@
 // What kernels.cpp and attention.cpp give decode_step.cpp to run inside its own parallel region: the pieces of
 // q4mm, rms_norm and decode_attention for one block, row or item, each the arithmetic of the operator it is from;
-// and the exponential that attention.cpp and head_logprobs.cpp share.
+// and the exponential and bfloat16 conversion that the kernels share.
 
 #pragma once
 
@@ -23,6 +23,11 @@ inline __m512 exp_nonpositive(__m512 x) {
   for (const float c : {1.0f / 720, 1.0f / 120, 1.0f / 24, 1.0f / 6, 0.5f, 1.0f, 1.0f})
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
   return _mm512_scalef_ps(p, n);
+}
+
+// 16 bfloat16 numbers, given as their bits, as float32 (exactly).
+inline __m512 bf16_bits_to_float(__m256i bits) {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(bits), 16));
 }
 
 // rms_norm's rows: y = x / sqrt(mean(x^2) + eps) * weight, x and y [rows, n].
