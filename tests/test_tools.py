@@ -361,6 +361,34 @@ def test_a_checked_grammar_is_kept_for_the_decoding_that_follows(tiny_engine: En
     assert grammar not in tokenizer._kept and len(tokenizer._kept) == KEPT_GRAMMARS
 
 
+def test_a_grammars_check_is_remembered(tiny_engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client sends the same tools with every request: each schema is validated once, its answer remembered."""
+    from llguidance import LLMatcher
+
+    from autoqwen.local_llm import tokenizer as tokenizer_module
+
+    tokenizer = tiny_engine.tokenizer
+    assert tokenizer is not None
+    calls: list[str] = []
+    validate = LLMatcher.validate_grammar
+
+    def counted(grammar: str, *args: Any) -> Any:
+        calls.append(grammar)
+        return validate(grammar, *args)
+
+    monkeypatch.setattr(LLMatcher, "validate_grammar", staticmethod(counted))
+    good, bad = '%llguidance {}\nstart: "remembered"\n', '%llguidance {}\nstart: %json {"type": "strng"}\n'
+    answers = [tiny_engine.check_grammar(g) for g in (good, bad, good, bad)]
+    assert answers[0] is None and answers[1] and answers[2:] == answers[:2] and calls == [good, bad]
+    assert tiny_engine.check_grammar(bad, keep=True) == answers[1]  # the decoding's check compiles: an error again
+    kept = '%llguidance {}\nstart: "kept"\n'
+    assert tiny_engine.check_grammar(kept, keep=True) is None and tiny_engine.check_grammar(kept) is None
+    assert kept not in calls  # compiled and kept: valid, with no validation
+    monkeypatch.setattr(tokenizer_module, "CHECKED_GRAMMARS", 2)
+    tiny_engine.check_grammar('%llguidance {}\nstart: "other"\n')  # the oldest answer is let go
+    assert tiny_engine.check_grammar(good) is None and calls.count(good) == 2
+
+
 def test_tool_names_are_constrained_to_their_own_tokens(tiny_engine: Engine) -> None:
     body = ChatCompletionRequest.model_validate({"model": "tiny", "messages": ASK, "tools": [WEATHER, PLAN]})
     grammar = tool_grammar(body, tokenize=lambda name: tiny_engine.encode_after(NAME_PREFIX, name))
