@@ -20,6 +20,8 @@ per machine with the system's compiler, cached, loaded.
   silu(gate) x up), each one call with PyTorch's bits, their outputs rounded to bfloat16 for bfloat16 products.
 - `head_logprobs` (`head_logprobs.cpp`): log P(token) at many positions from the 8-bit head's bfloat16 logits,
   the largest computed again in float32, without the [positions, vocabulary] floats PyTorch's operations write.
+- `head_logprobs_amx` (`head_logprobs.cpp`, needs AMX's 8-bit tiles): the same from the head's 8-bit integers and
+  the positions' inputs as 16-bit integers, summed exactly in AMX tiles, no logits written out at all.
 
 The sources are compiled side by side against the installed torch with `$CXX` (else `c++`; ~30 s on two cores)
 into `<cache dir>/kernels/`, keyed by the sources, torch version and flags, with OpenMP so that their parallel
@@ -55,7 +57,7 @@ SOURCES = [
 HEADERS = [Path(__file__).with_name("kernels.h")]  # what decode_step.cpp calls in the other two
 _CPU_FLAGS = {"avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512_vnni"}
 # Beyond _CPU_FLAGS; compiled with function target attributes.
-_KERNEL_FLAGS = {"q4mm": {"avx512_bf16"}, "decode_step": {"avx512_bf16"}}
+_KERNEL_FLAGS = {"q4mm": {"avx512_bf16"}, "decode_step": {"avx512_bf16"}, "head_logprobs_amx": {"amx_tile", "amx_int8"}}
 _COMPILE_FLAGS = ["-O3", "-std=c++20", "-fPIC", "-shared", "-fopenmp"]
 _COMPILE_FLAGS += sorted(f"-m{flag.replace('_', '')}" for flag in _CPU_FLAGS)
 
@@ -68,7 +70,10 @@ def load(name: str) -> Callable[..., Any] | None:
         return None
     import torch
 
-    return getattr(torch.ops.autoqwen, name)
+    try:
+        return getattr(torch.ops.autoqwen, name)
+    except (AttributeError, RuntimeError):  # left out of the build (head_logprobs_amx: a compiler without AMX)
+        return None
 
 
 def amx() -> bool:

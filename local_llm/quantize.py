@@ -284,46 +284,74 @@ def _classes() -> tuple[type, type]:
 
         @property
         def dense_bytes(self) -> int:
-            """The memory of `dense()`'s weights: rows x inputs in bfloat16 and again in 8 bits."""
+            """The memory of `dense()`'s weights: rows x inputs in 8 bits twice (AMX's tiles and rows), else in
+            bfloat16 and 8 bits."""
             groups = int(cast(torch.Tensor, self.weight_q8).shape[1])
-            return self.out_features * groups * GROUP_SIZE * 3
+            copies = 2 if _amx_head(self.out_features, groups * GROUP_SIZE) is not None else 3
+            return self.out_features * groups * GROUP_SIZE * copies
 
         def dense(self, exact: int = 32) -> DenseHead:
-            """This layer (without its bias; our kernel only: `q8mm`) for many rows at once: a bfloat16 copy of its
-            8-bit integers, which bfloat16 holds exactly, multiplied in oneDNN's products (`_laid_out`), then by
-            the row scales. The inputs are rounded to bfloat16 and so are the outputs (2**-9 of each): the `exact`
-            largest outputs of each row, which make most of a log-sum-exp over them, are computed again in float32
-            from the integers (kept in 8 bits, in rows)."""
+            """This layer (without its bias; our kernel only: `q8mm`) for many rows at once, from its 8-bit
+            integers (`DenseHead`)."""
             assert self.q8mm is not None and self.bias is None
             blocks, groups = self.weight_q8.shape[:2]
             n, inputs = blocks * 16, groups * GROUP_SIZE
             # q8mm's layout undone (see __init__): q + 128 in blocks of 16 rows and groups of 32 inputs
             stored = self.weight_q8.view(blocks, groups, 8, 16, 4).permute(0, 3, 1, 2, 4).reshape(n, inputs)
-            integers = (stored.to(torch.int16) - 128).to(torch.int8).contiguous()  # for the outputs computed again
-            return DenseHead(_laid_out(integers.to(torch.bfloat16)), integers, self.scale, exact)
+            integers = (stored.to(torch.int16) - 128).to(torch.int8).contiguous()
+            return DenseHead(integers, self.scale, exact)
 
     return Int4Linear, Int8Linear
 
 
-class DenseHead:
-    """An 8-bit head's bfloat16 copy (`Int8Linear.dense`): `head(x)` the logits, `head.logprobs(x, targets)` each
-    row's log-probability of its target token, the same arithmetic but for the order of sums, in one call of ours
-    (`head_logprobs.cpp`) where PyTorch runs six operations over [rows, vocabulary] floats."""
+def _amx_head(n: int, k: int) -> Callable[..., Any] | None:
+    """`head_logprobs_amx` where it runs and takes a head of n outputs and k inputs, else None."""
+    from autoqwen.local_llm import kernels
 
-    def __init__(self, linear: Any, integers: torch.Tensor, scale: torch.Tensor, exact: int) -> None:
+    return kernels.load("head_logprobs_amx") if n % 32 == 0 and k % 64 == 0 else None
+
+
+class DenseHead:
+    """An 8-bit head's copy for many rows at once (`Int8Linear.dense`): `head.logprobs(x, targets)` each row's
+    log-probability of its target token, in one call of ours, and `head(x)` the logits.
+
+    On a CPU with AMX's 8-bit tiles, `logprobs` sums the rows' inputs as 16-bit integers with the integers laid out
+    for the tiles, about as exact as the 8-bit head's own product, and writes no logits (`head_logprobs_amx`, 1.5-1.8x
+    faster at 70-117 rows, docs/engine.md#scoring). Elsewhere, and for `head(x)`, a bfloat16 copy of the integers
+    (exact in bfloat16) is multiplied in oneDNN's products (`_laid_out`), then by the row scales; inputs and
+    outputs are rounded to bfloat16 (2**-9 of each), so each row's `exact` largest outputs, which make most of a
+    log-sum-exp over them, are computed again in float32 from the integers, and `logprobs` reads them in one call
+    (`head_logprobs`) where PyTorch runs six operations over [rows, vocabulary] floats."""
+
+    def __init__(self, integers: torch.Tensor, scale: torch.Tensor, exact: int) -> None:
         from autoqwen.local_llm import kernels
 
-        self.linear, self.integers, self.scale, self.exact = linear, integers, scale, min(exact, len(scale))
+        self.integers, self.scale, self.exact = integers, scale, min(exact, len(scale))
         ours = kernels.load("head_logprobs")  # in the library of q8mm, which an 8-bit head's copy needs
         assert ours is not None
         self.ours = ours
+        n, k = integers.shape
+        self.amx, self.tiles = _amx_head(n, k), None
+        if self.amx is not None:  # 16 outputs' 4 consecutive inputs side by side in each 64-byte tile row
+            quads = integers.view(n // 16, 16, k // 64, 16, 4).permute(0, 2, 3, 1, 4)
+            self.tiles = quads.reshape(n // 16, k // 64, 16, 64)
+
+    @functools.cached_property
+    def linear(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The bfloat16 copy's product (built on first use: `logprobs` needs none where AMX's tiles read the head)."""
+        import torch
+
+        return _laid_out(self.integers.to(torch.bfloat16))
 
     def _product(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The rows of x as float32 [m, inputs], and their bfloat16 product with the integers [m, vocabulary]."""
         import torch
 
-        rows = x.reshape(-1, self.integers.shape[1]).float().contiguous()
+        rows = self._rows(x)
         return rows, self.linear(rows.to(torch.bfloat16))
+
+    def _rows(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(-1, self.integers.shape[1]).float().contiguous()
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         import torch
@@ -336,6 +364,8 @@ class DenseHead:
 
     def logprobs(self, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """log P(targets[i]) after each row x[i] (x [m, inputs], targets [m]): float32 [m]."""
+        if self.amx is not None:
+            return self.amx(self._rows(x), self.tiles, self.scale, targets.contiguous())
         rows, y = self._product(x)
         return self.ours(y.contiguous(), self.scale, rows, self.integers, targets.contiguous(), self.exact)
 

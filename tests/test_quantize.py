@@ -107,10 +107,15 @@ def test_8bit_heads_bfloat16_copy_computes_each_rows_largest_outputs_again_in_fl
 
 
 @pytest.mark.skipif(kernels.load("q8mm") is None, reason="our kernels do not run on this machine")
-def test_8bit_heads_copy_gives_the_log_probabilities_of_its_logits_without_them() -> None:
+def test_8bit_heads_copy_gives_the_log_probabilities_of_its_logits_without_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     _, int8_linear = _classes()
     generator = torch.Generator().manual_seed(1)
+    load = kernels.load
+    monkeypatch.setattr(kernels, "load", lambda name: None if name == "head_logprobs_amx" else load(name))
     head = int8_linear(torch.nn.Linear(64, 4096, bias=False)).dense(exact=8)
+    assert head.amx is None  # the bfloat16 copy's logits, the largest computed again
     x = torch.randn(9, 64, generator=generator) * torch.tensor([0.1, 1, 3, 10, 30, 1, 1, 1, 1])[:, None]  # flat..sharp
     logits = head(x)
     targets = torch.randint(0, 4096, (9,), generator=generator)
@@ -124,6 +129,36 @@ def test_8bit_heads_copy_gives_the_log_probabilities_of_its_logits_without_them(
     assert torch.equal(head.logprobs(x[3:4], targets[3:4]), ours[3:4])  # a row's does not depend on the others
     with pytest.raises(RuntimeError, match="target out of range"):
         head.logprobs(x[:1], torch.tensor([4096]))
+
+
+@pytest.mark.skipif(kernels.load("head_logprobs_amx") is None, reason="this CPU has no AMX 8-bit tiles")
+def test_8bit_heads_log_probabilities_in_amx_tiles_are_as_exact_as_float32s_nearly() -> None:
+    _, int8_linear = _classes()
+    generator = torch.Generator().manual_seed(2)
+    linear = torch.nn.Linear(128, 4096, bias=False)
+    int8 = int8_linear(linear)
+    assert int8.dense_bytes == 4096 * 128 * 2  # AMX's tiles and the rows, no bfloat16 copy
+    head = int8.dense()
+    assert head.amx is not None and "linear" not in vars(head)
+    for rows in (1, 17, 40):  # a partial tile of 16 rows, and several
+        scales = torch.logspace(-1, 1.5, rows)[:, None]  # flat .. sharp distributions
+        x = torch.randn(rows, 128, generator=generator) * scales
+        targets = torch.randint(0, 4096, (rows,), generator=generator)
+        logits = (x.double() @ head.integers.double().t()) * head.scale.double()
+        targets[0], targets[-1] = 0, 4095  # the first and last blocks' edges
+        targets[1:3] = logits[1:3].argmax(-1)  # the likeliest
+        expected = logits.gather(1, targets[:, None]).squeeze(1) - logits.logsumexp(-1)
+        ours = head.logprobs(x, targets)
+        assert ours.dtype == torch.float32 and ours.shape == (rows,)
+        assert (ours.double() - expected).abs().max() < 2e-3  # 16-bit inputs: ~1e-3 nats at most
+        assert torch.equal(head.logprobs(x[-1:], targets[-1:]), ours[-1:])  # a row's does not depend on the others
+        bfloat16 = head.ours(head.linear(x.to(torch.bfloat16)).contiguous(), head.scale, x, head.integers, targets, 1)
+        assert (ours.double() - expected).abs().max() < (bfloat16.double() - expected).abs().max()
+    with pytest.raises(RuntimeError, match="target out of range"):
+        head.logprobs(x[:1], torch.tensor([4096]))
+    with pytest.raises(RuntimeError, match="K a multiple of 64"):
+        head.amx(torch.zeros(2, 96), head.tiles, head.scale, torch.zeros(2, dtype=torch.long))
+    assert head.logprobs(x[:0], targets[:0]).shape == (0,)
 
 
 @pytest.mark.skipif(kernels.load("q4mm") is None, reason="our 4-bit kernel does not run on this machine")
