@@ -161,12 +161,13 @@ AMX_INT8 void split_rows(const float* x, int64_t rows, int64_t k, int8_t* high, 
   }
 }
 
-// A row's running log-sum-exp over the logits seen (the largest, and e^(logit - it) summed in 16 lanes), and its
-// target's logit once seen (NaN before).
+// A row's running log-sum-exp over the logits seen, lane by lane (16 lanes: each the largest logit it saw, and the
+// sum of e^(logit - it)), and its target's logit once seen (NaN before).
 struct RowSum {
-  float most = -std::numeric_limits<float>::infinity();
-  float target = std::numeric_limits<float>::quiet_NaN();
+  alignas(64) std::array<float, 16> most;
   alignas(64) std::array<float, 16> sum{};
+  float target = std::numeric_limits<float>::quiet_NaN();
+  RowSum() { most.fill(-std::numeric_limits<float>::infinity()); }
 };
 
 // Blocks [begin, end) of 32 outputs (tiles [N / 16, K / 64, 16, 64]: 16 outputs' 4 consecutive inputs side by side
@@ -224,12 +225,13 @@ AMX_INT8 void head_blocks(const int8_t* high, const uint8_t* low, const float* x
         logits[h] = _mm512_mul_ps(_mm512_mul_ps(q, row_scale), scales[h]);
       }
       RowSum& row = sums[r];
-      const float most = std::max(row.most, _mm512_reduce_max_ps(_mm512_max_ps(logits[0], logits[1])));
+      const __m512 before = _mm512_load_ps(row.most.data());
+      const __m512 most = _mm512_max_ps(before, _mm512_max_ps(logits[0], logits[1]));
       __m512 sum = _mm512_load_ps(row.sum.data());
-      if (most > row.most) sum = _mm512_mul_ps(sum, autoqwen::exp_nonpositive(_mm512_set1_ps(row.most - most)));
-      row.most = most;
-      for (const __m512 logit : logits)
-        sum = _mm512_add_ps(sum, autoqwen::exp_nonpositive(_mm512_sub_ps(logit, _mm512_set1_ps(most))));
+      if (_mm512_cmp_ps_mask(most, before, _CMP_GT_OQ))  // a lane's largest rose (seldom after the first blocks)
+        sum = _mm512_mul_ps(sum, autoqwen::exp_nonpositive(_mm512_sub_ps(before, most)));
+      for (const __m512 logit : logits) sum = _mm512_add_ps(sum, autoqwen::exp_nonpositive(_mm512_sub_ps(logit, most)));
+      _mm512_store_ps(row.most.data(), most);
       _mm512_store_ps(row.sum.data(), sum);
       if (const int64_t t = targets[r] - 32 * b; t >= 0 && t < 32) {
         alignas(64) float both[32];
@@ -278,16 +280,15 @@ at::Tensor head_logprobs_amx(const at::Tensor& x, const at::Tensor& tiles, const
     float most = -std::numeric_limits<float>::infinity(), target = 0;
     for (int64_t p = 0; p < parts; ++p) {
       const RowSum& part = sums[p * rows + r];
-      most = std::max(most, part.most);
+      most = std::max(most, *std::max_element(part.most.begin(), part.most.end()));
       if (!std::isnan(part.target)) target = part.target;
     }
     double total = 0;
-    for (int64_t p = 0; p < parts; ++p) {
-      const RowSum& part = sums[p * rows + r];
-      double lanes = 0;
-      for (const float v : part.sum) lanes += v;
-      total += lanes * std::exp(static_cast<double>(part.most) - most);
-    }
+    for (int64_t p = 0; p < parts; ++p)
+      for (int lane = 0; lane < 16; ++lane) {
+        const RowSum& part = sums[p * rows + r];
+        total += part.sum[lane] * std::exp(static_cast<double>(part.most[lane]) - most);
+      }
     op[r] = target - (most + static_cast<float>(std::log(total)));
   }
   return out;
