@@ -142,14 +142,23 @@ bool amx_allowed() {
 }
 
 // Each row of x [rows, k] as 16-bit integers q = round(x / scale), scale = max |x| / 32767 (1 for a row of zeros):
-// q = 256 high + low, high signed and low unsigned bytes, [rows, k] each.
+// q = 256 high + low, high signed and low unsigned bytes, [rows, k] each. A row holding NaN or infinity gets a NaN
+// scale (and its log-probability NaN, as float32's arithmetic gives).
 AMX_INT8 void split_rows(const float* x, int64_t rows, int64_t k, int8_t* high, uint8_t* low, float* scale) {
   for (int64_t r = 0; r < rows; ++r) {
     const float* xr = x + r * k;
-    __m512 most = _mm512_setzero_ps();
-    for (int64_t i = 0; i < k; i += 16) most = _mm512_max_ps(most, _mm512_abs_ps(_mm512_loadu_ps(xr + i)));
+    __m512 most = _mm512_setzero_ps(), finite = _mm512_setzero_ps();  // finite: 0 x each value, NaN for NaN or inf
+    for (int64_t i = 0; i < k; i += 16) {
+      const __m512 v = _mm512_loadu_ps(xr + i);
+      most = _mm512_max_ps(most, _mm512_abs_ps(v));
+      finite = _mm512_add_ps(finite, _mm512_mul_ps(v, _mm512_setzero_ps()));
+    }
     const float largest = _mm512_reduce_max_ps(most);
     scale[r] = largest > 0 ? largest / 32767.0f : 1.0f;
+    if (std::isnan(_mm512_reduce_add_ps(finite))) {
+      scale[r] = std::numeric_limits<float>::quiet_NaN();
+      continue;
+    }
     const __m512 inverse = _mm512_set1_ps(1.0f / scale[r]);
     const __m512i top = _mm512_set1_epi32(32767), bottom = _mm512_set1_epi32(-32767), byte = _mm512_set1_epi32(255);
     for (int64_t i = 0; i < k; i += 16) {
@@ -219,8 +228,8 @@ AMX_INT8 void head_blocks(const int8_t* high, const uint8_t* low, const float* x
       const __m512 row_scale = _mm512_set1_ps(xscale[r]);
       __m512 logits[2];
       for (int h = 0; h < 2; ++h) {
-        const __m512 upper = _mm512_cvtepi32_ps(_mm512_load_si512(product + 256 * h));
-        const __m512 lower = _mm512_cvtepi32_ps(_mm512_load_si512(product + 512 + 256 * h));
+        const __m512 upper = _mm512_cvtepi32_ps(_mm512_loadu_si512(product + 256 * h));
+        const __m512 lower = _mm512_cvtepi32_ps(_mm512_loadu_si512(product + 512 + 256 * h));
         const __m512 q = _mm512_fmadd_ps(upper, _mm512_set1_ps(256.0f), lower);
         logits[h] = _mm512_mul_ps(_mm512_mul_ps(q, row_scale), scales[h]);
       }
@@ -289,7 +298,8 @@ at::Tensor head_logprobs_amx(const at::Tensor& x, const at::Tensor& tiles, const
         const RowSum& part = sums[p * rows + r];
         total += part.sum[lane] * std::exp(static_cast<double>(part.most[lane]) - most);
       }
-    op[r] = target - (most + static_cast<float>(std::log(total)));
+    op[r] = std::isnan(xscale.data_ptr<float>()[r]) ? xscale.data_ptr<float>()[r]
+                                                    : target - (most + static_cast<float>(std::log(total)));
   }
   return out;
 }

@@ -58,6 +58,7 @@ HEADERS = [Path(__file__).with_name("kernels.h")]  # what decode_step.cpp calls 
 _CPU_FLAGS = {"avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512_vnni"}
 # Beyond _CPU_FLAGS; compiled with function target attributes.
 _KERNEL_FLAGS = {"q4mm": {"avx512_bf16"}, "decode_step": {"avx512_bf16"}, "head_logprobs_amx": {"amx_tile", "amx_int8"}}
+_OPTIONAL = {"head_logprobs_amx"}  # built only by compilers that know AMX (GCC 11, Clang 12 and later)
 _COMPILE_FLAGS = ["-O3", "-std=c++20", "-fPIC", "-shared", "-fopenmp"]
 _COMPILE_FLAGS += sorted(f"-m{flag.replace('_', '')}" for flag in _CPU_FLAGS)
 
@@ -70,10 +71,9 @@ def load(name: str) -> Callable[..., Any] | None:
         return None
     import torch
 
-    try:
-        return getattr(torch.ops.autoqwen, name)
-    except (AttributeError, RuntimeError):  # left out of the build (head_logprobs_amx: a compiler without AMX)
-        return None
+    if name in _OPTIONAL and not hasattr(torch.ops.autoqwen, name):
+        return None  # left out of the build: a compiler without AMX's instructions
+    return getattr(torch.ops.autoqwen, name)
 
 
 def amx() -> bool:

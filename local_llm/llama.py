@@ -26,8 +26,8 @@ if TYPE_CHECKING:
 __all__ = ["DENSE_BYTES", "Lean", "logprobs_of"]
 
 _ARCHITECTURES = {"llama", "qwen2", "qwen3", "mistral"}
-# The most memory `Lean.dense` spends on its copies of the weights: SmolLM2-135M's take 0.28 GB; a 0.5B Qwen's layers
-# ~0.7 GB, the head's 0.4 GB more then left out.
+# The most memory `Lean.dense` spends on its copies of the weights: SmolLM2-135M's take 0.25 GiB; a 0.5B Qwen's layers
+# ~0.72 GB and its 8-bit head's 0.27 GB more (0.41 GB where the head needs a bfloat16 copy: left out then).
 DENSE_BYTES = 1 << 30
 
 
@@ -121,9 +121,10 @@ class Lean:
         """This forward pass with bfloat16 copies of the 4-bit products' weights (`Int4Product.dense`), built on first
         use, for reading many tokens of many rows at once (the tool scoring): on a CPU with AMX, PyTorch's bfloat16
         products read ~80 tokens 4x faster than our 4-bit kernel. Itself where that does not pay or fit: no AMX,
-        weights that are not our 4-bit ones, or copies over `DENSE_BYTES`. An 8-bit head of ours gets a bfloat16
-        copy too, each row's 32 largest logits computed again in float32 (`Int8Linear.dense`; a plain bfloat16 head
-        moved the channel scores 1.5x more, docs/engine.md)."""
+        weights that are not our 4-bit ones, or copies over `DENSE_BYTES`. An 8-bit head of ours gets a copy too
+        (`Int8Linear.dense`: read in AMX's 8-bit tiles from 16-bit inputs, else a bfloat16 copy with each row's 32
+        largest logits computed again in float32; a plain bfloat16 head moved the channel scores 1.5x more,
+        docs/engine.md)."""
         if not self._dense_built:
             self._dense, self._dense_built = _dense_copy(self), True
         return self._dense or self

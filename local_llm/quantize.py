@@ -13,6 +13,7 @@ fewer bytes than float32. The products are our kernels (`local_llm.kernels`) whe
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = ["GROUP_SIZE", "Int4Product", "fuse", "is_4bit_gguf", "q4_weights", "quantize"]
+
+log = logging.getLogger(__name__)
 
 GROUP_SIZE = 32
 _PACK_ROWS = 64  # PyTorch's 4-bit CPU kernel packs weights in blocks of 64 output rows
@@ -306,9 +309,26 @@ def _classes() -> tuple[type, type]:
 
 def _amx_head(n: int, k: int) -> Callable[..., Any] | None:
     """`head_logprobs_amx` where it runs and takes a head of n outputs and k inputs, else None."""
+    return _head_logprobs_amx() if n % 32 == 0 and k % 64 == 0 else None
+
+
+@functools.cache
+def _head_logprobs_amx() -> Callable[..., Any] | None:
+    """`head_logprobs_amx` if it runs here: the CPU lists AMX's 8-bit tiles, and Linux lets this process use them
+    (it does not before 5.16, nor in a sandbox that refuses the request): tried once on a head of 32 outputs."""
+    import torch
+
     from autoqwen.local_llm import kernels
 
-    return kernels.load("head_logprobs_amx") if n % 32 == 0 and k % 64 == 0 else None
+    ours = kernels.load("head_logprobs_amx")
+    if ours is None:
+        return None
+    try:
+        ours(torch.zeros(1, 64), torch.zeros(2, 1, 16, 64, dtype=torch.int8), torch.ones(32), torch.zeros(1).long())
+    except RuntimeError as exc:
+        log.info("the 8-bit head's log-probabilities without AMX tiles: %s", exc)
+        return None
+    return ours
 
 
 class DenseHead:
@@ -317,8 +337,9 @@ class DenseHead:
 
     On a CPU with AMX's 8-bit tiles, `logprobs` sums the rows' inputs as 16-bit integers with the integers laid out
     for the tiles, about as exact as the 8-bit head's own product, and writes no logits (`head_logprobs_amx`, 1.5-1.8x
-    faster at 70-117 rows, docs/engine.md#scoring). Elsewhere, and for `head(x)`, a bfloat16 copy of the integers
-    (exact in bfloat16) is multiplied in oneDNN's products (`_laid_out`), then by the row scales; inputs and
+    faster at 70-117 rows, docs/engine.md#scoring). Elsewhere, and for `head(x)` (built then, and not counted in
+    `Int8Linear.dense_bytes` beside the tiles: the scoring asks only for log-probabilities), a bfloat16 copy of the
+    integers (exact in bfloat16) is multiplied in oneDNN's products (`_laid_out`), then by the row scales; inputs and
     outputs are rounded to bfloat16 (2**-9 of each), so each row's `exact` largest outputs, which make most of a
     log-sum-exp over them, are computed again in float32 from the integers, and `logprobs` reads them in one call
     (`head_logprobs`) where PyTorch runs six operations over [rows, vocabulary] floats."""

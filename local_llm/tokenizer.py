@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -25,7 +26,7 @@ class Tokenizer:
         self.hf = tokenizer
         self.grammar_tokenizer = grammar_tokenizer
         self._kept: OrderedDict[str, Any] = OrderedDict()  # grammars compiled by check_grammar(keep=True), newest last
-        self._checked: OrderedDict[str, str | None] = OrderedDict()  # check_grammar's answers, newest last
+        self._checked: OrderedDict[bytes, str | None] = OrderedDict()  # check_grammar's answers by digest, newest last
         self._lock = threading.Lock()  # requests' threads check, the engine's worker decodes
 
     @cached_property
@@ -91,12 +92,13 @@ class Tokenizer:
             if grammar in self._kept:  # compiled already, and valid
                 self._kept.move_to_end(grammar)
                 return None
-            if not keep and grammar in self._checked:
-                self._checked.move_to_end(grammar)
-                return self._checked[grammar]
+            digest = hashlib.blake2b(grammar.encode(), digest_size=16).digest()  # a schema may be megabytes
+            if not keep and digest in self._checked:
+                self._checked.move_to_end(digest)
+                return self._checked[digest]
         if not keep:
             error: str | None = LLMatcher.validate_grammar(grammar, self.grammar_tokenizer) or None
-            self._keep(self._checked, grammar, error, CHECKED_GRAMMARS)
+            self._keep(self._checked, digest, error, CHECKED_GRAMMARS)
             return error
         matcher = LLMatcher(self.grammar_tokenizer, grammar)
         if matcher.is_error():
@@ -104,11 +106,11 @@ class Tokenizer:
         self._keep(self._kept, grammar, matcher, KEPT_GRAMMARS)
         return None
 
-    def _keep(self, kept: OrderedDict[str, Any], grammar: str, value: Any, most: int) -> None:
-        """`value` kept for `grammar` as the newest of `kept`, which keeps the `most` newest."""
+    def _keep(self, kept: OrderedDict[Any, Any], key: Any, value: Any, most: int) -> None:
+        """`value` kept under `key` as the newest of `kept`, which keeps the `most` newest."""
         with self._lock:
-            kept[grammar] = value
-            kept.move_to_end(grammar)
+            kept[key] = value
+            kept.move_to_end(key)
             while len(kept) > most:
                 kept.popitem(last=False)
 

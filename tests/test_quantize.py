@@ -10,6 +10,7 @@ import torch
 import transformers
 
 from autoqwen.local_llm import Engine, SamplingParams, cache, kernels, resolve_model
+from autoqwen.local_llm import quantize as quantize_module
 from autoqwen.local_llm.quantize import Int4Product, _classes, fuse, is_4bit_gguf, q4_weights, quantize
 
 
@@ -112,8 +113,7 @@ def test_8bit_heads_copy_gives_the_log_probabilities_of_its_logits_without_them(
 ) -> None:
     _, int8_linear = _classes()
     generator = torch.Generator().manual_seed(1)
-    load = kernels.load
-    monkeypatch.setattr(kernels, "load", lambda name: None if name == "head_logprobs_amx" else load(name))
+    monkeypatch.setattr(quantize_module, "_head_logprobs_amx", lambda: None)  # as without AMX's tiles
     head = int8_linear(torch.nn.Linear(64, 4096, bias=False)).dense(exact=8)
     assert head.amx is None  # the bfloat16 copy's logits, the largest computed again
     x = torch.randn(9, 64, generator=generator) * torch.tensor([0.1, 1, 3, 10, 30, 1, 1, 1, 1])[:, None]  # flat..sharp
@@ -152,13 +152,34 @@ def test_8bit_heads_log_probabilities_in_amx_tiles_are_as_exact_as_float32s_near
         assert ours.dtype == torch.float32 and ours.shape == (rows,)
         assert (ours.double() - expected).abs().max() < 2e-3  # 16-bit inputs: ~1e-3 nats at most
         assert torch.equal(head.logprobs(x[-1:], targets[-1:]), ours[-1:])  # a row's does not depend on the others
-        bfloat16 = head.ours(head.linear(x.to(torch.bfloat16)).contiguous(), head.scale, x, head.integers, targets, 1)
+        y = head.linear(x.to(torch.bfloat16)).contiguous()  # the bfloat16 copy's way, its largest computed again
+        bfloat16 = head.ours(y, head.scale, x, head.integers, targets, head.exact)
         assert (ours.double() - expected).abs().max() < (bfloat16.double() - expected).abs().max()
     with pytest.raises(RuntimeError, match="target out of range"):
         head.logprobs(x[:1], torch.tensor([4096]))
     with pytest.raises(RuntimeError, match="K a multiple of 64"):
         head.amx(torch.zeros(2, 96), head.tiles, head.scale, torch.zeros(2, dtype=torch.long))
     assert head.logprobs(x[:0], targets[:0]).shape == (0,)
+    x[1, 5] = float("nan")
+    x[2, 7] = float("inf")
+    broken = head.logprobs(x[:4], targets[:4])
+    assert broken[1:3].isnan().all() and broken[[0, 3]].isfinite().all()  # as float32's arithmetic gives
+
+
+def test_an_8bit_head_without_amx_tiles_falls_back_to_its_bfloat16_copy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Linux before 5.16, or a sandbox, refuses a process AMX's tiles even where the CPU lists them."""
+
+    def refused(*_args: object) -> None:
+        raise RuntimeError("head_logprobs_amx: Linux did not let this process use AMX tiles")
+
+    load = kernels.load
+    monkeypatch.setattr(kernels, "load", lambda name: refused if name == "head_logprobs_amx" else load(name))
+    quantize_module._head_logprobs_amx.cache_clear()
+    try:
+        assert quantize_module._amx_head(4096, 128) is None
+    finally:
+        monkeypatch.undo()
+        quantize_module._head_logprobs_amx.cache_clear()
 
 
 @pytest.mark.skipif(kernels.load("q4mm") is None, reason="our 4-bit kernel does not run on this machine")
