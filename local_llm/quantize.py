@@ -336,7 +336,7 @@ class DenseHead:
     log-probability of its target token, in one call of ours, and `head(x)` the logits.
 
     On a CPU with AMX's 8-bit tiles, `logprobs` sums the rows' inputs as 16-bit integers with the integers laid out
-    for the tiles, about as exact as the 8-bit head's own product, and writes no logits (`head_logprobs_amx`, 1.5-1.8x
+    for the tiles, about as exact as the 8-bit head's own product, and writes no logits (`head_logprobs_amx`, 1.4-1.8x
     faster at 70-117 rows, docs/engine.md#scoring). Elsewhere, and for `head(x)` (built then, and not counted in
     `Int8Linear.dense_bytes` beside the tiles: the scoring asks only for log-probabilities), a bfloat16 copy of the
     integers (exact in bfloat16) is multiplied in oneDNN's products (`_laid_out`), then by the row scales; inputs and

@@ -88,15 +88,15 @@ class Tokenizer:
         offers it (1.5 ms each for SmolLM2)."""
         from llguidance import LLMatcher
 
+        digest = None if keep else hashlib.blake2b(grammar.encode(), digest_size=16).digest()  # a schema may be MBs
         with self._lock:
             if grammar in self._kept:  # compiled already, and valid
                 self._kept.move_to_end(grammar)
                 return None
-            digest = hashlib.blake2b(grammar.encode(), digest_size=16).digest()  # a schema may be megabytes
-            if not keep and digest in self._checked:
+            if digest is not None and digest in self._checked:
                 self._checked.move_to_end(digest)
                 return self._checked[digest]
-        if not keep:
+        if digest is not None:
             error: str | None = LLMatcher.validate_grammar(grammar, self.grammar_tokenizer) or None
             self._keep(self._checked, digest, error, CHECKED_GRAMMARS)
             return error
