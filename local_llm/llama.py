@@ -217,7 +217,7 @@ class Lean:
             return h, None if weight is None else norm(h, weight)
 
         def mix(gate_up: torch.Tensor) -> torch.Tensor:
-            if fused and add_rms_norm is not None and silu_mul is not None:
+            if fused and silu_mul is not None:
                 return silu_mul(gate_up, rounded)
             g, u = gate_up.chunk(2, dim=-1)
             return F.silu(g.float()) * u
