@@ -108,7 +108,7 @@ class SideBySide:
         self.model = model
         self.lengths = torch.tensor([_columns(kv) for kv in pasts])
         self.width, n = int(self.lengths.max()), max(len(tokens) for tokens in fed)
-        self.cache = _side_by_side(model, pasts, self.width, room=n)
+        self.states, self.cache = _side_by_side(model, pasts, self.width, room=n)
         self.past_real = torch.arange(self.width)[None, :] >= (self.width - self.lengths)[:, None]  # [rows, width]
         self.fed_real = torch.arange(n)[None, :] < torch.tensor([len(tokens) for tokens in fed])[:, None]
         self.wanted = self.fed_real & (torch.arange(n)[None, :] >= torch.tensor(first)[:, None])
@@ -150,10 +150,19 @@ class SideBySide:
 
     def kv(self, row: int, end: int) -> KV:
         """The KV states of `row`'s past and of its first `end` fed tokens, contiguous: read already (after the
-        passes that read them; the columns after hold nothing before)."""
+        passes that read them; the columns after hold nothing before). Views of one [layers, 2, 1, heads, n, dim]
+        copy, which `_side_by_side` reads back at once (`_stacked`)."""
+        import torch
+
         first, last = self.width - int(self.lengths[row]), self.width + end
-        states = [(layer.keys, layer.values) for layer in self.cache.layers]
-        return [(k[row : row + 1, :, first:last].clone(), v[row : row + 1, :, first:last].clone()) for k, v in states]
+        if self.states is not None:
+            whole = self.states[:, :, row : row + 1, :, first:last].clone()
+        else:
+            states = [(layer.keys, layer.values) for layer in self.cache.layers]
+            whole = torch.stack(
+                [torch.stack((k[row : row + 1, :, first:last], v[row : row + 1, :, first:last])) for k, v in states]
+            )
+        return [(whole[i, 0], whole[i, 1]) for i in range(len(whole))]  # which `_side_by_side` reads back at once
 
 
 def _end(start: int, costs: Sequence[Sequence[int]], budgets: Sequence[int]) -> int:
@@ -171,14 +180,14 @@ def _columns(kv: KV | None) -> int:
     return int(kv[0][0].shape[2]) if kv else 0
 
 
-def _side_by_side(model: Any, pasts: Sequence[KV | None], width: int, *, room: int) -> Any:
+def _side_by_side(model: Any, pasts: Sequence[KV | None], width: int, *, room: int) -> tuple[Any, Any]:
     """A cache of `pasts` as rows right-aligned in `width` columns (zeros before a shorter one), with `room` more
-    (written by the passes before they read it): one buffer for every layer's keys and values, each row's states
-    copied in at once."""
+    (written by the passes before they read it): one buffer for every layer's keys and values, [layers, 2, rows,
+    heads, width + room, dim] (None without pasts), each row's states copied in at once; and the cache over it."""
     import torch
 
     if not width:
-        return new_cache(model, reserve=room)
+        return None, new_cache(model, reserve=room)
     like = next(kv for kv in pasts if kv and _columns(kv))
     (_, heads, _, dim), layers = like[0][0].shape, len(like)
     out = torch.empty(layers, 2, len(pasts), heads, width + room, dim, dtype=like[0][0].dtype)  # room: written
@@ -186,9 +195,34 @@ def _side_by_side(model: Any, pasts: Sequence[KV | None], width: int, *, room: i
         if (n := _columns(kv)) < width:
             out[:, :, row, :, : width - n] = 0  # a shorter row's hole
         if kv and n:
-            states = torch.stack([part[0] for pair in kv for part in pair])  # [layers * 2, heads, n, dim]
-            out[:, :, row, :, width - n : width] = states.view(layers, 2, heads, n, dim)
-    return _cache_over(model, [(out[i, 0], out[i, 1]) for i in range(layers)], width)
+            out[:, :, row, :, width - n : width] = _stacked(kv)
+    return out, _cache_over(model, [(out[i, 0], out[i, 1]) for i in range(layers)], width)
+
+
+def _stacked(kv: KV) -> torch.Tensor:
+    """`kv`'s states as one [layers, 2, heads, n, dim] tensor: a view where they lie in one storage at even steps,
+    keys then values, layer after layer (`SideBySide.kv`'s views of one copy, as the prefix cache's lookups slice
+    them: no copy), else stacked."""
+    import torch
+
+    first = kv[0][0]
+    if len(kv) > 1 and first.shape[0] == 1:
+        start, size, storage = first.data_ptr(), first.element_size(), first.untyped_storage().data_ptr()
+        half, layer = (kv[0][1].data_ptr() - start) // size, (kv[1][0].data_ptr() - start) // size
+        if (
+            half > 0
+            and layer > 0
+            and all(
+                part.data_ptr() == start + (i * layer + j * half) * size
+                and part.shape == first.shape
+                and part.stride() == first.stride()
+                and part.untyped_storage().data_ptr() == storage
+                for i, pair in enumerate(kv)
+                for j, part in enumerate(pair)
+            )
+        ):
+            return first.as_strided((len(kv), 2, *first.shape[1:]), (layer, half, *first.stride()[1:]))
+    return torch.stack([part[0] for pair in kv for part in pair]).view(len(kv), 2, *first.shape[1:])
 
 
 class Batch:

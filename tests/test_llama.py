@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 import transformers
 
-from autoqwen.local_llm import kernels
+from autoqwen.local_llm import batch, kernels
 from autoqwen.local_llm.batch import Batch, SideBySide, all_logits, forward, new_cache
 from autoqwen.local_llm.llama import Lean
 from autoqwen.local_llm.quantize import fuse, quantize
@@ -282,6 +282,34 @@ def test_rows_side_by_side_get_the_same_bits_from_our_steps_as_from_pytorchs() -
     assert torch.equal(read(), ours)
     lean.side_attention = False  # PyTorch's attention: other rounding
     assert torch.allclose(read(), ours, atol=1e-4)
+
+
+def test_states_read_side_by_side_come_back_without_a_copy() -> None:
+    # SideBySide.kv gives views of one tensor (what the scoring puts in the prefix cache); a later reading copies
+    # them in at once (their first columns, as a lookup slices them), the same values as stacked copies.
+    model = make("qwen2")
+    fed, targets = [ids(6, seed=1)[0].tolist()], ids(6, seed=2).view(1, 6)
+    for pasts in ([_kv(model, ids(4, seed=3))], [None]):  # a cache of its own, or one per layer
+        with torch.inference_mode():  # as the engine reads (no views' bases recorded)
+            rows = SideBySide(model, pasts, fed, [0])
+            list(rows.passes(targets, tokens=12, logits=8))
+            kv = rows.kv(0, 5)
+            sliced = [(k[:, :, :3], v[:, :, :3]) for k, v in kv]
+            stacked = batch._stacked(sliced)
+        _, heads, columns, dim = kv[0][0].shape
+        assert columns == batch._columns(pasts[0]) + 5 and stacked.shape == (len(kv), 2, heads, 3, dim)
+        assert stacked.data_ptr() == kv[0][0].data_ptr()
+        copies = [(k.clone(), v.clone()) for k, v in sliced]
+        assert torch.equal(batch._stacked(copies), stacked) and batch._stacked(copies).data_ptr() != stacked.data_ptr()
+        swapped = [*sliced[:1], (sliced[1][1], sliced[1][0]), *sliced[2:]]  # views of it, not in its order: copied
+        assert torch.equal(batch._stacked(swapped)[1], torch.stack([sliced[1][1][0], sliced[1][0][0]]))
+
+        def read(past: Any) -> torch.Tensor:
+            again = SideBySide(model, [past], [fed[0][5:]], [0])
+            with torch.inference_mode():
+                return torch.cat([logprobs for _, _, logprobs in again.passes(targets[:, 5:], tokens=12, logits=8)])
+
+        assert torch.equal(read(kv), read([(k.clone(), v.clone()) for k, v in kv]))
 
 
 @pytest.mark.skipif(kernels.load("rms_norm") is None, reason="our kernels do not run on this machine")
