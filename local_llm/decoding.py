@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from autoqwen.local_llm import sampling
+from autoqwen.local_llm import kernels, sampling
 from autoqwen.local_llm.errors import LocalLLMError
 from autoqwen.local_llm.textstream import TextStream
 
@@ -150,12 +150,16 @@ def _forced(matcher: Any, room: int) -> list[int]:
 
 
 def _mask(logits: torch.Tensor, matcher: Any) -> torch.Tensor:
-    """Logits with every token the grammar forbids next set to -inf."""
+    """Logits with every token the grammar forbids next set to -inf (tokens past the grammar's vocabulary too)."""
     import numpy as np
     import torch
 
-    bits = np.unpackbits(np.frombuffer(matcher.compute_bitmask(), dtype=np.uint8), bitorder="little")
-    allowed = torch.from_numpy(bits[: logits.shape[0]].astype(bool))
+    bits = matcher.compute_bitmask()  # bytes: token t allowed where bit t % 8 of byte t // 8 is set
+    ours = kernels.load("masked_logits")
+    if ours is not None and logits.dtype == torch.float32 and logits.dim() == 1 and logits.is_contiguous():
+        return ours(logits, torch.frombuffer(bytearray(bits), dtype=torch.uint8))
+    unpacked = np.unpackbits(np.frombuffer(bits, dtype=np.uint8), bitorder="little")
+    allowed = torch.from_numpy(unpacked[: logits.shape[0]].astype(bool))
     if allowed.shape[0] < logits.shape[0]:
         allowed = torch.cat([allowed, torch.zeros(logits.shape[0] - allowed.shape[0], dtype=torch.bool)])
     return logits.masked_fill(~allowed, float("-inf"))

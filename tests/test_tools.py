@@ -11,7 +11,7 @@ import jsonschema
 import pytest
 from fastapi.testclient import TestClient
 
-from autoqwen.local_llm import Engine, ServerConfig, create_app
+from autoqwen.local_llm import Engine, ServerConfig, create_app, decoding, kernels
 from autoqwen.local_llm.argument_schema import conversation_urls
 from autoqwen.local_llm.grammars import NAME_PREFIX, answer_grammar, answer_stops, result_values, tool_grammar
 from autoqwen.local_llm.protocol import ChatCompletionRequest, Tool, ToolCall
@@ -421,6 +421,28 @@ def test_a_reply_to_tool_results_is_plain_text(client: TestClient, tiny_engine: 
         content = message["content"]
         assert message["tool_calls"] is None and content, message
         assert not content[0].isspace() and content[0] != "<" and "<tool_" not in content and "</tool_" not in content
+
+
+@pytest.mark.skipif(kernels.load("masked_logits") is None, reason="our kernels do not run on this machine")
+def test_a_grammars_mask_is_applied_by_our_kernel_as_by_numpy(
+    tiny_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    tokenizer = tiny_engine.tokenizer
+    assert tokenizer is not None
+    matcher = tokenizer.matcher('%llguidance {}\nstart: "yes" | "no" | /[0-9]+/\n')
+    generator = torch.Generator().manual_seed(0)
+    vocabulary = len(matcher.compute_bitmask()) * 8
+    for size in (vocabulary, vocabulary - 5, vocabulary + 37, 16, 1):  # a model's rows may be longer or shorter
+        logits = torch.randn(size, generator=generator)
+        logits[0] = float("nan")
+        ours = decoding._mask(logits, matcher)
+        with monkeypatch.context() as patched:
+            patched.setattr(kernels, "load", lambda name: None)
+            theirs = decoding._mask(logits, matcher)
+        assert torch.equal(ours.isnan(), theirs.isnan()) and torch.equal(ours.nan_to_num(), theirs.nan_to_num())
+        assert 0 < int(ours.isfinite().sum()) < size or size <= 16  # the digits' tokens, "yes" and "no" come later
 
 
 def test_answer_grammar_when_tools_are_listed_but_none_may_be_called() -> None:
