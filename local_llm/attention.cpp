@@ -48,7 +48,8 @@ void parallel_items(int64_t n, const F& f, bool each = false) {
 // Attention of one new token per row (a decode step), grouped-query: out [rows, heads * dim] =
 // softmax(q k^T / sqrt(dim)) v over the row's real columns (real: bool [rows, width], or undefined for all).
 // q [rows, heads, 1, dim], keys and values [rows, kv_heads, width, dim], any strides with unit stride along dim.
-// With n tokens a row, q [rows, heads, n, dim], real [rows, n, width] and out [rows * n, heads * dim].
+// With n tokens a row, q [rows, heads, n, dim], real [rows, n, width] and out [rows * n, heads * dim]. `rounded`: out
+// rounded to bfloat16 (the input of a bfloat16 product), as `.to(torch.bfloat16)` rounds it.
 // 16 keys' or values' elements as float32: stored as float32, or as float16 (half the memory traffic).
 inline __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
 inline __m512 load16(const at::Half* p) {
@@ -163,7 +164,7 @@ void attend_item(const float* q, int64_t qs, const T* keys, int64_t ks, const T*
 
 template <typename T>
 at::Tensor attend(const at::Tensor& q, const at::Tensor& keys, const at::Tensor& values,
-                  const std::optional<at::Tensor>& real) {
+                  const std::optional<at::Tensor>& real, bool rounded) {
   const int64_t rows = q.size(0), heads = q.size(1), n = q.size(2), dim = q.size(3), kv_heads = keys.size(1),
                 width = keys.size(2);
   TORCH_CHECK(dim % 16 == 0 && dim >= 16 && dim <= 256 && heads % kv_heads == 0 && q.stride(3) == 1 &&
@@ -182,30 +183,38 @@ at::Tensor attend(const at::Tensor& q, const at::Tensor& keys, const at::Tensor&
   }
   const int64_t group = heads / kv_heads;
   TORCH_CHECK(group <= 8, "decode_attention: at most 8 query heads per key head");
-  at::Tensor out = at::empty({rows * n, heads * dim}, q.options());
+  at::Tensor out = at::empty({rows * n, heads * dim}, q.options().dtype(rounded ? at::kBFloat16 : at::kFloat));
   if (width == 0) return out.zero_();
   const float* qp = q.data_ptr<float>();
   const T* kp = keys.data_ptr<T>();
   const T* vp = values.data_ptr<T>();
-  float* op = out.data_ptr<float>();
   parallel_items(rows * n * kv_heads, [&](int64_t item) {
     const int64_t r = item / (n * kv_heads), i = item / kv_heads % n, c = item % kv_heads;
+    const int64_t at = (r * n + i) * heads * dim + c * group * dim, size = group * dim;
+    thread_local std::vector<float> scratch;  // the item's float32 output, before it is rounded
+    if (rounded) scratch.resize(size);
     attend_item(qp + r * q.stride(0) + i * q.stride(2) + c * group * q.stride(1), q.stride(1),
                 kp + r * keys.stride(0) + c * keys.stride(1), keys.stride(2), vp + r * values.stride(0) + c * values.stride(1),
                 values.stride(2), mask ? mask + (r * n + i) * width : nullptr, width, group, dim,
-                op + (r * n + i) * heads * dim + c * group * dim);
+                rounded ? scratch.data() : out.data_ptr<float>() + at);
+    if (rounded) {  // dim is a multiple of 16
+      auto* bits = reinterpret_cast<uint16_t*>(out.data_ptr<at::BFloat16>() + at);
+      for (int64_t j = 0; j < size; j += 16)
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(bits + j),
+                            _mm512_cvtepi32_epi16(autoqwen::float_to_bf16_bits(_mm512_loadu_ps(scratch.data() + j))));
+    }
   });
   return out;
 }
 
 at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& keys, const at::Tensor& values,
-                            const std::optional<at::Tensor>& real) {
+                            const std::optional<at::Tensor>& real, bool rounded) {
   TORCH_CHECK(q.dim() == 4 && keys.dim() == 4 && values.dim() == 4, "decode_attention: shapes");
   TORCH_CHECK(q.scalar_type() == at::kFloat && keys.scalar_type() == values.scalar_type(),
               "decode_attention: q float32, keys and values of one type");
-  if (keys.scalar_type() == at::kHalf) return attend<at::Half>(q, keys, values, real);
+  if (keys.scalar_type() == at::kHalf) return attend<at::Half>(q, keys, values, real, rounded);
   TORCH_CHECK(keys.scalar_type() == at::kFloat, "decode_attention: keys and values float32 or float16");
-  return attend<float>(q, keys, values, real);
+  return attend<float>(q, keys, values, real, rounded);
 }
 
 // f.template operator()<N>() for N = n in 1..Max.
@@ -450,6 +459,7 @@ void autoqwen::attend_item(const float* q, int64_t qs, const c10::Half* keys, in
 }
 
 TORCH_LIBRARY_FRAGMENT(autoqwen, m) {
-  m.def("decode_attention(Tensor q, Tensor keys, Tensor values, Tensor? real) -> Tensor", &decode_attention);
+  m.def("decode_attention(Tensor q, Tensor keys, Tensor values, Tensor? real, bool rounded=False) -> Tensor",
+        &decode_attention);
   m.def("prompt_attention(Tensor q, Tensor keys, Tensor values) -> Tensor", &prompt_attention);
 }

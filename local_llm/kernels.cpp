@@ -314,17 +314,13 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
   return y;
 }
 
-// 16 floats (fewer: `in`) from float32 or bfloat16, and rounded to bfloat16, to nearest even as PyTorch's
-// conversion rounds numbers (not NaNs: the states these round hold none).
+// 16 floats (fewer: `in`) from float32 or bfloat16, and rounded to bfloat16 (`float_to_bf16_bits`).
 inline __m512 load16(const float* p, __mmask16 in) { return _mm512_maskz_loadu_ps(in, p); }
 inline __m512 load16(const at::BFloat16* p, __mmask16 in) {
   return autoqwen::bf16_bits_to_float(_mm256_maskz_loadu_epi16(in, p));
 }
 inline void store_bf16(at::BFloat16* p, __m512 v, __mmask16 in) {
-  const __m512i bits = _mm512_castps_si512(v);
-  const __m512i even = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
-  const __m512i rounded = _mm512_add_epi32(bits, _mm512_add_epi32(even, _mm512_set1_epi32(0x7FFF)));
-  _mm256_mask_storeu_epi16(p, in, _mm512_cvtepi32_epi16(_mm512_srli_epi32(rounded, 16)));
+  _mm256_mask_storeu_epi16(p, in, _mm512_cvtepi32_epi16(autoqwen::float_to_bf16_bits(v)));
 }
 inline __mmask16 lanes(int64_t left) { return _cvtu32_mask16(left >= 16 ? 0xFFFFu : (1u << left) - 1); }
 

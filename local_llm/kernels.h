@@ -30,6 +30,14 @@ inline __m512 bf16_bits_to_float(__m256i bits) {
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(bits), 16));
 }
 
+// 16 float32 numbers rounded to bfloat16, to nearest even as PyTorch's conversion rounds numbers (not NaNs: the
+// states these round hold none), as their bits in the low 16 bits of each lane.
+inline __m512i float_to_bf16_bits(__m512 v) {
+  const __m512i bits = _mm512_castps_si512(v);
+  const __m512i even = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
+  return _mm512_srli_epi32(_mm512_add_epi32(bits, _mm512_add_epi32(even, _mm512_set1_epi32(0x7FFF))), 16);
+}
+
 // rms_norm's rows: y = x / sqrt(mean(x^2) + eps) * weight, x and y [rows, n].
 void rms_norm_rows(const float* x, int64_t rows, int64_t n, const float* weight, float eps, float* y);
 

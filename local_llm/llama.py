@@ -247,7 +247,7 @@ class Lean:
                 q, k = spread(qk).transpose(1, 2).split((heads, kv_heads), dim=1)
                 keys, values = layer.update(k.to(self.kv_dtype), spread(v).transpose(1, 2).to(self.kv_dtype))
             if attend_decode is not None:
-                attended = attend_decode(q, keys, values, real)  # [rows * n, heads * d]
+                attended = attend_decode(q, keys, values, real, rounded)  # [rows * n, heads * d], rounded: bfloat16
             elif attend_prompt is not None:
                 attended = attend_prompt(q, keys, values)  # [n, heads * d]
             else:

@@ -212,6 +212,7 @@ def test_decode_attention_reads_several_tokens_a_row_each_as_a_decode_step(dtype
     real[:, :, -1] = True  # each token sees itself at least
     out = attend(q, keys, values, real)
     assert out.shape == (rows * n, heads * dim)
+    assert torch.equal(attend(q, keys, values, real, True), out.to(torch.bfloat16))  # rounded for a bfloat16 product
     for r in range(rows):
         for i in range(n):
             alone = attend(q[r : r + 1, :, i : i + 1], keys[r : r + 1], values[r : r + 1], real[r : r + 1, i])
