@@ -9,7 +9,8 @@ per machine with the system's compiler, cached, loaded.
   and summed exactly in integers (vpdpbusd): closer to float32 than PyTorch's `_weight_int8pack_mm` with
   bfloat16 inputs, and faster (docs/engine.md, exactness).
 - `decode_attention`: attention of one new token per row, the batch's holes skipped without building a mask; also
-  of several tokens a row, each over the columns its own mask says (the tool scoring's rows side by side).
+  of several tokens a row, each over the columns its own mask says (the tool scoring's rows side by side), its
+  output rounded to bfloat16 there (the next product's input).
 - `prompt_attention`: attention of a prompt's new tokens (causal, after any cached ones), each token's arithmetic
   that of `decode_attention`: a prompt read at once, in chunks or token by token gets the same bits.
 - `decode_step` (`decode_step.cpp`): a decode step's layers on 4-bit weights in one call and one parallel region,
