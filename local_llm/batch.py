@@ -155,7 +155,11 @@ class SideBySide:
         import torch
 
         first, last = self.width - int(self.lengths[row]), self.width + end
-        if self.states is not None:
+        if self.states is not None and all(  # the layers still write to it (none grew its buffers)
+            layer.buffers[j].data_ptr() == self.states[i, j].data_ptr()
+            for i, layer in enumerate(self.cache.layers)
+            for j in (0, 1)
+        ):
             whole = self.states[:, :, row : row + 1, :, first:last].clone()
         else:
             states = [(layer.keys, layer.values) for layer in self.cache.layers]

@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+from autoqwen.local_llm import kernels
 from autoqwen.local_llm.completion import Completion
 from autoqwen.local_llm.errors import (
     ContextLengthExceeded,
@@ -290,6 +291,7 @@ class Engine:
         loaded = load_model(self.source, quantize=self.quantize, threads=self.threads, stage=stage)
         self.model, self.loaded_from, self.quantized = loaded.model, loaded.loaded_from, loaded.quantized
         self.tokenizer = Tokenizer(loaded.tokenizer, loaded.grammar_tokenizer)
+        kernels.load("masked_logits")  # our kernels built now (once a machine), not at a grammar's first token
         self.context_length = loaded.context_length
         self.weight_bytes = loaded.weight_bytes
         self._scheduler = Scheduler(

@@ -18,7 +18,9 @@ per machine with the system's compiler, cached, loaded.
 - `rotary` (`decode_step.cpp`): the rotary embedding of many tokens' heads in one call, the bits of the four
   PyTorch operations it replaces in the lean forward pass.
 - `add_rms_norm`, `silu_mul`: the lean pass's steps between its products (a residual addition and the next norm;
-  silu(gate) x up), each one call with PyTorch's bits, their outputs rounded to bfloat16 for bfloat16 products.
+  silu(gate) x up), each one call with PyTorch's bits, their outputs rounded to bfloat16 for bfloat16 products
+  (silu with Sleef's exponential, which PyTorch's library exports: a torch without it cannot load ours, and the
+  loader logs that and falls back to PyTorch's kernels).
 - `masked_logits`: a grammar's forbidden tokens' logits set to -inf straight from llguidance's bitmask.
 - `head_logprobs` (`head_logprobs.cpp`): log P(token) at many positions from the 8-bit head's bfloat16 logits,
   the largest computed again in float32, without the [positions, vocabulary] floats PyTorch's operations write.

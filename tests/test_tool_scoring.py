@@ -215,8 +215,8 @@ def test_4bit_models_score_with_bfloat16_copies_close_to_their_own_pass(wide_mod
         assert scores == pytest.approx(expected, rel=2e-2, abs=0.05)
         engine.prefix_cache.clear()
         dense = lean.dense()
-        assert dense.add_rms_norm is not None and dense.side_states is not None
-        dense.add_rms_norm = dense.side_states = None  # the steps between products as PyTorch's: the same bits
+        assert dense.add_rms_norm is not None and dense.side_states is not None and dense.silu_mul is not None
+        dense.add_rms_norm = dense.side_states = dense.silu_mul = None  # the steps as PyTorch's: the same bits
         assert engine.score(pairs) == scores
     finally:
         engine.close()
