@@ -108,7 +108,7 @@ class SideBySide:
         self.model = model
         self.lengths = torch.tensor([_columns(kv) for kv in pasts])
         self.width, n = int(self.lengths.max()), max(len(tokens) for tokens in fed)
-        self.states, self.cache = _side_by_side(model, pasts, self.width, room=n)
+        self.cache = _side_by_side(model, pasts, self.width, room=n)
         self.past_real = torch.arange(self.width)[None, :] >= (self.width - self.lengths)[:, None]  # [rows, width]
         self.fed_real = torch.arange(n)[None, :] < torch.tensor([len(tokens) for tokens in fed])[:, None]
         self.wanted = self.fed_real & (torch.arange(n)[None, :] >= torch.tensor(first)[:, None])
@@ -155,18 +155,11 @@ class SideBySide:
         import torch
 
         first, last = self.width - int(self.lengths[row]), self.width + end
-        if self.states is not None and all(  # the layers still write to it (none grew its buffers)
-            layer.buffers[j].data_ptr() == self.states[i, j].data_ptr()
-            for i, layer in enumerate(self.cache.layers)
-            for j in (0, 1)
-        ):
-            whole = self.states[:, :, row : row + 1, :, first:last].clone()
-        else:
-            states = [(layer.keys, layer.values) for layer in self.cache.layers]
-            whole = torch.stack(
-                [torch.stack((k[row : row + 1, :, first:last], v[row : row + 1, :, first:last])) for k, v in states]
-            )
-        return [(whole[i, 0], whole[i, 1]) for i in range(len(whole))]  # which `_side_by_side` reads back at once
+        parts = [
+            part[row : row + 1, :, first:last] for layer in self.cache.layers for part in (layer.keys, layer.values)
+        ]
+        whole = torch.stack(parts).view(len(parts) // 2, 2, *parts[0].shape)  # [layers, 2, 1, heads, n, dim]
+        return [(whole[i, 0], whole[i, 1]) for i in range(len(whole))]
 
 
 def _end(start: int, costs: Sequence[Sequence[int]], budgets: Sequence[int]) -> int:
@@ -184,14 +177,14 @@ def _columns(kv: KV | None) -> int:
     return int(kv[0][0].shape[2]) if kv else 0
 
 
-def _side_by_side(model: Any, pasts: Sequence[KV | None], width: int, *, room: int) -> tuple[Any, Any]:
+def _side_by_side(model: Any, pasts: Sequence[KV | None], width: int, *, room: int) -> Any:
     """A cache of `pasts` as rows right-aligned in `width` columns (zeros before a shorter one), with `room` more
-    (written by the passes before they read it): one buffer for every layer's keys and values, [layers, 2, rows,
-    heads, width + room, dim] (None without pasts), each row's states copied in at once; and the cache over it."""
+    (written by the passes before they read it): one buffer for every layer's keys and values, each row's states
+    copied in at once."""
     import torch
 
     if not width:
-        return None, new_cache(model, reserve=room)
+        return new_cache(model, reserve=room)
     like = next(kv for kv in pasts if kv and _columns(kv))
     (_, heads, _, dim), layers = like[0][0].shape, len(like)
     out = torch.empty(layers, 2, len(pasts), heads, width + room, dim, dtype=like[0][0].dtype)  # room: written
@@ -200,7 +193,7 @@ def _side_by_side(model: Any, pasts: Sequence[KV | None], width: int, *, room: i
             out[:, :, row, :, : width - n] = 0  # a shorter row's hole
         if kv and n:
             out[:, :, row, :, width - n : width] = _stacked(kv)
-    return out, _cache_over([(out[i, 0], out[i, 1]) for i in range(layers)], width)
+    return _cache_over([(out[i, 0], out[i, 1]) for i in range(layers)], width)
 
 
 def _stacked(kv: KV) -> torch.Tensor:
