@@ -108,7 +108,7 @@ void attend_heads(const float* q, int64_t qs, const T* keys, int64_t ks, const T
     t = _mm_max_ps(t, _mm_shuffle_ps(t, t, _MM_SHUFFLE(2, 3, 0, 1)));
     const __m512 shift = _mm512_broadcastss_ps(t);
     for (int64_t j = 0; j < width; j += 16) {
-      const __mmask16 in = _cvtu32_mask16(width - j >= 16 ? 0xFFFFu : (1u << (width - j)) - 1);
+      const __mmask16 in = autoqwen::lanes(width - j);
       const __m512 x = _mm512_maskz_loadu_ps(in, sg + j);
       const __m512 p = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, _mm512_set1_ps(-INFINITY), _CMP_NEQ_OQ) & in,
                                            exp_nonpositive(_mm512_sub_ps(x, shift)));

@@ -147,7 +147,7 @@ at::Tensor side_states(const at::Tensor& states, const at::Tensor& cos, const at
       } else {
         const auto* x = reinterpret_cast<const uint16_t*>(states.data_ptr<at::BFloat16>()) + t * width;
         for (int64_t j = 0; j < width; j += 16) {  // exactly, 16 at a time
-          const __mmask16 in = _cvtu32_mask16(width - j >= 16 ? 0xFFFFu : (1u << (width - j)) - 1);
+          const __mmask16 in = autoqwen::lanes(width - j);
           _mm512_mask_storeu_ps(row.data() + j, in, autoqwen::bf16_bits_to_float(_mm256_maskz_loadu_epi16(in, x + j)));
         }
       }

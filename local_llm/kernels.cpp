@@ -34,6 +34,8 @@
 
 namespace {
 
+using autoqwen::lanes;
+
 constexpr int64_t kGroup = 32;
 constexpr int64_t kColumns = 16;
 
@@ -284,14 +286,14 @@ Q4_TARGET at::Tensor q4mm(const at::Tensor& x, const at::Tensor& w, const at::Te
 void rms_norm_row(const float* xr, int64_t n, const float* wp, float eps, float* yr) {
   __m512 sum = _mm512_setzero_ps();
   for (int64_t j = 0; j < n; j += 16) {
-    const __mmask16 in = _cvtu32_mask16(n - j >= 16 ? 0xFFFFu : (1u << (n - j)) - 1);
+    const __mmask16 in = lanes(n - j);
     const __m512 v = _mm512_maskz_loadu_ps(in, xr + j);
     sum = _mm512_fmadd_ps(v, v, sum);
   }
   const float mean = _mm512_reduce_add_ps(sum) / static_cast<float>(n);
   const __m512 inverse = _mm512_set1_ps(1.0f / std::sqrt(mean + eps));
   for (int64_t j = 0; j < n; j += 16) {
-    const __mmask16 in = _cvtu32_mask16(n - j >= 16 ? 0xFFFFu : (1u << (n - j)) - 1);
+    const __mmask16 in = lanes(n - j);
     const __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(in, xr + j), inverse);
     _mm512_mask_storeu_ps(yr + j, in, _mm512_mul_ps(v, _mm512_maskz_loadu_ps(in, wp + j)));
   }
@@ -322,7 +324,6 @@ inline __m512 load16(const at::BFloat16* p, __mmask16 in) {
 inline void store_bf16(at::BFloat16* p, __m512 v, __mmask16 in) {
   _mm256_mask_storeu_epi16(p, in, _mm512_cvtepi32_epi16(autoqwen::float_to_bf16_bits(v)));
 }
-inline __mmask16 lanes(int64_t left) { return _cvtu32_mask16(left >= 16 ? 0xFFFFu : (1u << left) - 1); }
 
 // add_rms_norm: h += y in place (h float32 [M, N], y float32 or bfloat16), then rms_norm(h, weight), in float32 or
 // rounded to bfloat16 (`rounded`, the input of a bfloat16 product): a layer's residual addition and the next norm

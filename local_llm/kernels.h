@@ -25,6 +25,9 @@ inline __m512 exp_nonpositive(__m512 x) {
   return _mm512_scalef_ps(p, n);
 }
 
+// The lanes of 16 that hold the `left` elements still to go (all 16 from 16 on).
+inline __mmask16 lanes(int64_t left) { return _cvtu32_mask16(left >= 16 ? 0xFFFFu : (1u << left) - 1); }
+
 // 16 bfloat16 numbers, given as their bits, as float32 (exactly).
 inline __m512 bf16_bits_to_float(__m256i bits) {
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(bits), 16));
