@@ -47,15 +47,11 @@ MAX_DESCRIPTION_CHARS = 1024  # OpenAI's limit on a function's description
 # A message's first tokens say what it asks for; scoring a long pasted text whole, once per tool, took seconds.
 CHANNEL_TOKENS = 256
 _CHANNEL_HEAD = "Tool: {name} - {description}\nA user request this tool answers:"
-# The "no tool" candidates: a tool that talks, and a user turn of any chat; the message's log-probability without
-# a tool is their mean (in probability), and it must be likelier under the best tool by a margin (nats) for a
-# call: measured on the broad eval (docs/benchmarks.md).
-NO_TOOL_HEADS = (
-    _CHANNEL_HEAD.format(
-        name="chat", description="talk with the user and answer from general knowledge, without any tool"
-    ),
-    "A conversation with a helpful assistant.\nUser:",
-)
+# The "no tool" candidates: a user turn of any chat; the message's log-probability without a tool is their mean (in
+# probability), and it must be likelier under the best tool by a margin (nats) for a call: measured on the broad
+# eval (docs/benchmarks.md). A second head averaged in, a tool that talks ("Tool: chat - talk with the user ..."),
+# called one more of its irrelevance cases (two more, one fewer) for a fifth more rows to score.
+NO_TOOL_HEADS = ("A conversation with a helpful assistant.\nUser:",)
 NO_TOOL_MARGIN = 1.75
 # A tool whose score stands this many nats above the other offered tools' (the log of their mean probability) needs
 # only to beat "no tool", without the margin: of 7 tools, "Is it raining in London today?" singles out get_weather,
