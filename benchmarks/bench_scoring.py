@@ -1,7 +1,7 @@
 """The tool suite's channel choices replayed on the engine alone, on the bundled model (issue 18's cost).
 
 Every case and task of `eval_tools.py` that makes the server choose a tool (276) becomes the scoring job the
-server would run: the user's message after each offered tool's description and the two "no tool" heads. The jobs
+server would run: the user's message after each offered tool's description and the "no tool" head. The jobs
 run in order, first with an empty prefix cache (as the suite meets them: the descriptions read on first use),
 then again with the descriptions cached. Then each pair is read alone in one pass of the model's own forward
 (our 4-bit kernels, no bfloat16 copies), and the scores' drift from that reading, and the choices it changes, are

@@ -4,8 +4,8 @@ channel tool selection uses it), reusing and filling the prefix cache.
 The pairs are read side by side, up to `ROWS` a batch (`batch.SideBySide`): each row what the prefix cache lacks
 of its prefix (all but its last token put in the cache after, which every reading feeds: a request offering the
 tools of the one before scores the same prefixes) and the continuation, in one pass. A channel choice among 3
-tools and 2 "no tool" heads is then one pass of ~80 tokens, which the products of a CPU with AMX read far faster
-than 5 passes of 16 (`Lean.dense`). Only `POSITIONS` positions' logits (vocabulary-sized each) and `TOKENS`
+tools and the "no tool" head is then one pass of ~64 tokens, which the products of a CPU with AMX read far faster
+than 4 passes of 16 (`Lean.dense`). Only `POSITIONS` positions' logits (vocabulary-sized each) and `TOKENS`
 tokens are read a pass: a long continuation takes several.
 """
 
