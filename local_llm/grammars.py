@@ -56,6 +56,7 @@ def tool_grammar(
     tokenize: Callable[[str], Sequence[int] | None] | None = None,
     parallel: bool = True,
     copy_values: bool = True,
+    each: bool = False,
 ) -> str | None:
     """The grammar for a request with tools, or None when no call is possible.
 
@@ -64,7 +65,8 @@ def tool_grammar(
     tool name to the model's token ids where it follows `{"name": "`, or None when they cannot be told apart) makes
     each name come out as its canonical tokens. `parallel` allows several calls unless the client asks for one;
     without it, only `parallel_tool_calls: true` does. `copy_values` takes free strings and numbers from the user's
-    words (URLs of format `uri` always come from the conversation).
+    words (URLs of format `uri` always come from the conversation). `each` (a required call): one call to each
+    tool, in the order of `tools`.
     """
     tools = offered_tools(body)
     if not tools:
@@ -81,7 +83,11 @@ def tool_grammar(
         f'call: "\\n" ({" | ".join(f"call_{i}" for i in range(len(tools)))}) {close}',
         *(f"call_{i}: {_call_rule(tool, tokenize, values)}" for i, tool in enumerate(tools)),
     ]
-    if body.tool_choice in ("auto", None):
+    if each and body.tool_choice == "required":  # the call to each tool in turn
+        order = ' "\\n" '.join(f"block_{i}" for i in range(len(tools)))
+        blocks = [f'block_{i}: {open_} "\\n" call_{i} {close}' for i in range(len(tools))]
+        rules = [f"start: {order}", *blocks, *rules[2:]]
+    elif body.tool_choice in ("auto", None):
         # Free text until the model opens a call: the lazy lexeme ends the text at the opening tag.
         text = _ANSWER if _has_results(body) else _PLAIN
         rules = [f"start: TEXT | lead call{more}", f"lead[lazy]: PLAIN {open_}", *rules, f"TEXT: {text}"]

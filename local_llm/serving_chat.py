@@ -60,8 +60,10 @@ from autoqwen.local_llm.tool_choice import (
     CHANNEL_TOKENS,
     channel_pairs,
     check_tools,
+    clause_pairs,
     offered_tools,
     pick,
+    pick_each,
     resolve_auto,
 )
 from autoqwen.local_llm.tool_parse import ReplyStream, ToolCallStream, split_reply
@@ -97,8 +99,8 @@ class ChatServing:
         prompt = await asyncio.to_thread(self.engine.encode_chat, ChatPrompt.of(body))  # a long prompt takes seconds
         self.engine.check_prompt(prompt)
         thinking = _thinking(self.engine, prompt)
-        body = await self._choose_tool(body, cache_scope, may_answer=may_answer)
-        grammar = self._grammar(body) if self.config.constrained_decoding else None
+        body, each = await self._choose_tool(body, cache_scope, may_answer=may_answer)
+        grammar = self._grammar(body, each=each) if self.config.constrained_decoding else None
         grammar = think_first(grammar, thinking) if thinking is not None else grammar
         with_tools = bool(offered_tools(body))
         params = _sampling_params(body, self.config, grammar, _vocab_size(self.engine))
@@ -150,24 +152,36 @@ class ChatServing:
 
     async def _choose_tool(
         self, body: ChatCompletionRequest, cache_scope: str | None, *, may_answer: bool
-    ) -> ChatCompletionRequest:
+    ) -> tuple[ChatCompletionRequest, bool]:
         """`body` (call-then-answer applied) narrowed to one tool, or to a text answer when the call was not the
-        client's requirement (`may_answer`) and no tool fits, by channel selection, when that policy applies."""
+        client's requirement (`may_answer`) and no tool fits, by channel selection, when that policy applies; or to
+        several tools, with True: one call to each, in order, for a message whose clauses ask for them."""
         config, engine = self.config, self.engine
         pairs = channel_pairs(body, may_answer=may_answer and config.no_tool_option)
-        if config.constrained_decoding and config.tool_selection == "channel" and pairs:
-            tools, texts = pairs
+        if not (config.constrained_decoding and config.tool_selection == "channel" and pairs):
+            return body, False
+        tools, texts = pairs
+        limit = max_calls(body, parallel=config.parallel_calls)
 
-            def choose() -> ChatCompletionRequest:  # on a thread: tokenising, scoring and stemming take a while
-                question = engine.encode(texts[0][1])[:CHANNEL_TOKENS]  # the same message follows every tool
-                scores = engine.score([(engine.encode(head), question) for head, _ in texts], cache_scope=cache_scope)
-                return pick(body, tools, scores)
+        def read(scored: list[tuple[str, str]]) -> list[float]:  # log P(text | description) of each pair
+            ids = {text: engine.encode(text)[:CHANNEL_TOKENS] for text in dict.fromkeys(text for _, text in scored)}
+            return engine.score([(engine.encode(head), ids[text]) for head, text in scored], cache_scope=cache_scope)
 
-            body = await asyncio.to_thread(choose)
-        return body
+        def choose() -> tuple[ChatCompletionRequest, bool]:  # on a thread: tokenising, scoring, stemming take a while
+            scores = read(texts)
+            chosen = pick(body, tools, scores)
+            split = clause_pairs(body, tools, scores, limit) if chosen.tool_choice != "none" else None
+            if split is None:
+                return chosen, False
+            candidates, parts, clause_texts = split
+            each = pick_each(chosen, candidates, parts, read(clause_texts))
+            return (chosen.model_copy(update={"tools": each}), True) if len(each) > 1 else (chosen, False)
 
-    def _grammar(self, body: ChatCompletionRequest) -> str | None:
-        """The grammar constraining this request's output (tool calls or json), after checking every schema."""
+        return await asyncio.to_thread(choose)
+
+    def _grammar(self, body: ChatCompletionRequest, *, each: bool = False) -> str | None:
+        """The grammar constraining this request's output (tool calls or json), after checking every schema; `each`:
+        one call to each tool, in order."""
         engine = self.engine
         for i, tool in enumerate(body.tools or []):
             schema_grammar = f"%llguidance {{}}\nstart: %json {json.dumps(tool.function.parameters)}\n"
@@ -182,6 +196,7 @@ class ChatServing:
                 tokenize=lambda name: engine.encode_after(NAME_PREFIX, name),
                 parallel=self.config.parallel_calls,
                 copy_values=self.config.copy_values,
+                each=each,
             )
             or json_grammar(body.response_format)
             or answer_grammar(body, grounded=self.config.ground_answers)

@@ -35,8 +35,9 @@ class ToolCallStream:
     that pads a reply with one invented call goes on with more, and the server stops generating there.
 
     With `times_written` (how many times the user wrote a value), a call that brings no value of the user's that
-    the earlier calls did not use is padding too, and a list argument repeats a value of the user's no more times
-    than the user wrote it: SmolLM2-135M wrote `"cuisine": ["Seafood", "Seafood", ...]` until the list's bound.
+    the earlier calls to its tool did not use is padding too, and a list argument repeats a value of the user's no
+    more times than the user wrote it: SmolLM2-135M wrote `"cuisine": ["Seafood", "Seafood", ...]` until the
+    list's bound.
 
     With `further` (the calls to add for a reply's calls, see `listed_calls`), a reply that ends after whole calls
     gets those too.
@@ -109,13 +110,14 @@ class ToolCallStream:
 
     def _adds_nothing(self, call: ToolCall) -> bool:
         """Whether `call` repeats an earlier call of the reply, or (with `times_written`) brings no value of the
-        user's that the earlier calls did not use: "add 12 and 7" then "subtract 12 and 7" is padding, "Oslo" then
-        "Cairo" is not."""
+        user's that the earlier calls to its tool did not use: "add 12 and 7" then "subtract 12 and 7" is padding,
+        "Oslo" then "Cairo" is not, nor restaurants in Chicago then the weather in Chicago."""
         if any(self._same(c, call) for c in self.calls):
             return True
-        if not self.calls or self._times is None:
+        earlier = [c for c in self.calls if c.function.name == call.function.name]
+        if not earlier or self._times is None:
             return False
-        used = {json.dumps(v) for c in self.calls for v in _leaves(call_arguments(c))}
+        used = {json.dumps(v) for c in earlier for v in _leaves(call_arguments(c))}
         return not any(self._times(v) for v in _leaves(call_arguments(call)) if json.dumps(v) not in used)
 
     def _without_repeats(self, call: ToolCall | None) -> ToolCall | None:

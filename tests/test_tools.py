@@ -17,7 +17,7 @@ from autoqwen.local_llm.grammars import NAME_PREFIX, answer_grammar, answer_stop
 from autoqwen.local_llm.protocol import ChatCompletionRequest, Tool, ToolCall
 from autoqwen.local_llm.scoring import scope_of
 from autoqwen.local_llm.signatures import signature
-from autoqwen.local_llm.tool_choice import NO_TOOL_HEADS, channel_pairs
+from autoqwen.local_llm.tool_choice import CLAUSE_MARGIN, NO_TOOL_HEADS, channel_pairs, clause_pairs, pick_each
 from autoqwen.local_llm.tool_parse import ToolCallStream, parse_reply
 from autoqwen.local_llm.tool_prompt import render_messages
 
@@ -140,7 +140,7 @@ def test_tool_choice_none_never_calls(client: TestClient) -> None:
 def test_streamed_tool_call_deltas(client: TestClient) -> None:
     payload = {
         "model": "tiny",
-        "messages": ASK,
+        "messages": [{"role": "user", "content": "Plan a trip to see the weather."}],  # one clause: one call
         "tools": [WEATHER, PLAN],
         "tool_choice": "required",
         "seed": 1,
@@ -599,21 +599,84 @@ def test_engine_scoring_reads_a_known_prefix_from_the_cache(
     assert tiny_engine.prefix_cache.lookup(prefix + continuation, scope=scope_of(None))[0] == len(prefix) - 1
 
 
+def channel_heads(engine: Engine) -> dict[tuple[int, ...], str]:
+    """The token ids of each tool's channel description (WEATHER's and PLAN's), to the tool's name."""
+    payload = {"model": "m", "messages": ASK, "tools": [WEATHER, PLAN], "tool_choice": "required"}
+    pairs = channel_pairs(ChatCompletionRequest.model_validate(payload))
+    assert pairs is not None
+    return {tuple(engine.encode(head)): tool.function.name for tool, (head, _) in zip(*pairs, strict=True)}
+
+
 @pytest.mark.parametrize("best", ["get_weather", "plan_trip"])
 def test_channel_selection_calls_the_tool_the_message_is_most_likely_under(
     client: TestClient, tiny_engine: Engine, monkeypatch: pytest.MonkeyPatch, best: str
 ) -> None:
     scored: list[list[tuple[list[int], list[int]]]] = []
+    heads = channel_heads(tiny_engine)
 
     def score(pairs: list[tuple[list[int], list[int]]], *, cache_scope: str | None = None) -> list[float]:
         scored.append(pairs)
-        names = ["get_weather", "plan_trip"]  # the order of tools in the request
-        return [0.0 if name == best else -5.0 for name in names]
+        return [0.0 if heads[tuple(prefix)] == best else -5.0 for prefix, _ in pairs]
 
     monkeypatch.setattr(tiny_engine, "score", score)
     message = ask(client, tool_choice="required", seed=3)["choices"][0]["message"]
     assert [c["function"]["name"] for c in message["tool_calls"]] == [best]
-    assert len(scored) == 1 and len(scored[0]) == 2  # one (tool description, user message) pair per tool
+    # One (tool description, user message) pair per tool; then the message's two clauses ("Plan a trip", "check
+    # the weather."), each after each tool, which ask for no other tool here.
+    assert [len(pairs) for pairs in scored] == [2, 4]
+
+
+@pytest.mark.parametrize("parallel", [True, False])
+def test_a_message_whose_clauses_ask_for_two_tools_gets_a_call_to_each(
+    client: TestClient, tiny_engine: Engine, monkeypatch: pytest.MonkeyPatch, parallel: bool
+) -> None:
+    heads = channel_heads(tiny_engine)
+    wanted = {tuple(tiny_engine.encode(" Plan a trip")): "plan_trip"}
+    wanted[tuple(tiny_engine.encode(" check the weather."))] = "get_weather"
+
+    def score(pairs: list[tuple[list[int], list[int]]], *, cache_scope: str | None = None) -> list[float]:
+        return [0.0 if wanted.get(tuple(text)) == heads[tuple(prefix)] else -5.0 for prefix, text in pairs]
+
+    monkeypatch.setattr(tiny_engine, "score", score)
+    reply = ask(client, tool_choice="required", seed=3, max_tokens=600, parallel_tool_calls=parallel)
+    message = reply["choices"][0]["message"]
+    # The whole message names plan_trip by two words, get_weather by one ("weather"): plan_trip; its second clause
+    # scores get_weather 8 nats higher (5, and its word).
+    assert [c["function"]["name"] for c in message["tool_calls"]] == (
+        ["plan_trip", "get_weather"] if parallel else ["plan_trip"]
+    )
+    assert_valid_calls(message, {"plan_trip", "get_weather"})
+
+
+def test_clauses_are_split_at_joins_and_sentences() -> None:
+    def parts(content: str) -> list[str] | None:
+        payload = {"model": "m", "messages": [{"role": "user", "content": content}], "tools": [WEATHER, PLAN]}
+        body = ChatCompletionRequest.model_validate({**payload, "tool_choice": "required"})
+        found = clause_pairs(body, body.tools or [], [0.0, 0.0], limit=3)
+        return None if found is None else found[1]
+
+    assert parts("Get the weather in Paris and the stock price of AAPL.") == [
+        "Get the weather in Paris",
+        "the stock price of AAPL.",
+    ]
+    assert parts("Book a room. Then plan a trip to Rome, then tell me the weather") == [
+        "Book a room",
+        "plan a trip to Rome",
+        "tell me the weather",
+    ]
+    assert parts("Plan a trip to Oslo.") is None  # one clause
+    assert parts("Weather in Oslo and Rome?") is None  # a one-word clause is an item, not a request
+
+
+def test_pick_each_keeps_the_message_tool_unless_a_clause_scores_another_by_the_margin() -> None:
+    payload = {"model": "m", "messages": ASK, "tools": [WEATHER], "tool_choice": "required"}
+    body = ChatCompletionRequest.model_validate(payload)  # narrowed to get_weather
+    tools = [Tool.model_validate(WEATHER), Tool.model_validate(PLAN)]
+    parts = ["Do the first thing", "do the second thing"]  # no tool's name words
+    names = [t.function.name for t in pick_each(body, tools, parts, [-9.0, -9.0 + CLAUSE_MARGIN, -1.0, -5.0])]
+    assert names == ["plan_trip", "get_weather"]
+    names = [t.function.name for t in pick_each(body, tools, parts, [-9.0, -9.1 + CLAUSE_MARGIN, -1.0, -5.0])]
+    assert names == ["get_weather"]
 
 
 def test_channel_selection_only_when_a_call_among_several_tools_answers_a_user() -> None:
@@ -822,6 +885,16 @@ def test_a_later_call_must_bring_a_value_the_user_wrote() -> None:
     assert padded == ['{"op": "add", "a": 12, "b": 7}']
     two = calls_for("Weather in Oslo and in Cairo?", '{"city": "Oslo"}', '{"city": "Cairo"}', '{"city": "Rome"}')
     assert two == ['{"city": "Oslo"}', '{"city": "Cairo"}']
+    # A call to another tool may take the same values: restaurants in Chicago, then the weather in Chicago.
+    body = ChatCompletionRequest.model_validate(
+        {"model": "m", "messages": [{"role": "user", "content": "Restaurants in Chicago and the weather there."}]}
+    )
+    blocks = [("find_restaurants", "location"), ("get_weather", "city"), ("get_weather", "town")]
+    text = "\n".join(
+        f'<tool_call>\n{{"name": "{n}", "arguments": {{"{k}": "Chicago"}}}}\n</tool_call>' for n, k in blocks
+    )
+    _, calls = parse_reply(text, ToolCallStream({}, times_written(conversation_values(body))))
+    assert [c.function.name for c in calls] == ["find_restaurants", "get_weather"]  # not get_weather again
 
     # A list repeats a value of the user's no more times than the user wrote it; other values are left alone.
     seafood = calls_for("A seafood place in Seattle", '{"cuisine": ["Seafood", "Seafood", "Thai", "Thai"], "n": 2}')
