@@ -78,23 +78,20 @@ def tool_grammar(
     # Identical calls are dropped, and argument values come from the conversation: a small model cannot pad a reply.
     calls = max_calls(body, parallel=parallel)
     more = ' ("\\n" block)?' * (calls - 1)
-    rules = [
-        f"block: {open_} call",
-        f'call: "\\n" ({" | ".join(f"call_{i}" for i in range(len(tools)))}) {close}',
-        *(f"call_{i}: {_call_rule(tool, tokenize, values)}" for i, tool in enumerate(tools)),
-    ]
+    call_rules = [f"call_{i}: {_call_rule(tool, tokenize, values)}" for i, tool in enumerate(tools)]
     if each and body.tool_choice == "required":  # the call to each tool in turn
         order = ' "\\n" '.join(f"block_{i}" for i in range(len(tools)))
-        blocks = [f'block_{i}: {open_} "\\n" call_{i} {close}' for i in range(len(tools))]
-        rules = [f"start: {order}", *blocks, *rules[2:]]
-    elif body.tool_choice in ("auto", None):
-        # Free text until the model opens a call: the lazy lexeme ends the text at the opening tag.
-        text = _ANSWER if _has_results(body) else _PLAIN
-        rules = [f"start: TEXT | lead call{more}", f"lead[lazy]: PLAIN {open_}", *rules, f"TEXT: {text}"]
-        rules.append(f"PLAIN: {_PLAIN}")
+        rules = [f"start: {order}", *(f'block_{i}: {open_} "\\n" call_{i} {close}' for i in range(len(tools)))]
     else:
-        rules = [f"start: block{more}", *rules]
-    return "%llguidance {}\n" + "\n".join(rules) + "\n"
+        rules = [f"block: {open_} call", f'call: "\\n" ({" | ".join(f"call_{i}" for i in range(len(tools)))}) {close}']
+        if body.tool_choice in ("auto", None):
+            # Free text until the model opens a call: the lazy lexeme ends the text at the opening tag.
+            text = _ANSWER if _has_results(body) else _PLAIN
+            rules = [f"start: TEXT | lead call{more}", f"lead[lazy]: PLAIN {open_}", *rules, f"TEXT: {text}"]
+            rules.append(f"PLAIN: {_PLAIN}")
+        else:
+            rules = [f"start: block{more}", *rules]
+    return "%llguidance {}\n" + "\n".join([*rules, *call_rules]) + "\n"
 
 
 def max_calls(body: ChatCompletionRequest, *, parallel: bool = True) -> int:

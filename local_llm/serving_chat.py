@@ -119,7 +119,7 @@ class ChatServing:
         def reply() -> ReplyStream:  # a fresh splitter of one choice's reply
             return ReplyStream(
                 ReasoningStream(thinking) if thinking else None,
-                _splitter(body, self.config.parallel_calls) if with_tools else None,
+                _splitter(body, self.config.parallel_calls, each) if with_tools else None,
             )
 
         if body.stream:
@@ -174,7 +174,7 @@ class ChatServing:
             if split is None:
                 return chosen, False
             candidates, parts, clause_texts = split
-            each = pick_each(chosen, candidates, parts, read(clause_texts))
+            each = pick_each(candidates, parts, read(clause_texts))
             return (chosen.model_copy(update={"tools": each}), True) if len(each) > 1 else (chosen, False)
 
         return await asyncio.to_thread(choose)
@@ -393,10 +393,11 @@ def _observe(metrics: ServerMetrics, completion: Completion, *, prompt: bool = T
                 metrics.decode_rate.set((completion.completion_tokens - 1) / span)
 
 
-def _splitter(body: ChatCompletionRequest, parallel: bool) -> ToolCallStream:
+def _splitter(body: ChatCompletionRequest, parallel: bool, each: bool = False) -> ToolCallStream:
     """The reply's splitter into content and calls, told each offered tool's required parameters and the user's
-    values (by which a repeated or padding call is told apart from a new one), and, when a reply to the user's
-    message may hold several calls (`parallel`), the further calls for the items the message lists."""
+    values (by which a repeated or padding call is told apart from a new one; per tool where the reply is one call
+    to `each` tool), and, when a reply to the user's message may hold several calls (`parallel`), the further calls
+    for the items the message lists."""
     required: dict[str, list[str]] = {}
     for tool in body.tools or []:
         keys = tool.function.parameters.get("required")
@@ -407,7 +408,7 @@ def _splitter(body: ChatCompletionRequest, parallel: bool) -> ToolCallStream:
         schemas = {t.function.name: t.function.parameters for t in body.tools or []}
         with contextlib.suppress(ValueError):  # content the model cannot read: the prompt refuses it
             further = functools.partial(listed_calls, latest.text(), tools=schemas, limit=limit)
-    return ToolCallStream(required, times_written(conversation_values(body)), further)
+    return ToolCallStream(required, times_written(conversation_values(body)), further, by_tool=each)
 
 
 def _finish_reason(completion: Completion, called: bool) -> FinishReason:

@@ -123,8 +123,7 @@ def channel_pairs(
     question = message_text(body.messages[-1], len(body.messages) - 1).strip()
     if not question:
         return None
-    described = [(t.function.name, t.function.description or "") for t in tools]
-    texts = [_CHANNEL_HEAD.format(name=name, description=text) for name, text in described]
+    texts = [*map(_head, tools)]
     if may_answer:
         texts.extend(NO_TOOL_HEADS)
     return tools, [(text, " " + question) for text in texts]
@@ -158,34 +157,41 @@ def pick(body: ChatCompletionRequest, tools: list[Tool], scores: list[float]) ->
 def clause_pairs(
     body: ChatCompletionRequest, tools: list[Tool], scores: list[float], limit: int
 ) -> tuple[list[Tool], list[str], list[tuple[str, str]]] | None:
-    """When the user's message has several clauses (split at "and", "then", a sentence's end...) and the reply may
-    hold `limit` > 1 calls: the message's best `CLAUSE_TOOLS` tools by their channel `scores`, its clauses (at
-    most `limit`) and a (description, clause) text pair to score for each clause and tool, clause by clause; else
-    None."""
+    """When the reply may hold `limit` > 1 calls and the user's message has several clauses (split at "and",
+    "then", a sentence's end...): the message's best `CLAUSE_TOOLS` tools by their channel `scores` (the best, the
+    tool `pick` chose, first), its clauses (at most `limit`) and the text pairs to score, clause by clause: a
+    (description, clause) pair for each of those tools, then one for each of `NO_TOOL_HEADS`; else None."""
+    if limit < 2 or len(tools) < 2:
+        return None
     question = message_text(body.messages[-1], len(body.messages) - 1).strip()
     parts = [part for part in _CLAUSE_BREAK.split(question) if len(part.split()) >= 2][:limit]
-    if limit < 2 or len(parts) < 2 or len(tools) < 2:
+    if len(parts) < 2:
         return None
     named = _named(question, tools, scores[: len(tools)])
-    best = sorted(range(len(tools)), key=lambda i: -named[i])[:CLAUSE_TOOLS]
-    candidates = [tools[i] for i in sorted(best)]
-    heads = [_CHANNEL_HEAD.format(name=t.function.name, description=t.function.description or "") for t in candidates]
+    candidates = [tools[i] for i in sorted(range(len(tools)), key=lambda i: -named[i])[:CLAUSE_TOOLS]]
+    heads = [*map(_head, candidates), *NO_TOOL_HEADS]
     return candidates, parts, [(head, " " + part) for part in parts for head in heads]
 
 
-def pick_each(body: ChatCompletionRequest, tools: list[Tool], parts: list[str], scores: list[float]) -> list[Tool]:
-    """The tools to call, one for each of the message's clauses `parts` (scored against `tools` clause by clause,
-    `clause_pairs`) in their order, each tool once: a clause's best tool where it scores `CLAUSE_MARGIN` above the
-    tool `body` was narrowed to, else that tool."""
-    n = len(tools)
-    mine = [t.function.name for t in tools].index((body.tools or [])[0].function.name)  # kept by clause_pairs
+def pick_each(tools: list[Tool], parts: list[str], scores: list[float]) -> list[Tool]:
+    """The tools to call, one for each of the message's clauses `parts` in their order, each tool once, from the
+    `clause_pairs` scores: a clause's best tool where it scores `CLAUSE_MARGIN` above the message's tool
+    (`tools[0]`) and `NO_TOOL_MARGIN` above "no tool" on the clause, else the message's tool."""
+    n, width = len(tools), len(tools) + len(NO_TOOL_HEADS)
     each: list[int] = []
     for j, part in enumerate(parts):
-        named = _named(part, tools, scores[j * n : (j + 1) * n])
+        row = scores[j * width : (j + 1) * width]
+        named = _named(part, tools, row[:n])
         top = max(range(n), key=named.__getitem__)
-        if (chosen := top if named[top] - named[mine] >= CLAUSE_MARGIN else mine) not in each:
+        fits = named[top] - named[0] >= CLAUSE_MARGIN and named[top] - _mean_probability(row[n:]) >= NO_TOOL_MARGIN
+        if (chosen := top if fits else 0) not in each:
             each.append(chosen)
     return [tools[i] for i in each]
+
+
+def _head(tool: Tool) -> str:
+    """The description a message is scored after for `tool`."""
+    return _CHANNEL_HEAD.format(name=tool.function.name, description=tool.function.description or "")
 
 
 def _named(text: str, tools: list[Tool], scores: list[float]) -> list[float]:

@@ -35,7 +35,8 @@ class ToolCallStream:
     that pads a reply with one invented call goes on with more, and the server stops generating there.
 
     With `times_written` (how many times the user wrote a value), a call that brings no value of the user's that
-    the earlier calls to its tool did not use is padding too, and a list argument repeats a value of the user's no
+    the earlier calls (to its tool, with `by_tool`: a reply of one call to each of several tools) did not use is
+    padding too, and a list argument repeats a value of the user's no
     more times than the user wrote it: SmolLM2-135M wrote `"cuisine": ["Seafood", "Seafood", ...]` until the
     list's bound.
 
@@ -48,12 +49,15 @@ class ToolCallStream:
         required: Mapping[str, Sequence[str]] | None = None,
         times_written: Callable[[object], int] | None = None,
         further: Callable[[list[ToolCall]], list[ToolCall]] | None = None,
+        *,
+        by_tool: bool = False,
     ) -> None:
         self._buffer = ""
         self._in_call = False
         self._required = required or {}
         self._times = times_written
         self._further = further
+        self._by_tool = by_tool
         self.calls: list[ToolCall] = []
         self.ended = False  # a call was dropped: what follows is padding too, generation may stop
 
@@ -110,11 +114,11 @@ class ToolCallStream:
 
     def _adds_nothing(self, call: ToolCall) -> bool:
         """Whether `call` repeats an earlier call of the reply, or (with `times_written`) brings no value of the
-        user's that the earlier calls to its tool did not use: "add 12 and 7" then "subtract 12 and 7" is padding,
-        "Oslo" then "Cairo" is not, nor restaurants in Chicago then the weather in Chicago."""
+        user's that the earlier calls (to its tool, `by_tool`) did not use: "add 12 and 7" then "subtract 12 and 7"
+        is padding, "Oslo" then "Cairo" is not, nor (`by_tool`) restaurants in Chicago then the weather there."""
         if any(self._same(c, call) for c in self.calls):
             return True
-        earlier = [c for c in self.calls if c.function.name == call.function.name]
+        earlier = [c for c in self.calls if not self._by_tool or c.function.name == call.function.name]
         if not earlier or self._times is None:
             return False
         used = {json.dumps(v) for c in earlier for v in _leaves(call_arguments(c))}

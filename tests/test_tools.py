@@ -17,7 +17,14 @@ from autoqwen.local_llm.grammars import NAME_PREFIX, answer_grammar, answer_stop
 from autoqwen.local_llm.protocol import ChatCompletionRequest, Tool, ToolCall
 from autoqwen.local_llm.scoring import scope_of
 from autoqwen.local_llm.signatures import signature
-from autoqwen.local_llm.tool_choice import CLAUSE_MARGIN, NO_TOOL_HEADS, channel_pairs, clause_pairs, pick_each
+from autoqwen.local_llm.tool_choice import (
+    CLAUSE_MARGIN,
+    NO_TOOL_HEADS,
+    NO_TOOL_MARGIN,
+    channel_pairs,
+    clause_pairs,
+    pick_each,
+)
 from autoqwen.local_llm.tool_parse import ToolCallStream, parse_reply
 from autoqwen.local_llm.tool_prompt import render_messages
 
@@ -616,14 +623,14 @@ def test_channel_selection_calls_the_tool_the_message_is_most_likely_under(
 
     def score(pairs: list[tuple[list[int], list[int]]], *, cache_scope: str | None = None) -> list[float]:
         scored.append(pairs)
-        return [0.0 if heads[tuple(prefix)] == best else -5.0 for prefix, _ in pairs]
+        return [0.0 if heads.get(tuple(prefix)) == best else -5.0 for prefix, _ in pairs]  # "no tool": -5
 
     monkeypatch.setattr(tiny_engine, "score", score)
     message = ask(client, tool_choice="required", seed=3)["choices"][0]["message"]
     assert [c["function"]["name"] for c in message["tool_calls"]] == [best]
     # One (tool description, user message) pair per tool; then the message's two clauses ("Plan a trip", "check
-    # the weather."), each after each tool, which ask for no other tool here.
-    assert [len(pairs) for pairs in scored] == [2, 4]
+    # the weather."), each after each tool and "no tool", which ask for no other tool here.
+    assert [len(pairs) for pairs in scored] == [2, 6]
 
 
 @pytest.mark.parametrize("parallel", [True, False])
@@ -635,7 +642,7 @@ def test_a_message_whose_clauses_ask_for_two_tools_gets_a_call_to_each(
     wanted[tuple(tiny_engine.encode(" check the weather."))] = "get_weather"
 
     def score(pairs: list[tuple[list[int], list[int]]], *, cache_scope: str | None = None) -> list[float]:
-        return [0.0 if wanted.get(tuple(text)) == heads[tuple(prefix)] else -5.0 for prefix, text in pairs]
+        return [0.0 if wanted.get(tuple(text)) == heads.get(tuple(prefix)) else -5.0 for prefix, text in pairs]
 
     monkeypatch.setattr(tiny_engine, "score", score)
     reply = ask(client, tool_choice="required", seed=3, max_tokens=600, parallel_tool_calls=parallel)
@@ -668,15 +675,18 @@ def test_clauses_are_split_at_joins_and_sentences() -> None:
     assert parts("Weather in Oslo and Rome?") is None  # a one-word clause is an item, not a request
 
 
-def test_pick_each_keeps_the_message_tool_unless_a_clause_scores_another_by_the_margin() -> None:
-    payload = {"model": "m", "messages": ASK, "tools": [WEATHER], "tool_choice": "required"}
-    body = ChatCompletionRequest.model_validate(payload)  # narrowed to get_weather
-    tools = [Tool.model_validate(WEATHER), Tool.model_validate(PLAN)]
+def test_pick_each_keeps_the_message_tool_unless_a_clause_scores_another_by_the_margins() -> None:
+    tools = [Tool.model_validate(WEATHER), Tool.model_validate(PLAN)]  # get_weather: the message's tool
     parts = ["Do the first thing", "do the second thing"]  # no tool's name words
-    names = [t.function.name for t in pick_each(body, tools, parts, [-9.0, -9.0 + CLAUSE_MARGIN, -1.0, -5.0])]
-    assert names == ["plan_trip", "get_weather"]
-    names = [t.function.name for t in pick_each(body, tools, parts, [-9.0, -9.1 + CLAUSE_MARGIN, -1.0, -5.0])]
-    assert names == ["get_weather"]
+
+    def names(first: list[float], second: list[float]) -> list[str]:  # per clause: weather, plan_trip, no tool
+        return [t.function.name for t in pick_each(tools, parts, first + second)]
+
+    assert names([-9.0, -9.0 + CLAUSE_MARGIN, -20.0], [-1.0, -5.0, -20.0]) == ["plan_trip", "get_weather"]
+    assert names([-9.0, -9.1 + CLAUSE_MARGIN, -20.0], [-1.0, -5.0, -20.0]) == ["get_weather"]  # below the margin
+    assert names([-1.0, -5.0, -20.0], [-9.0, -6.0, -20.0]) == ["get_weather", "plan_trip"]  # in the clauses' order
+    # A clause no tool fits ("Thanks a lot!") gets no call of its own, whichever tool scores best on it.
+    assert names([-1.0, -5.0, -20.0], [-9.0, -6.0, -6.0 - NO_TOOL_MARGIN + 0.1]) == ["get_weather"]
 
 
 def test_channel_selection_only_when_a_call_among_several_tools_answers_a_user() -> None:
@@ -885,7 +895,8 @@ def test_a_later_call_must_bring_a_value_the_user_wrote() -> None:
     assert padded == ['{"op": "add", "a": 12, "b": 7}']
     two = calls_for("Weather in Oslo and in Cairo?", '{"city": "Oslo"}', '{"city": "Cairo"}', '{"city": "Rome"}')
     assert two == ['{"city": "Oslo"}', '{"city": "Cairo"}']
-    # A call to another tool may take the same values: restaurants in Chicago, then the weather in Chicago.
+    # In a reply of one call to each of several tools, a call may take an earlier call's values: restaurants in
+    # Chicago, then the weather in Chicago (not get_weather again).
     body = ChatCompletionRequest.model_validate(
         {"model": "m", "messages": [{"role": "user", "content": "Restaurants in Chicago and the weather there."}]}
     )
@@ -893,8 +904,10 @@ def test_a_later_call_must_bring_a_value_the_user_wrote() -> None:
     text = "\n".join(
         f'<tool_call>\n{{"name": "{n}", "arguments": {{"{k}": "Chicago"}}}}\n</tool_call>' for n, k in blocks
     )
+    stream = ToolCallStream({}, times_written(conversation_values(body)), by_tool=True)  # one call to each tool
+    assert [c.function.name for c in parse_reply(text, stream)[1]] == ["find_restaurants", "get_weather"]
     _, calls = parse_reply(text, ToolCallStream({}, times_written(conversation_values(body))))
-    assert [c.function.name for c in calls] == ["find_restaurants", "get_weather"]  # not get_weather again
+    assert [c.function.name for c in calls] == ["find_restaurants"]  # the model's own choice of tools: padding
 
     # A list repeats a value of the user's no more times than the user wrote it; other values are left alone.
     seafood = calls_for("A seafood place in Seattle", '{"cuisine": ["Seafood", "Seafood", "Thai", "Thai"], "n": 2}')
