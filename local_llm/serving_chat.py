@@ -60,10 +60,8 @@ from autoqwen.local_llm.tool_choice import (
     CHANNEL_TOKENS,
     channel_pairs,
     check_tools,
-    clause_pairs,
+    choose,
     offered_tools,
-    pick,
-    pick_each,
     resolve_auto,
 )
 from autoqwen.local_llm.tool_parse import ReplyStream, ToolCallStream, split_reply
@@ -161,23 +159,14 @@ class ChatServing:
         if not (config.constrained_decoding and config.tool_selection == "channel" and pairs):
             return body, False
         tools, texts = pairs
-        limit = max_calls(body, parallel=config.parallel_calls)
 
         def read(scored: list[tuple[str, str]]) -> list[float]:  # log P(text | description) of each pair
             ids = {text: engine.encode(text)[:CHANNEL_TOKENS] for text in dict.fromkeys(text for _, text in scored)}
             return engine.score([(engine.encode(head), ids[text]) for head, text in scored], cache_scope=cache_scope)
 
-        def choose() -> tuple[ChatCompletionRequest, bool]:  # on a thread: tokenising, scoring, stemming take a while
-            scores = read(texts)
-            chosen = pick(body, tools, scores)
-            split = clause_pairs(body, tools, scores, limit) if chosen.tool_choice != "none" else None
-            if split is None:
-                return chosen, False
-            candidates, parts, clause_texts = split
-            each = pick_each(candidates, parts, read(clause_texts))
-            return (chosen.model_copy(update={"tools": each}), True) if len(each) > 1 else (chosen, False)
-
-        return await asyncio.to_thread(choose)
+        limit = max_calls(body, parallel=config.parallel_calls)
+        # On a thread: tokenising, scoring and stemming take a while.
+        return await asyncio.to_thread(choose, body, tools, texts, read, limit)
 
     def _grammar(self, body: ChatCompletionRequest, *, each: bool = False) -> str | None:
         """The grammar constraining this request's output (tool calls or json), after checking every schema; `each`:

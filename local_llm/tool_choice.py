@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from typing import Literal
 
 from autoqwen.local_llm.errors import InvalidRequest
@@ -34,7 +35,8 @@ __all__ = [
     "ToolSelection",
     "channel_pairs",
     "check_tools",
-    "clause_pairs",
+    "choose",
+    "clauses",
     "offered_tools",
     "pick",
     "pick_each",
@@ -139,52 +141,88 @@ def _names_a_tool(body: ChatCompletionRequest, tools: list[Tool]) -> bool:
     return any(re.search(rf"\b{re.escape(t.function.name)}\b", text) for t in tools)
 
 
+def choose(
+    body: ChatCompletionRequest,
+    tools: list[Tool],
+    texts: list[tuple[str, str]],
+    read: Callable[[list[tuple[str, str]]], list[float]],
+    limit: int,
+) -> tuple[ChatCompletionRequest, bool]:
+    """Channel selection over `channel_pairs`' `tools` and `texts`, scored by `read`: `body` narrowed as `pick`
+    does; then, where the reply may hold `limit` > 1 calls and the message's clauses ask for other tools
+    (`pick_each`), to one call to each of them (True). Among at most `CLAUSE_TOOLS` tools the clauses are scored
+    with the message, in the same job; else after it, against the message's best `CLAUSE_TOOLS` tools."""
+    n = len(tools)
+    parts = clauses(body, limit) if n >= 2 else []
+    together = bool(parts) and n <= CLAUSE_TOOLS
+    scores = read(texts + (_clause_texts(tools, parts) if together else []))
+    named = _named(message_text(body.messages[-1], len(body.messages) - 1), tools, scores[:n])
+    if (best := _best(named, scores[n : len(texts)])) is None:
+        return body.model_copy(update={"tool_choice": "none"}), False
+    chosen = select_tool(body, tools[best])
+    if not parts:
+        return chosen, False
+    if together:
+        each = pick_each(tools, best, parts, scores[len(texts) :])
+    else:
+        ranked = sorted(range(n), key=lambda i: -named[i])
+        candidates = [tools[i] for i in [best, *(i for i in ranked if i != best)][:CLAUSE_TOOLS]]
+        each = pick_each(candidates, 0, parts, read(_clause_texts(candidates, parts)))
+    return (body.model_copy(update={"tools": each}), True) if len(each) > 1 else (chosen, False)
+
+
 def pick(body: ChatCompletionRequest, tools: list[Tool], scores: list[float]) -> ChatCompletionRequest:
     """`body` narrowed by the channel scores of `tools` (then one for each of `NO_TOOL_HEADS` when they competed):
     to the best tool, or to a text answer (tool_choice "none") when no tool beats them by the margin (or at all,
     for a tool that stands out among several)."""
     n = len(tools)
-    scores = _named(message_text(body.messages[-1], len(body.messages) - 1), tools, scores[:n]) + scores[n:]
-    best = max(range(n), key=scores.__getitem__)
-    if len(scores) > n:
-        others = scores[:best] + scores[best + 1 : n]
-        standout = bool(others) and scores[best] - _mean_probability(others) >= STANDOUT_MARGIN
-        if scores[best] - _mean_probability(scores[n:]) < (0.0 if standout else NO_TOOL_MARGIN):
-            return body.model_copy(update={"tool_choice": "none"})
+    named = _named(message_text(body.messages[-1], len(body.messages) - 1), tools, scores[:n])
+    if (best := _best(named, scores[n:])) is None:
+        return body.model_copy(update={"tool_choice": "none"})
     return select_tool(body, tools[best])
 
 
-def clause_pairs(
-    body: ChatCompletionRequest, tools: list[Tool], scores: list[float], limit: int
-) -> tuple[list[Tool], list[str], list[tuple[str, str]]] | None:
-    """When the reply may hold `limit` > 1 calls and the user's message has several clauses (split at "and",
-    "then", a sentence's end...): the message's best `CLAUSE_TOOLS` tools by their channel `scores` (the best, the
-    tool `pick` chose, first), its clauses (at most `limit`) and the text pairs to score, clause by clause: a
-    (description, clause) pair for each of those tools, then one for each of `NO_TOOL_HEADS`; else None."""
-    if limit < 2 or len(tools) < 2:
-        return None
+def _best(named: list[float], no_tool: list[float]) -> int | None:
+    """The best tool by its `named` scores, or None when "no tool" scored (`no_tool`) and it does not beat that
+    by the margin (or at all, for a tool that stands out among several)."""
+    best = max(range(len(named)), key=named.__getitem__)
+    if no_tool:
+        others = named[:best] + named[best + 1 :]
+        standout = bool(others) and named[best] - _mean_probability(others) >= STANDOUT_MARGIN
+        if named[best] - _mean_probability(no_tool) < (0.0 if standout else NO_TOOL_MARGIN):
+            return None
+    return best
+
+
+def clauses(body: ChatCompletionRequest, limit: int) -> list[str]:
+    """The clauses of the user's latest message (split at "and", "then", a sentence's end...; of two words or
+    more, at most `limit`) when it has several and the reply may hold `limit` > 1 calls, else []."""
+    if limit < 2:
+        return []
     question = message_text(body.messages[-1], len(body.messages) - 1).strip()
     parts = [part for part in _CLAUSE_BREAK.split(question) if len(part.split()) >= 2][:limit]
-    if len(parts) < 2:
-        return None
-    named = _named(question, tools, scores[: len(tools)])
-    candidates = [tools[i] for i in sorted(range(len(tools)), key=lambda i: -named[i])[:CLAUSE_TOOLS]]
-    heads = [*map(_head, candidates), *NO_TOOL_HEADS]
-    return candidates, parts, [(head, " " + part) for part in parts for head in heads]
+    return parts if len(parts) >= 2 else []
 
 
-def pick_each(tools: list[Tool], parts: list[str], scores: list[float]) -> list[Tool]:
+def _clause_texts(tools: list[Tool], parts: list[str]) -> list[tuple[str, str]]:
+    """The text pairs that score `parts`, clause by clause: after each tool's description, then each of
+    `NO_TOOL_HEADS`."""
+    heads = [*map(_head, tools), *NO_TOOL_HEADS]
+    return [(head, " " + part) for part in parts for head in heads]
+
+
+def pick_each(tools: list[Tool], mine: int, parts: list[str], scores: list[float]) -> list[Tool]:
     """The tools to call, one for each of the message's clauses `parts` in their order, each tool once, from the
-    `clause_pairs` scores: a clause's best tool where it scores `CLAUSE_MARGIN` above the message's tool
-    (`tools[0]`) and `NO_TOOL_MARGIN` above "no tool" on the clause, else the message's tool."""
+    `_clause_texts` scores: a clause's best tool where it scores `CLAUSE_MARGIN` above the message's tool
+    (`tools[mine]`) and `NO_TOOL_MARGIN` above "no tool" on the clause, else the message's tool."""
     n, width = len(tools), len(tools) + len(NO_TOOL_HEADS)
     each: list[int] = []
     for j, part in enumerate(parts):
         row = scores[j * width : (j + 1) * width]
         named = _named(part, tools, row[:n])
         top = max(range(n), key=named.__getitem__)
-        fits = named[top] - named[0] >= CLAUSE_MARGIN and named[top] - _mean_probability(row[n:]) >= NO_TOOL_MARGIN
-        if (chosen := top if fits else 0) not in each:
+        fits = named[top] - named[mine] >= CLAUSE_MARGIN and named[top] - _mean_probability(row[n:]) >= NO_TOOL_MARGIN
+        if (chosen := top if fits else mine) not in each:
             each.append(chosen)
     return [tools[i] for i in each]
 

@@ -108,10 +108,10 @@ def test_only_the_first_tokens_of_a_long_message_are_scored(
     text = long_text(tiny_engine, 3 * CHANNEL_TOKENS)
     r = ask(client, text, [tool("a"), tool("b"), tool("c")])
     assert r.status_code == 200, r.text
-    pairs, *clauses = scored  # then the first clauses of a message of several sentences, when a tool was chosen
+    (pairs,) = scored  # the message after each tool, then its first clauses (it has several sentences)
     question = tiny_engine.encode(" " + text)
-    assert [b for _, b in pairs] == [question[:CHANNEL_TOKENS]] * 3
-    assert len(clauses) <= 1 and all(len(b) <= CHANNEL_TOKENS for job in clauses for _, b in job)
+    assert [b for _, b in pairs[:3]] == [question[:CHANNEL_TOKENS]] * 3
+    assert len(pairs) == 3 + 3 * (3 + 1) and all(len(b) < CHANNEL_TOKENS for _, b in pairs[3:])
 
 
 def full_pass(model: Any, prefix: list[int], continuation: list[int]) -> float:

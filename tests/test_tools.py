@@ -22,7 +22,8 @@ from autoqwen.local_llm.tool_choice import (
     NO_TOOL_HEADS,
     NO_TOOL_MARGIN,
     channel_pairs,
-    clause_pairs,
+    choose,
+    clauses,
     pick_each,
 )
 from autoqwen.local_llm.tool_parse import ToolCallStream, parse_reply
@@ -628,9 +629,9 @@ def test_channel_selection_calls_the_tool_the_message_is_most_likely_under(
     monkeypatch.setattr(tiny_engine, "score", score)
     message = ask(client, tool_choice="required", seed=3)["choices"][0]["message"]
     assert [c["function"]["name"] for c in message["tool_calls"]] == [best]
-    # One (tool description, user message) pair per tool; then the message's two clauses ("Plan a trip", "check
-    # the weather."), each after each tool and "no tool", which ask for no other tool here.
-    assert [len(pairs) for pairs in scored] == [2, 6]
+    # One job: a (tool description, user message) pair per tool, then the message's two clauses ("Plan a trip",
+    # "check the weather."), each after each tool and "no tool", which ask for no other tool here.
+    assert [len(pairs) for pairs in scored] == [2 + 2 * 3]
 
 
 @pytest.mark.parametrize("parallel", [True, False])
@@ -656,11 +657,9 @@ def test_a_message_whose_clauses_ask_for_two_tools_gets_a_call_to_each(
 
 
 def test_clauses_are_split_at_joins_and_sentences() -> None:
-    def parts(content: str) -> list[str] | None:
+    def parts(content: str, limit: int = 3) -> list[str]:
         payload = {"model": "m", "messages": [{"role": "user", "content": content}], "tools": [WEATHER, PLAN]}
-        body = ChatCompletionRequest.model_validate({**payload, "tool_choice": "required"})
-        found = clause_pairs(body, body.tools or [], [0.0, 0.0], limit=3)
-        return None if found is None else found[1]
+        return clauses(ChatCompletionRequest.model_validate({**payload, "tool_choice": "required"}), limit)
 
     assert parts("Get the weather in Paris and the stock price of AAPL.") == [
         "Get the weather in Paris",
@@ -671,8 +670,41 @@ def test_clauses_are_split_at_joins_and_sentences() -> None:
         "plan a trip to Rome",
         "tell me the weather",
     ]
-    assert parts("Plan a trip to Oslo.") is None  # one clause
-    assert parts("Weather in Oslo and Rome?") is None  # a one-word clause is an item, not a request
+    assert parts("Book a room. Then plan a trip to Rome, then tell me the weather", limit=2) == [
+        "Book a room",
+        "plan a trip to Rome",
+    ]
+    assert parts("Plan a trip to Oslo.") == []  # one clause
+    assert parts("Weather in Oslo and Rome?") == []  # a one-word clause is an item, not a request
+    assert parts("Get the weather in Paris and the stock price of AAPL.", limit=1) == []  # one call only
+
+
+def test_clauses_are_read_after_the_message_best_tools_when_more_are_offered() -> None:
+    others = [{"type": "function", "function": {"name": f"other_{i}", "description": "does a thing"}} for i in range(3)]
+    payload = {"model": "m", "messages": ASK, "tools": [*others, WEATHER, PLAN], "tool_choice": "required"}
+    body = ChatCompletionRequest.model_validate(payload)
+    pairs = channel_pairs(body)
+    assert pairs is not None
+    jobs: list[list[tuple[str, str]]] = []
+    wanted = {" " + ASK[0]["content"]: "plan_trip", " Plan a trip": "plan_trip", " check the weather.": "get_weather"}
+
+    def score(head: str, text: str) -> float:  # the wanted tool's 0; get_weather second (-4), then the others
+        return 0.0 if f"Tool: {wanted[text]} " in head else -4.0 if "get_weather" in head else -8.0
+
+    def read(texts: list[tuple[str, str]]) -> list[float]:
+        jobs.append(texts)
+        return [score(head, text) for head, text in texts]
+
+    chosen, each = choose(body, *pairs, read, limit=3)
+    assert each and [t.function.name for t in chosen.tools or []] == ["plan_trip", "get_weather"]
+    # The message after its 5 tools; then its 2 clauses after its best 4 (plan_trip first) and "no tool".
+    assert [len(job) for job in jobs] == [5, 2 * (4 + 1)]
+    assert [head.split(" - ")[0] for head, _ in jobs[1][:4]] == [
+        "Tool: plan_trip",
+        "Tool: get_weather",
+        "Tool: other_0",
+        "Tool: other_1",
+    ]
 
 
 def test_pick_each_keeps_the_message_tool_unless_a_clause_scores_another_by_the_margins() -> None:
@@ -680,7 +712,7 @@ def test_pick_each_keeps_the_message_tool_unless_a_clause_scores_another_by_the_
     parts = ["Do the first thing", "do the second thing"]  # no tool's name words
 
     def names(first: list[float], second: list[float]) -> list[str]:  # per clause: weather, plan_trip, no tool
-        return [t.function.name for t in pick_each(tools, parts, first + second)]
+        return [t.function.name for t in pick_each(tools, 0, parts, first + second)]
 
     assert names([-9.0, -9.0 + CLAUSE_MARGIN, -20.0], [-1.0, -5.0, -20.0]) == ["plan_trip", "get_weather"]
     assert names([-9.0, -9.1 + CLAUSE_MARGIN, -20.0], [-1.0, -5.0, -20.0]) == ["get_weather"]  # below the margin
