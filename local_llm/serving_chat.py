@@ -160,9 +160,9 @@ class ChatServing:
             return body, False
         tools, texts = pairs
 
-        def read(scored: list[tuple[str, str]]) -> list[float]:  # log P(text | description) of each pair
-            ids = {text: engine.encode(text)[:CHANNEL_TOKENS] for text in dict.fromkeys(text for _, text in scored)}
-            return engine.score([(engine.encode(head), ids[text]) for head, text in scored], cache_scope=cache_scope)
+        def read(scored: list[tuple[str, str, int]]) -> list[float]:  # log P(text's first tokens | description)
+            ids = {text: engine.encode(text)[:CHANNEL_TOKENS] for text in dict.fromkeys(text for _, text, _ in scored)}
+            return engine.score([(engine.encode(h), ids[text][:n]) for h, text, n in scored], cache_scope=cache_scope)
 
         limit = max_calls(body, parallel=config.parallel_calls)
         # On a thread: tokenising, scoring and stemming take a while.

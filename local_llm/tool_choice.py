@@ -29,6 +29,7 @@ from autoqwen.local_llm.tool_prompt import message_text
 __all__ = [
     "CHANNEL_TOKENS",
     "CLAUSE_MARGIN",
+    "CLAUSE_TOKENS",
     "MAX_DESCRIPTION_CHARS",
     "MAX_TOOLS",
     "AutoToolChoice",
@@ -74,6 +75,9 @@ NAME_WORD_BONUS = 3.0
 # `send_email` above `create_event`).
 CLAUSE_MARGIN = 2.5
 CLAUSE_TOOLS = 4
+# A clause's first tokens say what it asks for: on the suite, clauses read to 10-16 tokens made the same choices as
+# clauses read whole (8 changed one), at half the cost of reading BFCL's long ones whole.
+CLAUSE_TOKENS = 12
 _CLAUSE_BREAK = re.compile(r",?\s+and\s+(?:then\s+)?|[.;?!]\s+(?:also,?\s+|then,?\s+)?|,?\s+then\s+", re.IGNORECASE)
 
 
@@ -145,17 +149,20 @@ def choose(
     body: ChatCompletionRequest,
     tools: list[Tool],
     texts: list[tuple[str, str]],
-    read: Callable[[list[tuple[str, str]]], list[float]],
+    read: Callable[[list[tuple[str, str, int]]], list[float]],
     limit: int,
 ) -> tuple[ChatCompletionRequest, bool]:
-    """Channel selection over `channel_pairs`' `tools` and `texts`, scored by `read`: `body` narrowed as `pick`
+    """Channel selection over `channel_pairs`' `tools` and `texts`, scored by `read` (log P(the text's first
+    tokens, at most as many as given | the description) of each triple): `body` narrowed as `pick`
     does; then, where the reply may hold `limit` > 1 calls and the message's clauses ask for other tools
     (`pick_each`), to one call to each of them (True). Among at most `CLAUSE_TOOLS` tools the clauses are scored
     with the message, in the same job; else after it, against the message's best `CLAUSE_TOOLS` tools."""
     n = len(tools)
     parts = clauses(body, limit) if n >= 2 else []
     together = bool(parts) and n <= CLAUSE_TOOLS
-    scores = read(texts + (_clause_texts(tools, parts) if together else []))
+    scores = read(
+        [(head, text, CHANNEL_TOKENS) for head, text in texts] + (_clause_texts(tools, parts) if together else [])
+    )
     named = _named(message_text(body.messages[-1], len(body.messages) - 1), tools, scores[:n])
     if (best := _best(named, scores[n : len(texts)])) is None:
         return body.model_copy(update={"tool_choice": "none"}), False
@@ -204,11 +211,11 @@ def clauses(body: ChatCompletionRequest, limit: int) -> list[str]:
     return parts if len(parts) >= 2 else []
 
 
-def _clause_texts(tools: list[Tool], parts: list[str]) -> list[tuple[str, str]]:
-    """The text pairs that score `parts`, clause by clause: after each tool's description, then each of
-    `NO_TOOL_HEADS`."""
+def _clause_texts(tools: list[Tool], parts: list[str]) -> list[tuple[str, str, int]]:
+    """What scores `parts`, clause by clause: its first `CLAUSE_TOKENS` tokens after each tool's description,
+    then after each of `NO_TOOL_HEADS`."""
     heads = [*map(_head, tools), *NO_TOOL_HEADS]
-    return [(head, " " + part) for part in parts for head in heads]
+    return [(head, " " + part, CLAUSE_TOKENS) for part in parts for head in heads]
 
 
 def pick_each(tools: list[Tool], mine: int, parts: list[str], scores: list[float]) -> list[Tool]:

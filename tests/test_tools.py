@@ -18,7 +18,9 @@ from autoqwen.local_llm.protocol import ChatCompletionRequest, Tool, ToolCall
 from autoqwen.local_llm.scoring import scope_of
 from autoqwen.local_llm.signatures import signature
 from autoqwen.local_llm.tool_choice import (
+    CHANNEL_TOKENS,
     CLAUSE_MARGIN,
+    CLAUSE_TOKENS,
     NO_TOOL_HEADS,
     NO_TOOL_MARGIN,
     channel_pairs,
@@ -685,21 +687,22 @@ def test_clauses_are_read_after_the_message_best_tools_when_more_are_offered() -
     body = ChatCompletionRequest.model_validate(payload)
     pairs = channel_pairs(body)
     assert pairs is not None
-    jobs: list[list[tuple[str, str]]] = []
+    jobs: list[list[tuple[str, str, int]]] = []
     wanted = {" " + ASK[0]["content"]: "plan_trip", " Plan a trip": "plan_trip", " check the weather.": "get_weather"}
 
     def score(head: str, text: str) -> float:  # the wanted tool's 0; get_weather second (-4), then the others
         return 0.0 if f"Tool: {wanted[text]} " in head else -4.0 if "get_weather" in head else -8.0
 
-    def read(texts: list[tuple[str, str]]) -> list[float]:
+    def read(texts: list[tuple[str, str, int]]) -> list[float]:
         jobs.append(texts)
-        return [score(head, text) for head, text in texts]
+        return [score(head, text) for head, text, _ in texts]
 
     chosen, each = choose(body, *pairs, read, limit=3)
     assert each and [t.function.name for t in chosen.tools or []] == ["plan_trip", "get_weather"]
     # The message after its 5 tools; then its 2 clauses after its best 4 (plan_trip first) and "no tool".
     assert [len(job) for job in jobs] == [5, 2 * (4 + 1)]
-    assert [head.split(" - ")[0] for head, _ in jobs[1][:4]] == [
+    assert {tokens for _, _, tokens in jobs[0]} == {CHANNEL_TOKENS} and {t for *_, t in jobs[1]} == {CLAUSE_TOKENS}
+    assert [head.split(" - ")[0] for head, _, _ in jobs[1][:4]] == [
         "Tool: plan_trip",
         "Tool: get_weather",
         "Tool: other_0",
