@@ -56,6 +56,7 @@ CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
     "c": ("the defaults (constrained, c-t-a, channel)", {}),
     "d": ("constrained, model decides", {"auto_tool_choice": "model"}),
     "e": ("as c, model writes the name", {"tool_selection": "model"}),
+    "g": ("as c, calls for a message's clauses", {"clause_calls": True}),
     "f": ("as c, issue-18 policies off", {"no_tool_option": False, "parallel_calls": False, "copy_values": False,
                                           "ground_answers": False}),
 }  # fmt: skip

@@ -67,6 +67,12 @@ class ServerConfig(BaseModel):
         description="several calls in one reply (at most 3) unless the client sets parallel_tool_calls false or "
         "names a tool; off: only when parallel_tool_calls is true",
     )
+    clause_calls: bool = Field(
+        default=False,
+        description="with channel selection and several calls allowed, a message whose clauses ask for other tools "
+        '("the weather in Paris and the stock price of AAPL") gets one call to each; each such message is scored '
+        "once more, clause by clause",
+    )
     ground_answers: bool = Field(
         default=True,
         description="a text answer to short tool results (values: numbers, dates, ids) starts with them, as "

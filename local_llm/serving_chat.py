@@ -164,7 +164,8 @@ class ChatServing:
             ids = {text: engine.encode(text)[:CHANNEL_TOKENS] for text in dict.fromkeys(text for _, text, _ in scored)}
             return engine.score([(engine.encode(h), ids[text][:n]) for h, text, n in scored], cache_scope=cache_scope)
 
-        limit = max_calls(body, parallel=config.parallel_calls)
+        # Clauses read: as many as the reply may hold calls (none without `clause_calls`).
+        limit = max_calls(body, parallel=config.parallel_calls) if config.clause_calls else 1
         # On a thread: tokenising, scoring and stemming take a while.
         return await asyncio.to_thread(choose, body, tools, texts, read, limit)
 

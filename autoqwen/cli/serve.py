@@ -69,6 +69,13 @@ def serve(
             help="Several calls in one reply unless the client asks for one, or only with parallel_tool_calls true.",
         ),
     ] = True,
+    clause_calls: Annotated[
+        bool,
+        typer.Option(
+            "--clause-calls/--no-clause-calls",
+            help="A message whose clauses ask for other tools gets a call to each (scored again, clause by clause).",
+        ),
+    ] = False,
     copy_values: Annotated[
         bool,
         typer.Option(
@@ -155,6 +162,7 @@ def serve(
         tool_selection=tool_selection,
         no_tool_option=no_tool_option,
         parallel_calls=parallel_calls,
+        clause_calls=clause_calls,
         copy_values=copy_values,
         ground_answers=ground_answers,
         max_models=max_models,
