@@ -6,10 +6,12 @@ Two policies, each behind a `ServerConfig` switch:
   tool results are answered in text, for models too small to decide by themselves;
 * channel selection (`tool_selection`): when one call to one of several tools is required, the model scores how
   likely the user's message is under each tool's description, and the request is narrowed to the best tool. When
-  the call was only forced by call-then-answer (the client sent "auto"), "no tool" descriptions compete too
-  (unless the instructions name a tool): a message no tool fits is answered in text.
+  the call was only forced by call-then-answer (the client sent "auto"), a "no tool" description competes too
+  (unless the instructions name a tool): a message no tool fits is answered in text. With `clause_calls`, a
+  message whose clauses ask for other tools is narrowed to one call to each of them.
 
-Scoring reads the user's message once per tool, so its cost is bounded: at most `MAX_TOOLS` tools of at most
+Scoring reads the user's message once per tool (and its clauses' first tokens once per best tool), so its cost is
+bounded: at most `MAX_TOOLS` tools of at most
 `MAX_DESCRIPTION_CHARS` characters of description each (OpenAI's own limits; more is a 400), and only the first
 `CHANNEL_TOKENS` tokens of the message are scored.
 """
@@ -153,10 +155,12 @@ def choose(
     limit: int,
 ) -> tuple[ChatCompletionRequest, bool]:
     """Channel selection over `channel_pairs`' `tools` and `texts`, scored by `read` (log P(the text's first
-    tokens, at most as many as given | the description) of each triple): `body` narrowed as `pick`
-    does; then, where the reply may hold `limit` > 1 calls and the message's clauses ask for other tools
-    (`pick_each`), to one call to each of them (True). Among at most `CLAUSE_TOOLS` tools the clauses are scored
-    with the message, in the same job; else after it, against the message's best `CLAUSE_TOOLS` tools."""
+    tokens, at most as many as given | the description) of each triple): `body` narrowed to the best tool, or to a
+    text answer (tool_choice "none") when "no tool" competed (`NO_TOOL_HEADS`, last in `texts`) and no tool beats
+    it by the margin (or at all, for a tool that stands out among several); then, where the reply may hold
+    `limit` > 1 calls and the message's clauses ask for other tools (`pick_each`), to one call to each of them
+    (True). Among at most `CLAUSE_TOOLS` tools the clauses are scored with the message, in the same job; else
+    after it, against the message's best `CLAUSE_TOOLS` tools."""
     n = len(tools)
     parts = clauses(body, limit) if n >= 2 else []
     together = bool(parts) and n <= CLAUSE_TOOLS
@@ -179,14 +183,9 @@ def choose(
 
 
 def pick(body: ChatCompletionRequest, tools: list[Tool], scores: list[float]) -> ChatCompletionRequest:
-    """`body` narrowed by the channel scores of `tools` (then one for each of `NO_TOOL_HEADS` when they competed):
-    to the best tool, or to a text answer (tool_choice "none") when no tool beats them by the margin (or at all,
-    for a tool that stands out among several)."""
-    n = len(tools)
-    named = _named(message_text(body.messages[-1], len(body.messages) - 1), tools, scores[:n])
-    if (best := _best(named, scores[n:])) is None:
-        return body.model_copy(update={"tool_choice": "none"})
-    return select_tool(body, tools[best])
+    """`body` narrowed by the channel `scores` of `tools` (then of `NO_TOOL_HEADS`, when they competed) as `choose`
+    narrows it, its clauses aside."""
+    return choose(body, tools, [("", "")] * len(scores), lambda _: scores, 1)[0]
 
 
 def _best(named: list[float], no_tool: list[float]) -> int | None:

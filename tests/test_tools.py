@@ -756,7 +756,7 @@ def test_no_tool_competes_only_when_the_client_left_the_choice_open() -> None:
 
 
 def test_pick_answers_in_text_unless_a_tool_beats_no_tool_by_the_margin() -> None:
-    from autoqwen.local_llm.tool_choice import NO_TOOL_MARGIN, STANDOUT_MARGIN, pick
+    from autoqwen.local_llm.tool_choice import STANDOUT_MARGIN, pick
 
     help_me = [{"role": "user", "content": "Help me out."}]  # no word of a tool's name
     request = ChatCompletionRequest.model_validate(
