@@ -57,7 +57,6 @@ from autoqwen.local_llm.reasoning import (
 from autoqwen.local_llm.sampling import SamplingParams, choice_seed
 from autoqwen.local_llm.server_config import ServerConfig
 from autoqwen.local_llm.tool_choice import (
-    CHANNEL_TOKENS,
     channel_pairs,
     check_tools,
     choose,
@@ -160,9 +159,9 @@ class ChatServing:
             return body, False
         tools, texts = pairs
 
-        def read(scored: list[tuple[str, str, int]]) -> list[float]:  # log P(text's first tokens | description)
-            ids = {text: engine.encode(text)[:CHANNEL_TOKENS] for text in dict.fromkeys(text for _, text, _ in scored)}
-            return engine.score([(engine.encode(h), ids[text][:n]) for h, text, n in scored], cache_scope=cache_scope)
+        def read(scored: list[tuple[str, str, int]]) -> list[float]:  # log P(text's first n tokens | description)
+            encode = functools.cache(engine.encode)  # a description or text met again (clause by clause) once
+            return engine.score([(encode(h), encode(text)[:n]) for h, text, n in scored], cache_scope=cache_scope)
 
         # Clauses read: as many as the reply may hold calls (none without `clause_calls`).
         limit = max_calls(body, parallel=config.parallel_calls) if config.clause_calls else 1

@@ -36,9 +36,8 @@ class ToolCallStream:
 
     With `times_written` (how many times the user wrote a value), a call that brings no value of the user's that
     the earlier calls (to its tool, with `by_tool`: a reply of one call to each of several tools) did not use is
-    padding too, and a list argument repeats a value of the user's no
-    more times than the user wrote it: SmolLM2-135M wrote `"cuisine": ["Seafood", "Seafood", ...]` until the
-    list's bound.
+    padding too, and a list argument repeats a value of the user's no more times than the user wrote it:
+    SmolLM2-135M wrote `"cuisine": ["Seafood", "Seafood", ...]` until the list's bound.
 
     With `further` (the calls to add for a reply's calls, see `listed_calls`), a reply that ends after whole calls
     gets those too.
